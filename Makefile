@@ -1,0 +1,47 @@
+# Enlace: `make demo` runs the exchange, `make test` runs every check. Both install what they
+# need (venv, Python packages, Kafka jars from Maven Central) on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install kafka-jars lint typecheck schemas-check test unit demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11+ is required (found: $$($(PYTHON) --version))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+kafka-jars: $(STAMP)
+	$(BIN)/python -c 'from enlace.localkafka import fetch_jars; fetch_jars()'
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy .
+
+schemas-check: $(STAMP)
+	$(BIN)/enlace schemas check
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test: $(STAMP) kafka-jars lint typecheck schemas-check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: $(STAMP) kafka-jars
+	$(BIN)/enlace demo --seconds 60
+
+bench: $(STAMP) kafka-jars
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

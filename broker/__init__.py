@@ -1,0 +1,1 @@
+"""The router: verification, trust scoring, release policy, transactions, audit."""

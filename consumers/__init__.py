@@ -1,0 +1,1 @@
+"""The partner consumer service, its sinks, receipts and feedback."""

@@ -1,0 +1,129 @@
+"""The one exception tree of Enlace.
+
+Every error a caller can act on derives from :class:`EnlaceError`; vendor exceptions
+(aiokafka, fastavro, PyNaCl, OS) are converted where they enter, ``raise X(...) from exc``.
+Control signals (stop requests, shutdown) are not errors and do not live here.
+
+::
+
+    EnlaceError
+    ├── ConfigError                  settings, policy, registry or key directory is invalid
+    │   └── RegistryError            unknown agency, malformed agency id
+    ├── EnvironmentProblem           the machine lacks something (Java, Maven, a free port)
+    ├── KafkaError                   talking to Kafka failed
+    │   ├── KafkaUnavailable         no broker answered within the deadline
+    │   ├── KafkaLaunchError         the local launcher could not start / stop Kafka
+    │   └── DeliveryError            a record was not acknowledged (timeout, broker refusal)
+    ├── CodecError                   bytes on the wire are not a bulletin we can read
+    │   ├── BadMagic                 not Avro single-object encoding
+    │   ├── UnknownFingerprint       writer schema not in the catalog
+    │   ├── TruncatedRecord          body ends early / declared length exceeds the bytes
+    │   ├── CorruptRecord            body does not decode under the writer schema
+    │   └── RecordTooLarge           over the configured size bound
+    ├── ValidationError              a bulletin or event breaks a rule Avro cannot express
+    ├── SignatureError               origin proof failed
+    │   ├── UnknownKey               key id not in the directory
+    │   ├── KeyNotOfAgency           key belongs to another agency
+    │   ├── RevokedKey               key revoked or outside its validity window
+    │   └── BadSignature             signature does not match the bytes
+    ├── PolicyError                  trust policy file is invalid (also a ConfigError)
+    └── SinkError                    a consumer sink could not store a bulletin
+"""
+
+from __future__ import annotations
+
+
+class EnlaceError(Exception):
+    """Root of every error Enlace raises on purpose."""
+
+
+class ConfigError(EnlaceError):
+    """Settings, policy, registry or key directory is invalid."""
+
+
+class RegistryError(ConfigError):
+    """Unknown agency or malformed agency id."""
+
+
+class EnvironmentProblem(EnlaceError):
+    """The machine lacks something Enlace needs; the message says what to install or free."""
+
+
+class KafkaError(EnlaceError):
+    """Talking to Kafka failed."""
+
+
+class KafkaUnavailable(KafkaError):
+    """No broker answered within the deadline."""
+
+
+class KafkaLaunchError(KafkaError):
+    """The local launcher could not start or stop Kafka."""
+
+
+class DeliveryError(KafkaError):
+    """A record was not acknowledged by the broker."""
+
+
+class CodecError(EnlaceError):
+    """Bytes on the wire are not a record we can read. ``reason`` is a stable code."""
+
+    reason = "undecodable"
+
+
+class BadMagic(CodecError):
+    reason = "bad_magic"
+
+
+class UnknownFingerprint(CodecError):
+    reason = "unknown_fingerprint"
+
+
+class TruncatedRecord(CodecError):
+    reason = "truncated"
+
+
+class CorruptRecord(CodecError):
+    reason = "corrupt"
+
+
+class RecordTooLarge(CodecError):
+    reason = "oversize"
+
+
+class ValidationError(EnlaceError):
+    """A bulletin or trust event breaks a rule; ``problems`` lists (field, rule) for humans."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class SignatureError(EnlaceError):
+    """Origin proof failed. ``reason`` is a stable code."""
+
+    reason = "bad_signature"
+
+
+class UnknownKey(SignatureError):
+    reason = "unknown_key"
+
+
+class KeyNotOfAgency(SignatureError):
+    reason = "key_not_of_agency"
+
+
+class RevokedKey(SignatureError):
+    reason = "revoked_key"
+
+
+class BadSignature(SignatureError):
+    reason = "bad_signature"
+
+
+class PolicyError(ConfigError):
+    """The trust policy file is invalid."""
+
+
+class SinkError(EnlaceError):
+    """A consumer sink could not store a bulletin."""

@@ -1,0 +1,408 @@
+"""A local Apache Kafka from Maven Central jars: fetch, format, start, stop (no Docker).
+
+State lives under ``<data_dir>``: ``node-<id>/`` (properties, log dirs, broker log, pid) and
+``cluster.json`` (what ``up`` started, so ``down``/``status`` find it). The jars are copied
+once into a cache dir by ``maven-dependency-plugin`` from ``deploy/kafka/pom.xml``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from enlace.errors import EnvironmentProblem, KafkaLaunchError
+from enlace.logs import get_logger
+from enlace.settings import REPO_ROOT
+
+KAFKA_VERSION = "4.4.0"
+POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
+LOG4J_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
+DEFAULT_LIBS = REPO_ROOT / ".enlace" / f"kafka-{KAFKA_VERSION}" / "libs"
+DEFAULT_DATA_DIR = REPO_ROOT / ".enlace" / "kafka"
+READY_LINE = "Kafka Server started"
+JVM_OPTS = (
+    "-Xms512m",
+    "-Xmx512m",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-Djava.awt.headless=true",
+)
+CLUSTER_FILE = "cluster.json"
+ADMIN_USER = "admin"
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """What ``up`` was asked for; written to ``cluster.json`` so later commands agree."""
+
+    nodes: int = 1
+    port: int = 9092
+    secure: bool = False
+    admin_password: str = field(default="", repr=False)
+
+    def broker_port(self, node_id: int) -> int:
+        return self.port if self.nodes == 1 else node_id * 10_000 + self.port
+
+    def controller_port(self, node_id: int) -> int:
+        return self.broker_port(node_id) + 1
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{self.broker_port(n)}" for n in self.node_ids)
+
+    @property
+    def node_ids(self) -> range:
+        return range(1, self.nodes + 1)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node_id: int
+    pid: int | None
+    alive: bool
+    port: int
+
+
+def java_binary() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    candidate = Path(java_home) / "bin" / "java" if java_home else None
+    if candidate and candidate.exists():
+        return str(candidate)
+    found = shutil.which("java")
+    if not found:
+        raise EnvironmentProblem(
+            "Java 17+ is required to run Kafka: install it "
+            "(Debian: apt-get install openjdk-17-jre-headless)"
+        )
+    return found
+
+
+def fetch_jars(libs: Path = DEFAULT_LIBS) -> Path:
+    """Copy Kafka's runtime classpath from Maven Central into ``libs`` once."""
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise EnvironmentProblem(
+            "Maven is required to fetch Kafka's jars from Maven Central: install it "
+            "(Debian: apt-get install maven), or set ENLACE_KAFKA_BOOTSTRAP to an existing Kafka"
+        )
+    libs.mkdir(parents=True, exist_ok=True)
+    log.info("kafka_fetch", version=KAFKA_VERSION, into=str(libs))
+    cmd = [
+        mvn, "-B", "-q", "-f", str(POM),
+        "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
+        f"-DoutputDirectory={libs}", "-DincludeScope=runtime",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603 - fixed argv
+    if result.returncode != 0:
+        raise KafkaLaunchError(
+            "fetching Kafka from Maven Central failed (is the Maven Central mirror reachable?):\n"
+            + (result.stdout + result.stderr)[-2000:]
+        )
+    if not any(libs.glob("kafka_2.13-*.jar")):
+        raise KafkaLaunchError(f"Maven finished but no kafka_2.13 jar is in {libs}")
+    marker.touch()
+    return libs
+
+
+def run_java_tool(libs: Path, main_class: str, *args: str, timeout: float = 120) -> str:
+    """Run one of Kafka's Java CLIs (StorageTool, TopicCommand, AclCommand...)."""
+    cmd = [java_binary(), "-Xmx256m", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+           "-cp", f"{libs}/*", main_class, *args]  # fmt: skip
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
+    except subprocess.TimeoutExpired as exc:
+        raise KafkaLaunchError(f"{main_class} did not finish in {timeout:.0f}s") from exc
+    if result.returncode != 0:
+        raise KafkaLaunchError(f"{main_class} {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return _not_zombie(pid)
+    return done == 0
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+class LocalKafka:
+    """The local single-node or 3-node KRaft cluster under one data dir."""
+
+    def __init__(self, data_dir: Path = DEFAULT_DATA_DIR, libs: Path = DEFAULT_LIBS) -> None:
+        self.data_dir = data_dir
+        self.libs = libs
+
+    # -- state ---------------------------------------------------------------------------
+    def node_dir(self, node_id: int) -> Path:
+        return self.data_dir / f"node-{node_id}"
+
+    def spec(self) -> ClusterSpec | None:
+        path = self.data_dir / CLUSTER_FILE
+        if not path.exists():
+            return None
+        return ClusterSpec(**json.loads(path.read_text(encoding="utf-8")))
+
+    def _save_spec(self, spec: ClusterSpec) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / CLUSTER_FILE
+        path.write_text(json.dumps(asdict(spec)), encoding="utf-8")
+        path.chmod(0o600)  # holds the admin password of a secure cluster
+
+    def _pid(self, node_id: int) -> int | None:
+        pid_file = self.node_dir(node_id) / "kafka.pid"
+        if not pid_file.exists():
+            return None
+        return int(pid_file.read_text(encoding="ascii").strip())
+
+    def status(self) -> list[NodeStatus]:
+        spec = self.spec()
+        if spec is None:
+            return []
+        statuses = []
+        for node_id in spec.node_ids:
+            pid = self._pid(node_id)
+            statuses.append(
+                NodeStatus(
+                    node_id, pid, pid is not None and pid_alive(pid), spec.broker_port(node_id)
+                )
+            )
+        return statuses
+
+    # -- up / down -----------------------------------------------------------------------
+    def up(
+        self, nodes: int = 1, *, port: int = 9092, secure: bool = False, timeout: float = 90
+    ) -> ClusterSpec:
+        """Start the cluster (idempotent: a running cluster of the same shape is returned)."""
+        if nodes not in (1, 3):
+            raise KafkaLaunchError("--nodes must be 1 or 3")
+        existing = self.spec()
+        if existing is not None and any(node.alive for node in self.status()):
+            if (existing.nodes, existing.port, existing.secure) != (nodes, port, secure):
+                raise KafkaLaunchError(
+                    f"a different Kafka ({existing.nodes} node(s), port {existing.port}, "
+                    f"secure={existing.secure}) runs from {self.data_dir}; "
+                    "run `enlace kafka down` first"
+                )
+            for node_id in existing.node_ids:
+                self.start_node(node_id, timeout=timeout)
+            return existing
+        if existing is not None and (existing.nodes, existing.port, existing.secure) == (
+            nodes,
+            port,
+            secure,
+        ):
+            spec = existing  # restart a stopped cluster on its data
+        else:
+            if existing is not None:
+                shutil.rmtree(self.data_dir)
+            password = os.environ.get("ENLACE_KAFKA_ADMIN_PASSWORD") or secrets.token_urlsafe(18)
+            spec = ClusterSpec(nodes=nodes, port=port, secure=secure, admin_password=password)
+        java_binary()
+        fetch_jars(self.libs)
+        for node_id in spec.node_ids:
+            for p in (spec.broker_port(node_id), spec.controller_port(node_id)):
+                if port_in_use(p):
+                    raise EnvironmentProblem(
+                        f"port {p} on 127.0.0.1 is taken by another process; stop it or pass "
+                        "--port with a free base port"
+                    )
+        self._save_spec(spec)
+        self._format(spec)
+        for node_id in spec.node_ids:
+            self._launch(spec, node_id)
+        deadline = time.monotonic() + timeout
+        for node_id in spec.node_ids:
+            self._wait_ready(node_id, deadline)
+        log.info("kafka_up", bootstrap=spec.bootstrap, nodes=nodes, secure=secure)
+        return spec
+
+    def down(self, timeout: float = 30) -> list[int]:
+        """Stop every node cleanly, forcefully after ``timeout``; return the ids stopped."""
+        spec = self.spec()
+        if spec is None:
+            return []
+        stopped = [n for n in spec.node_ids if self.stop_node(n, timeout=timeout)]
+        log.info("kafka_down", stopped=stopped)
+        return stopped
+
+    def stop_node(self, node_id: int, *, timeout: float = 30, hard: bool = False) -> bool:
+        pid = self._pid(node_id)
+        if pid is None or not pid_alive(pid):
+            return False
+        os.kill(pid, signal.SIGKILL if hard else signal.SIGTERM)
+        if not _wait_for(lambda: not pid_alive(pid), timeout):
+            log.warning("kafka_node_kill", node=node_id, pid=pid)
+            os.kill(pid, signal.SIGKILL)
+            _wait_for(lambda: not pid_alive(pid), 10)
+        (self.node_dir(node_id) / "kafka.pid").unlink(missing_ok=True)
+        return True
+
+    def start_node(self, node_id: int, *, timeout: float = 90) -> None:
+        spec = self.spec()
+        if spec is None or node_id not in spec.node_ids:
+            raise KafkaLaunchError(f"no node {node_id} in {self.data_dir}; run `enlace kafka up`")
+        pid = self._pid(node_id)
+        if pid is not None and pid_alive(pid):
+            return
+        self._launch(spec, node_id)
+        self._wait_ready(node_id, time.monotonic() + timeout)
+
+    # -- internals -----------------------------------------------------------------------
+    def _format(self, spec: ClusterSpec) -> None:
+        unformatted = [
+            n for n in spec.node_ids if not (self.node_dir(n) / "data" / "meta.properties").exists()
+        ]
+        if not unformatted:
+            return
+        cluster_id = run_java_tool(self.libs, "kafka.tools.StorageTool", "random-uuid").strip()
+        for node_id in unformatted:
+            props = self._write_properties(spec, node_id)
+            args = ["format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"]
+            if spec.secure:
+                args += [
+                    "--add-scram",
+                    f"SCRAM-SHA-512=[name={ADMIN_USER},password={spec.admin_password}]",
+                ]
+            run_java_tool(self.libs, "kafka.tools.StorageTool", *args)
+
+    def _write_properties(self, spec: ClusterSpec, node_id: int) -> Path:
+        node_dir = self.node_dir(node_id)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        props = node_properties(spec, node_id, node_dir / "data")
+        path = node_dir / "server.properties"
+        path.write_text("\n".join(f"{k}={v}" for k, v in props.items()) + "\n", encoding="utf-8")
+        path.chmod(0o600)
+        return path
+
+    def _launch(self, spec: ClusterSpec, node_id: int) -> None:
+        node_dir = self.node_dir(node_id)
+        props = self._write_properties(spec, node_id)
+        log_path = node_dir / "broker.log"
+        cmd = [java_binary(), *JVM_OPTS, f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+               f"-Dkafka.logs.dir={node_dir / 'logs'}", "-cp", f"{self.libs}/*",
+               "kafka.Kafka", str(props)]  # fmt: skip
+        with log_path.open("ab") as out:
+            out.write(f"\n--- launching node {node_id} at {time.time():.0f}\n".encode())
+            proc = subprocess.Popen(  # noqa: S603 - fixed argv
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in the launching terminal must not kill it
+            )  # fmt: skip
+        (node_dir / "kafka.pid").write_text(str(proc.pid), encoding="ascii")
+        (node_dir / "launch.offset").write_text(str(log_path.stat().st_size), encoding="ascii")
+
+    def _wait_ready(self, node_id: int, deadline: float) -> None:
+        node_dir = self.node_dir(node_id)
+        log_path = node_dir / "broker.log"
+        offset = int((node_dir / "launch.offset").read_text(encoding="ascii"))
+        pid = self._pid(node_id)
+        while time.monotonic() < deadline:
+            with log_path.open("rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode("utf-8", "replace")
+            if READY_LINE in text:
+                return
+            if pid is None or not pid_alive(pid):
+                raise KafkaLaunchError(
+                    f"Kafka node {node_id} exited during start-up; last log lines:\n"
+                    + "\n".join(text.splitlines()[-25:])
+                )
+            time.sleep(0.2)
+        raise KafkaLaunchError(f"Kafka node {node_id} not ready in time; see {log_path}")
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def node_properties(spec: ClusterSpec, node_id: int, log_dir: Path) -> dict[str, str]:
+    """The broker+controller properties of one KRaft node (combined mode)."""
+    replication = "3" if spec.nodes == 3 else "1"
+    min_isr = "2" if spec.nodes == 3 else "1"
+    listener = "SASL_PLAINTEXT" if spec.secure else "PLAINTEXT"
+    voters = ",".join(f"{n}@127.0.0.1:{spec.controller_port(n)}" for n in spec.node_ids)
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters,
+        "listeners": f"{listener}://127.0.0.1:{spec.broker_port(node_id)},"
+        f"CONTROLLER://127.0.0.1:{spec.controller_port(node_id)}",
+        "advertised.listeners": f"{listener}://127.0.0.1:{spec.broker_port(node_id)}",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+        "SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": listener,
+        "log.dirs": str(log_dir),
+        "num.partitions": "3",
+        "default.replication.factor": replication,
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": replication,
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": replication,
+        "transaction.state.log.min.isr": min_isr,
+        "transaction.state.log.num.partitions": "4",
+        "share.coordinator.state.topic.replication.factor": replication,
+        "share.coordinator.state.topic.min.isr": min_isr,
+        "unclean.leader.election.enable": "false",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.cleaner.dedupe.buffer.size": "16777216",
+        "num.network.threads": "2",
+        "num.io.threads": "4",
+        "auto.create.topics.enable": "false",
+        # Kept at Kafka 4's default on purpose: records stamped > 1 h ahead are refused.
+        "log.message.timestamp.after.max.ms": "3600000",
+    }
+    if spec.secure:
+        props |= {
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{ADMIN_USER}" password="{spec.admin_password}";'
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            # ANONYMOUS: the controller listener is PLAINTEXT on loopback and controller RPCs
+            # need CLUSTER_ACTION.
+            "super.users": f"User:{ADMIN_USER};User:ANONYMOUS",
+        }
+    return props

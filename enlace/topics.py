@@ -1,0 +1,106 @@
+"""Topic names of the exchange (DESIGN.md, "Kafka topics") and their idempotent provisioning."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import TopicAlreadyExistsError
+
+from enlace.errors import KafkaError
+from enlace.logs import get_logger
+from enlace.settings import KafkaSettings
+
+OUTBOUND_PREFIX = "enlace.outbound."
+FEED_PREFIX = "enlace.feed."
+RECEIPTS_PREFIX = "enlace.receipts."
+TRUST_SCORES = "enlace.trust.scores"
+AUDIT = "enlace.audit"
+DEADLETTER = "enlace.deadletter"
+
+log = get_logger(__name__)
+
+
+def outbound(agency: str) -> str:
+    return f"{OUTBOUND_PREFIX}{agency}"
+
+
+def feed(agency: str) -> str:
+    return f"{FEED_PREFIX}{agency}"
+
+
+def receipts(agency: str) -> str:
+    return f"{RECEIPTS_PREFIX}{agency}"
+
+
+def agency_of(topic: str) -> str:
+    """The agency of a per-agency topic: ``enlace.feed.cr-msp`` → ``cr-msp``."""
+    for prefix in (OUTBOUND_PREFIX, FEED_PREFIX, RECEIPTS_PREFIX):
+        if topic.startswith(prefix):
+            return topic.removeprefix(prefix)
+    raise ValueError(f"{topic!r} is not a per-agency topic")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int
+    configs: tuple[tuple[str, str], ...] = ()
+
+
+def exchange_topics(
+    agencies: Iterable[str], *, partitions: int, replication: int, min_insync: int
+) -> list[TopicSpec]:
+    """Every topic DESIGN.md names, for these agencies."""
+    common = (("min.insync.replicas", str(min_insync)),)
+    specs: list[TopicSpec] = []
+    for agency in agencies:
+        specs.extend(
+            TopicSpec(name, partitions, replication, common)
+            for name in (outbound(agency), feed(agency), receipts(agency))
+        )
+    specs.append(
+        TopicSpec(
+            TRUST_SCORES,
+            1,
+            replication,
+            (*common, ("cleanup.policy", "compact"), ("min.cleanable.dirty.ratio", "0.1")),
+        )
+    )
+    specs.append(TopicSpec(AUDIT, partitions, replication, common))
+    specs.append(TopicSpec(DEADLETTER, 1, replication, common))
+    return specs
+
+
+async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> list[str]:
+    """Create the topics that do not exist yet; return the names created. Idempotent."""
+    admin = AIOKafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=30_000)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        wanted = [spec for spec in specs if spec.name not in existing]
+        if not wanted:
+            return []
+        new = [
+            NewTopic(
+                name=spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=spec.replication,
+                topic_configs=dict(spec.configs),
+            )
+            for spec in wanted
+        ]
+        try:
+            await admin.create_topics(new, timeout_ms=30_000)
+        except TopicAlreadyExistsError:
+            # Another provisioner raced us; the end state is what we wanted.
+            log.info("topics_race", topics=len(new))
+        log.info("topics_created", count=len(wanted))
+        return [spec.name for spec in wanted]
+    except AIOKafkaError as exc:
+        raise KafkaError(f"topic provisioning failed: {exc!r}") from exc
+    finally:
+        await admin.close()

@@ -1,0 +1,1 @@
+"""The country producer service and its input adapters."""

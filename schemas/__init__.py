@@ -1,0 +1,1 @@
+"""Avro schemas of the exchange, the wire codec, projection and originator signatures."""

@@ -1,0 +1,61 @@
+"""Fixtures shared by every tier. The Kafka broker starts only when a test asks for it.
+
+``ENLACE_KAFKA_BOOTSTRAP`` points the suite at an existing broker; otherwise one starts with
+the same code path as ``enlace kafka up`` (own data dir and port, so a developer's running
+exchange is untouched) and stops at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from enlace.localkafka import DEFAULT_LIBS, LocalKafka
+from enlace.settings import KafkaSettings
+from enlace.topics import TopicSpec, ensure_topics
+
+TEST_KAFKA_PORT = 9192
+TEST_KAFKA_DIR = Path(__file__).resolve().parent.parent / ".enlace" / "test-kafka"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    existing = os.environ.get("ENLACE_KAFKA_BOOTSTRAP")
+    if existing:
+        yield existing
+        return
+    kafka = LocalKafka(TEST_KAFKA_DIR, DEFAULT_LIBS)
+    was_running = any(node.alive for node in kafka.status())
+    spec = kafka.up(1, port=TEST_KAFKA_PORT)
+    try:
+        yield spec.bootstrap
+    finally:
+        if not was_running:
+            kafka.down()
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
+    return KafkaSettings(kafka_bootstrap=kafka_bootstrap)
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """Names unique to this test (topics, groups, transactional ids)."""
+    token = uuid.uuid4().hex[:10]
+    return lambda name: f"t.{token}.{name}"
+
+
+@pytest.fixture
+def make_topics(
+    kafka_settings: KafkaSettings,
+) -> Callable[..., Awaitable[list[str]]]:
+    async def create(*names: str, partitions: int = 3) -> list[str]:
+        await ensure_topics(kafka_settings, [TopicSpec(n, partitions, 1) for n in names])
+        return list(names)
+
+    return create
