@@ -37,6 +37,8 @@ JVM_OPTS = (
     "-Djava.awt.headless=true",
 )
 CLUSTER_FILE = "cluster.json"
+# $1 is the log file, the rest the java command; prints the broker's pid.
+_DETACH_SCRIPT = 'log="$1"; shift; setsid "$@" >>"$log" 2>&1 </dev/null & echo $!'
 ADMIN_USER = "admin"
 
 log = get_logger(__name__)
@@ -318,11 +320,16 @@ class LocalKafka:
                "kafka.Kafka", str(props)]  # fmt: skip
         with log_path.open("ab") as out:
             out.write(f"\n--- launching node {node_id} at {time.time():.0f}\n".encode())
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C in the launching terminal must not kill it
-            )  # fmt: skip
-        (node_dir / "kafka.pid").write_text(str(proc.pid), encoding="ascii")
+        # Detached through a shell so the broker outlives this process without a Popen
+        # handle to reap, in its own session so Ctrl-C in the launching terminal spares it.
+        result = subprocess.run(  # noqa: S603 - fixed argv, no user input in the script
+            ["/bin/sh", "-c", _DETACH_SCRIPT, "sh", str(log_path), *cmd],
+            capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if result.returncode != 0 or not result.stdout.strip().isdigit():
+            raise KafkaLaunchError(f"could not launch Kafka node {node_id}: {result.stderr}")
+        pid = int(result.stdout.strip())
+        (node_dir / "kafka.pid").write_text(str(pid), encoding="ascii")
         (node_dir / "launch.offset").write_text(str(log_path.stat().st_size), encoding="ascii")
 
     def _wait_ready(self, node_id: int, deadline: float) -> None:

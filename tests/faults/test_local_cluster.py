@@ -1,0 +1,118 @@
+"""The launcher's clusters under faults: a 3-node cluster loses a node mid-produce and keeps
+every acknowledged record; the secure broker demands SCRAM credentials."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.errors import KafkaError as AIOKafkaError
+
+from enlace import clients
+from enlace.localkafka import DEFAULT_LIBS, ClusterSpec, LocalKafka, pid_alive
+from enlace.settings import KafkaSettings
+from enlace.topics import TopicSpec, ensure_topics
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalKafka, ClusterSpec]]:
+    kafka = LocalKafka(tmp_path_factory.mktemp("cluster3"), DEFAULT_LIBS)
+    spec = kafka.up(3, port=9292)
+    try:
+        yield kafka, spec
+    finally:
+        kafka.down()
+        assert not any(node.alive for node in kafka.status())
+
+
+@pytest.mark.timeout(240)
+async def test_three_nodes_keep_every_acked_record_when_one_stops(
+    cluster: tuple[LocalKafka, ClusterSpec],
+) -> None:
+    kafka, spec = cluster
+    assert spec.bootstrap == "127.0.0.1:19292,127.0.0.1:29292,127.0.0.1:39292"
+    settings = KafkaSettings(kafka_bootstrap=spec.bootstrap)
+    topic = "faults.replicated"
+    await ensure_topics(settings, [TopicSpec(topic, 3, 3, (("min.insync.replicas", "2"),))])
+    producer = clients.producer(settings, request_timeout_ms=15_000)
+    await producer.start()
+    acked: set[bytes] = set()
+    failed = 0
+    try:
+        for i in range(3000):
+            if i == 1000:
+                # A clean stop of one node in the middle of the stream (leaders move).
+                await asyncio.to_thread(kafka.stop_node, 2)
+            value = f"rec-{i}".encode()
+            try:
+                fut = await producer.send(topic, value, key=str(i % 17).encode())
+            except AIOKafkaError:
+                failed += 1
+                continue
+            fut.add_done_callback(
+                lambda f, v=value: acked.add(v) if not f.cancelled() and not f.exception() else None
+            )
+            if i % 250 == 0:
+                await producer.flush()
+        await asyncio.wait_for(producer.flush(), 60)
+    finally:
+        await producer.stop()
+    assert len(acked) >= 2500, f"only {len(acked)} acked, {failed} failed to send"
+
+    await asyncio.to_thread(kafka.start_node, 2)
+    consumer = clients.consumer(settings, topic, group_id="faults-reader")
+    await consumer.start()
+    seen: list[bytes] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while not acked <= set(seen) and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            seen.extend(r.value for recs in batch.values() for r in recs)
+    finally:
+        await consumer.stop()
+    lost = acked - set(seen)
+    assert not lost, f"{len(lost)} acknowledged records lost"
+    assert len(seen) == len(set(seen)), "idempotent producer wrote duplicates"
+
+
+def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path) -> None:
+    kafka = LocalKafka(tmp_path / "single", DEFAULT_LIBS)
+    first = kafka.up(1, port=9392)
+    pids = [node.pid for node in kafka.status()]
+    again = kafka.up(1, port=9392)
+    assert again == first
+    assert [node.pid for node in kafka.status()] == pids
+    stopped = kafka.down()
+    assert stopped == [1]
+    assert all(pid is not None and not pid_alive(pid) for pid in pids)
+
+
+async def test_secure_broker_requires_scram(tmp_path: Path) -> None:
+    kafka = LocalKafka(tmp_path / "secure", DEFAULT_LIBS)
+    spec = kafka.up(1, port=9492, secure=True)
+    try:
+        admin_settings = KafkaSettings(
+            kafka_bootstrap=spec.bootstrap,
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_username="admin",
+            kafka_sasl_password=spec.admin_password,
+        )
+        created = await ensure_topics(admin_settings, [TopicSpec("secure.check", 1, 1)])
+        assert created == ["secure.check"]
+
+        intruder = KafkaSettings(
+            kafka_bootstrap=spec.bootstrap,
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_username="admin",
+            kafka_sasl_password="wrong-password",
+        )
+        producer = clients.producer(intruder, request_timeout_ms=5000)
+        with pytest.raises(AIOKafkaError):
+            await producer.start()
+        await producer.stop()
+    finally:
+        kafka.down()

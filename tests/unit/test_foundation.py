@@ -1,0 +1,95 @@
+"""Pure pieces of the foundation: registry rules, topic names, node properties, settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from enlace.errors import RegistryError
+from enlace.localkafka import ClusterSpec, node_properties
+from enlace.registry import Registry, check_agency_id
+from enlace.settings import DEFAULT_AGENCIES, KafkaSettings
+from enlace.topics import agency_of, exchange_topics, feed, outbound, receipts
+
+SEED = {
+    "bz-bdf", "ca-rcmp", "co-ponal", "cr-msp", "do-dncd", "sv-pnc",
+    "us-jiatfs", "gt-pnc", "hn-fusina", "mx-sedena", "pa-senafront",
+}  # fmt: skip
+
+
+def test_seed_registry_has_the_eleven_agencies() -> None:
+    registry = Registry.load(DEFAULT_AGENCIES)
+    assert set(registry.ids) == SEED
+    assert registry.country_of("pa-senafront") == "PA"
+    assert "cr-msp" in registry
+
+
+@pytest.mark.parametrize(
+    ("agency_id", "rule"),
+    [
+        ("PA-senafront", "lowercase"),
+        ("pa_senafront", "lowercase"),
+        ("p\u0430-senafront", "non-ASCII"),  # Cyrillic a, a confusable look-alike
+        ("p-x", "lowercase"),
+    ],
+)
+def test_malformed_agency_ids_are_refused(agency_id: str, rule: str) -> None:
+    with pytest.raises(ValueError, match=rule):
+        check_agency_id(agency_id)
+
+
+def test_registry_names_the_problem(tmp_path: Path) -> None:
+    path = tmp_path / "agencies.yaml"
+    path.write_text("agencies:\n  - {id: pa-x1, country: CR, name: X}\n", encoding="utf-8")
+    with pytest.raises(RegistryError, match="prefix must be its country"):
+        Registry.load(path)
+    with pytest.raises(RegistryError, match="unknown agency 'zz-nobody'"):
+        Registry.load(DEFAULT_AGENCIES).get("zz-nobody")
+
+
+def test_topic_names_follow_the_design() -> None:
+    assert outbound("pa-senafront") == "enlace.outbound.pa-senafront"
+    assert feed("cr-msp") == "enlace.feed.cr-msp"
+    assert receipts("cr-msp") == "enlace.receipts.cr-msp"
+    assert agency_of("enlace.feed.cr-msp") == "cr-msp"
+    specs = {s.name: s for s in exchange_topics(["cr-msp"], partitions=3, replication=3,
+                                                min_insync=2)}  # fmt: skip
+    assert set(specs) == {
+        "enlace.outbound.cr-msp", "enlace.feed.cr-msp", "enlace.receipts.cr-msp",
+        "enlace.trust.scores", "enlace.audit", "enlace.deadletter",
+    }  # fmt: skip
+    assert ("cleanup.policy", "compact") in specs["enlace.trust.scores"].configs
+    assert all(("min.insync.replicas", "2") in s.configs for s in specs.values())
+
+
+def test_cluster_node_properties() -> None:
+    spec = ClusterSpec(nodes=3, port=9092)
+    props = node_properties(spec, 2, Path("/d"))
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093"
+    assert props["controller.quorum.voters"] == (
+        "1@127.0.0.1:19093,2@127.0.0.1:29093,3@127.0.0.1:39093"
+    )
+    assert props["min.insync.replicas"] == "2"
+    assert props["unclean.leader.election.enable"] == "false"
+    assert props["auto.create.topics.enable"] == "false"
+    assert "authorizer.class.name" not in props
+
+
+def test_secure_node_properties_use_scram_and_deny_by_default() -> None:
+    props = node_properties(ClusterSpec(secure=True, admin_password="pw"), 1, Path("/d"))
+    assert props["listeners"].startswith("SASL_PLAINTEXT://127.0.0.1:9092")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert 'password="pw"' in props["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"]
+
+
+def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENLACE_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("ENLACE_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("ENLACE_KAFKA_SASL_USERNAME", "cr-msp")
+    monkeypatch.setenv("ENLACE_KAFKA_SASL_PASSWORD", "s3cret")
+    settings = KafkaSettings()
+    assert "s3cret" not in repr(settings)
+    kwargs = settings.client_kwargs()
+    assert kwargs["sasl_plain_password"] == "s3cret"
+    assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
