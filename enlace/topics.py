@@ -19,6 +19,10 @@ RECEIPTS_PREFIX = "enlace.receipts."
 TRUST_SCORES = "enlace.trust.scores"
 AUDIT = "enlace.audit"
 DEADLETTER = "enlace.deadletter"
+# Router-owned state (not in DESIGN.md's table): ids already routed, for replay protection.
+ROUTER_SEEN = "enlace.router.seen"
+# Compacted and time-bounded: the router only needs ids younger than its replay window.
+SEEN_RETENTION_MS = 8 * 24 * 3600 * 1000
 
 log = get_logger(__name__)
 
@@ -72,6 +76,18 @@ def exchange_topics(
     )
     specs.append(TopicSpec(AUDIT, partitions, replication, common))
     specs.append(TopicSpec(DEADLETTER, 1, replication, common))
+    specs.append(
+        TopicSpec(
+            ROUTER_SEEN,
+            partitions,
+            replication,
+            (
+                *common,
+                ("cleanup.policy", "compact,delete"),
+                ("retention.ms", str(SEEN_RETENTION_MS)),
+            ),
+        )
+    )
     return specs
 
 

@@ -57,7 +57,7 @@ def test_topic_names_follow_the_design() -> None:
                                                 min_insync=2)}  # fmt: skip
     assert set(specs) == {
         "enlace.outbound.cr-msp", "enlace.feed.cr-msp", "enlace.receipts.cr-msp",
-        "enlace.trust.scores", "enlace.audit", "enlace.deadletter",
+        "enlace.trust.scores", "enlace.audit", "enlace.deadletter", "enlace.router.seen",
     }  # fmt: skip
     assert ("cleanup.policy", "compact") in specs["enlace.trust.scores"].configs
     assert all(("min.insync.replicas", "2") in s.configs for s in specs.values())
