@@ -19,7 +19,8 @@ Control signals (stop requests, shutdown) are not errors and do not live here.
     │   ├── UnknownFingerprint       writer schema not in the catalog
     │   ├── TruncatedRecord          body ends early / declared length exceeds the bytes
     │   ├── CorruptRecord            body does not decode under the writer schema
-    │   └── RecordTooLarge           over the configured size bound
+    │   ├── RecordTooLarge           over the configured size bound
+    │   └── HeaderError              provenance headers missing, repeated or malformed
     ├── ValidationError              a bulletin or event breaks a rule Avro cannot express
     ├── SignatureError               origin proof failed
     │   ├── UnknownKey               key id not in the directory
@@ -89,6 +90,10 @@ class CorruptRecord(CodecError):
 
 class RecordTooLarge(CodecError):
     reason = "oversize"
+
+
+class HeaderError(CodecError):
+    reason = "bad_header"
 
 
 class ValidationError(EnlaceError):

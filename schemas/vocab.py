@@ -150,3 +150,11 @@ class ReleaseKind(StrEnum):
     FULL = "FULL"
     TEARLINE = "TEARLINE"
     WITHHELD = "WITHHELD"
+
+
+class ReferenceKind(StrEnum):
+    """How a bulletin relates to one it references."""
+
+    RELATED = "RELATED"
+    SUPERSEDES = "SUPERSEDES"
+    UPDATES = "UPDATES"

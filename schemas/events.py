@@ -1,0 +1,95 @@
+"""TrustEvent (``trust_event.v1.avsc``) and AuditRecord (``audit_record.v1.avsc``) models."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from schemas.fields import AgencyId, Name, Note, ShortText, UtcTime, Uuid, WireModel
+from schemas.vocab import TrustEventKind
+
+# Kinds sent by a recipient about one bulletin it received: they must name that bulletin.
+BULLETIN_KINDS = frozenset(
+    {
+        TrustEventKind.RECEIPT,
+        TrustEventKind.FEEDBACK_ACTIONED,
+        TrustEventKind.FEEDBACK_USEFUL,
+        TrustEventKind.FEEDBACK_NOT_USEFUL,
+    }
+)
+INCIDENT_KINDS = frozenset(
+    {
+        TrustEventKind.INCIDENT_MISHANDLING,
+        TrustEventKind.INCIDENT_LEAK,
+        TrustEventKind.INCIDENT_CORRUPTION,
+    }
+)
+
+# The decisions the router writes today. The wire field is a plain string so a newer router's
+# decision never breaks an older reader; the model only checks the shape.
+AUDIT_DECISIONS = ("FULL", "TEARLINE", "WITHHELD", "DUPLICATE")
+_DECISION = re.compile(r"^[A-Z][A-Z_]{0,31}$")
+_RULE = re.compile(r"^[a-z][a-z0-9_.:-]{0,99}$")
+
+
+class TrustEvent(WireModel):
+    """Evidence for trust: receipts and feedback (partner → originator), incidents (reverse)."""
+
+    event_id: Uuid
+    kind: TrustEventKind
+    reporter: AgencyId
+    subject: AgencyId
+    bulletin_id: Uuid | None = None
+    occurred_at: UtcTime
+    note: Note | None = None
+
+    @field_validator("subject")
+    @classmethod
+    def _not_self(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("reporter"):
+            raise ValueError("an agency cannot report about itself")
+        return value
+
+    @field_validator("bulletin_id")
+    @classmethod
+    def _bulletin_when_needed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("kind") in BULLETIN_KINDS:
+            raise ValueError("receipts and feedback must name the bulletin")
+        return value
+
+
+class Factor(WireModel):
+    name: ShortText
+    value: float
+    note: Note = ""
+
+
+class AuditRecord(WireModel):
+    """One release decision for one (bulletin, partner) pair."""
+
+    bulletin_id: Uuid
+    origin: AgencyId
+    partner: AgencyId
+    decision: str
+    rule: str
+    score: float | None = Field(default=None, ge=0.0, le=1.0)
+    factors: tuple[Factor, ...] = Field(default=(), max_length=100)
+    decided_at: UtcTime
+    source_topic: Name
+    source_partition: int = Field(ge=0, le=2**31 - 1)
+    source_offset: int = Field(ge=0, le=2**63 - 1)
+
+    @field_validator("decision")
+    @classmethod
+    def _decision_shape(cls, value: str) -> str:
+        if not _DECISION.fullmatch(value):
+            raise ValueError(f"must be an uppercase decision like {', '.join(AUDIT_DECISIONS)}")
+        return value
+
+    @field_validator("rule")
+    @classmethod
+    def _rule_shape(cls, value: str) -> str:
+        if not _RULE.fullmatch(value):
+            raise ValueError("must be a lowercase rule name like 'score_full'")
+        return value
