@@ -142,33 +142,51 @@ def _model(model: type[M], datum: dict[str, Any], what: str) -> M:
 def encode_bulletin(
     bulletin: ThreatBulletin, *, catalog: Catalog | None = None, writer: bytes | None = None
 ) -> bytes:
+    if writer is None:
+        writer = _catalog(catalog).get(BULLETIN, ThreatBulletin.avro_version).fingerprint
     return encode(bulletin.to_avro(), BULLETIN, catalog=catalog, writer=writer)
 
 
 def decode_bulletin(
     data: bytes, *, max_bytes: int = DEFAULT_MAX_RECORD_BYTES, catalog: Catalog | None = None
 ) -> ThreatBulletin:
-    datum = decode(data, BULLETIN, max_bytes=max_bytes, catalog=catalog)
+    datum = decode(
+        data,
+        BULLETIN,
+        max_bytes=max_bytes,
+        catalog=catalog,
+        reader_version=ThreatBulletin.avro_version,
+    )
     return _model(ThreatBulletin, datum, "bulletin")
 
 
 def encode_trust_event(event: TrustEvent, *, catalog: Catalog | None = None) -> bytes:
-    return encode(event.to_avro(), TRUST_EVENT, catalog=catalog)
+    writer = _catalog(catalog).get(TRUST_EVENT, TrustEvent.avro_version).fingerprint
+    return encode(event.to_avro(), TRUST_EVENT, catalog=catalog, writer=writer)
 
 
 def decode_trust_event(
     data: bytes, *, max_bytes: int = DEFAULT_MAX_RECORD_BYTES, catalog: Catalog | None = None
 ) -> TrustEvent:
-    datum = decode(data, TRUST_EVENT, max_bytes=max_bytes, catalog=catalog)
+    datum = decode(
+        data,
+        TRUST_EVENT,
+        max_bytes=max_bytes,
+        catalog=catalog,
+        reader_version=TrustEvent.avro_version,
+    )
     return _model(TrustEvent, datum, "trust event")
 
 
 def encode_audit(record: AuditRecord, *, catalog: Catalog | None = None) -> bytes:
-    return encode(record.to_avro(), AUDIT, catalog=catalog)
+    writer = _catalog(catalog).get(AUDIT, AuditRecord.avro_version).fingerprint
+    return encode(record.to_avro(), AUDIT, catalog=catalog, writer=writer)
 
 
 def decode_audit(
     data: bytes, *, max_bytes: int = DEFAULT_MAX_RECORD_BYTES, catalog: Catalog | None = None
 ) -> AuditRecord:
-    datum = decode(data, AUDIT, max_bytes=max_bytes, catalog=catalog)
+    datum = decode(
+        data, AUDIT, max_bytes=max_bytes, catalog=catalog, reader_version=AuditRecord.avro_version
+    )
     return _model(AuditRecord, datum, "audit record")

@@ -12,7 +12,7 @@ import unicodedata
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
@@ -128,6 +128,10 @@ class WireModel(BaseModel):
     """Frozen, strict-shape base of every model that mirrors an Avro record."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    # The schema version this model mirrors: the codec reads into it and writes with it, so a
+    # catalog that already holds a newer version never hands the model fields it lacks.
+    avro_version: ClassVar[int] = 1
 
     def to_avro(self) -> dict[str, Any]:
         """The datum for fastavro: plain str symbols, lists, tz-aware datetimes."""
