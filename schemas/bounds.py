@@ -14,6 +14,7 @@ from typing import Any
 from enlace.errors import CorruptRecord, TruncatedRecord
 
 MAX_DEPTH = 64
+ZERO_WIDTH_ALLOWANCE = 1024
 _FIXED_WIDTH = {"null": 0, "boolean": 1, "float": 4, "double": 8}
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 
@@ -106,9 +107,10 @@ def check_body(root: Node, body: bytes | memoryview, *, max_items: int | None = 
     """Raise TruncatedRecord/CorruptRecord unless ``body`` is exactly one datum of ``root``.
 
     ``max_items`` bounds the total number of array/map items, which matters only for items
-    that encode to zero bytes; it defaults to the body length.
+    that encode to zero bytes (every other item needs at least one byte); it defaults to the
+    body length plus a small allowance.
     """
-    scan = _Scan(body, len(body) if max_items is None else max_items)
+    scan = _Scan(body, len(body) + ZERO_WIDTH_ALLOWANCE if max_items is None else max_items)
     scan.walk(root, 0)
     if scan.pos != len(body):
         raise CorruptRecord(f"{len(body) - scan.pos} trailing bytes after the record")
