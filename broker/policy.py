@@ -192,14 +192,14 @@ class EvidenceWeights(_Strict):
     """Pseudo-events added to alpha (positive classes) or beta (negative) per event."""
 
     receipt_on_time: float = Field(0.05, ge=0.0, le=100.0)
-    receipt_late: float = Field(0.1, ge=0.0, le=100.0)
-    receipt_missing: float = Field(0.2, ge=0.0, le=100.0)
+    receipt_late: float = Field(0.02, ge=0.0, le=100.0)
+    receipt_missing: float = Field(0.05, ge=0.0, le=100.0)
     feedback_actioned: float = Field(1.0, ge=0.0, le=100.0)
     feedback_useful: float = Field(0.3, ge=0.0, le=100.0)
-    feedback_not_useful: float = Field(0.1, ge=0.0, le=100.0)
-    incident_mishandling: float = Field(4.0, ge=0.0, le=1000.0)
-    incident_leak: float = Field(12.0, ge=0.0, le=1000.0)
-    incident_corruption: float = Field(16.0, ge=0.0, le=1000.0)
+    feedback_not_useful: float = Field(0.02, ge=0.0, le=100.0)
+    incident_mishandling: float = Field(5.0, ge=0.0, le=1000.0)
+    incident_leak: float = Field(16.0, ge=0.0, le=1000.0)
+    incident_corruption: float = Field(20.0, ge=0.0, le=1000.0)
 
     def of(self, cls: EvidenceClass) -> float:
         return float(getattr(self, cls.value))
@@ -217,7 +217,7 @@ class EvidenceParams(_Strict):
     weights: EvidenceWeights = EvidenceWeights()
     positive_half_life_days: float = Field(30.0, gt=0.0, le=3650.0)
     negative_half_life_days: float = Field(180.0, gt=0.0, le=3650.0)
-    positive_cap: float = Field(20.0, gt=0.0, le=10_000.0)
+    positive_cap: float = Field(30.0, gt=0.0, le=10_000.0)
     reciprocity: ReciprocityParams = ReciprocityParams()
     receipt_deadline_minutes: float = Field(60.0, gt=0.0, le=7 * 24 * 60.0)
 
