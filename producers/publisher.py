@@ -1,0 +1,365 @@
+"""The publisher: validate, seal (encode + sign full and tearline), send, wait for acks=all.
+
+``async with Publisher(settings) as pub: await pub.publish(bulletin)``. ``publish_many``
+hands every record to the Kafka client first and then waits for all acknowledgements, so
+records share batches (one request in flight per broker: batch size drives throughput).
+
+Delivery is bounded: aiokafka's idempotent producer retries a batch forever, so each call
+guards its sends and its wait with ``delivery_timeout_s`` and reports every bulletin that was
+not acknowledged in time as a :class:`DeliveryError` (never a silent drop). Such a bulletin
+may still land later; re-sending it with the same id is safe, the router drops duplicates.
+After a timeout the Kafka client is replaced before the next call (aiokafka's idempotent
+producer can stay wedged after an outage, aio-libs/aiokafka#1017).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError as AIOKafkaError
+
+from enlace import clients
+from enlace.errors import (
+    CodecError,
+    ConfigError,
+    DeliveryError,
+    EnlaceError,
+    KafkaUnavailable,
+    RecordTooLarge,
+    SignatureError,
+    ValidationError,
+)
+from enlace.logs import get_logger
+from enlace.registry import Agency, Registry
+from producers.metrics import PublisherMetrics, RejectReason
+from producers.prepare import ORIGIN_FIELD, prepare
+from producers.settings import PublisherSettings
+from schemas.envelope import Sealed, seal
+from schemas.models import ThreatBulletin
+from schemas.signing import AgencyKey, KeyDirectory
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+Publishable = ThreatBulletin | Mapping[str, Any]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """The broker acknowledged the bulletin (acks=all) at this position."""
+
+    bulletin_id: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class PublishFailure:
+    """A bulletin that was not published; ``bulletin_id`` is None if it never got one."""
+
+    bulletin_id: str | None
+    reason: RejectReason
+    error: EnlaceError
+
+    def __str__(self) -> str:
+        return f"{self.bulletin_id or '(no id)'}: {self.reason}: {self.error}"
+
+
+Outcome = DeliveryResult | PublishFailure
+
+
+def reason_of(error: EnlaceError) -> RejectReason:
+    if isinstance(error, ValidationError):
+        if any(field == ORIGIN_FIELD for field, _ in error.problems):
+            return "wrong_origin"
+        return "invalid"
+    if isinstance(error, RecordTooLarge):
+        return "oversize"
+    if isinstance(error, KafkaUnavailable):
+        return "unavailable"
+    if isinstance(error, DeliveryError) and "not acknowledged" in str(error):
+        return "timeout"
+    return "refused"
+
+
+def check_own_key(directory: KeyDirectory, key: AgencyKey, at: datetime) -> None:
+    """Refuse to publish with a key the router would not accept (it would dead-letter all)."""
+    probe = b"enlace-publisher-self-check"
+    try:
+        directory.verify(key.agency, key.key_id, probe, key.sign(probe), at=at)
+    except SignatureError as exc:
+        raise ConfigError(
+            f"signing key {key.key_id!r} fails the key directory's check: {exc}"
+        ) from exc
+
+
+async def _close_producer(producer: AIOKafkaProducer, within: float) -> None:
+    """Stop ``producer``, failing what it still holds if the broker does not answer in time."""
+    try:
+        await asyncio.wait_for(producer.stop(), within)
+    except TimeoutError:
+        # aiokafka has no public abort: an idempotent producer's stop() waits forever for a
+        # broker that is gone. Fail its pending records (callers already reported them as not
+        # acknowledged) and stop its sender and connections.
+        error = DeliveryError("publisher closed before the broker acknowledged the record")
+        producer._message_accumulator.fail_all(error)  # noqa: SLF001 - no public abort API
+        await producer._sender.close()  # noqa: SLF001 - no public abort API
+        await producer.client.close()
+        log.warning("producer_aborted", timeout_s=within)
+
+
+class Publisher:
+    """Publishes an agency's bulletins to its outbound topic. No I/O before :meth:`start`."""
+
+    def __init__(
+        self,
+        settings: PublisherSettings,
+        *,
+        key: AgencyKey | None = None,
+        registry: Registry | None = None,
+        metrics: PublisherMetrics | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.topic = settings.outbound_topic
+        self.metrics = metrics if metrics is not None else PublisherMetrics(settings.agency)
+        self._key = key
+        self._registry = registry
+        self._clock = clock
+        self._agency: Agency | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._wedged = False
+        self._swap = asyncio.Lock()
+        self.last_ack: float | None = None
+
+    @property
+    def agency(self) -> Agency:
+        if self._agency is None:
+            raise RuntimeError("publisher not started")
+        return self._agency
+
+    @property
+    def key(self) -> AgencyKey:
+        if self._key is None:
+            raise RuntimeError("publisher not started")
+        return self._key
+
+    @property
+    def healthy(self) -> bool:
+        return self._producer is not None and not self._wedged
+
+    async def start(self) -> None:
+        settings = self.settings
+        registry = self._registry or Registry.load(settings.agencies_file)
+        self._agency = registry.get(settings.agency)
+        if self._key is None:
+            if settings.producer_key_file is None:
+                raise ConfigError(
+                    "no signing key: pass --key PATH or set ENLACE_PRODUCER_KEY_FILE "
+                    "(create one with `enlace keys generate`)"
+                )
+            self._key = AgencyKey.load(settings.producer_key_file.expanduser())
+        if self._key.agency != settings.agency:
+            raise ConfigError(
+                f"signing key {self._key.key_id!r} belongs to {self._key.agency!r}, "
+                f"not to the publishing agency {settings.agency!r}"
+            )
+        if settings.keys_file is not None:
+            check_own_key(KeyDirectory.load(settings.keys_file), self._key, self._clock())
+        clients.check_c_extensions()
+        self._producer = await self._connect()
+        log.info("publisher_started", agency=settings.agency, topic=self.topic)
+
+    async def _connect(self) -> AIOKafkaProducer:
+        timeout = self.settings.delivery_timeout_s
+        producer = clients.producer(
+            self.settings, request_timeout_ms=int(min(30.0, timeout) * 1000)
+        )
+        try:
+            await asyncio.wait_for(producer.start(), timeout)
+            partitions = await asyncio.wait_for(producer.partitions_for(self.topic), timeout)
+        except (AIOKafkaError, TimeoutError, OSError) as exc:
+            await _close_producer(producer, self.settings.close_timeout_s)
+            raise KafkaUnavailable(
+                f"cannot publish to {self.topic} via {self.settings.kafka_bootstrap}: {exc!r} "
+                "(is the broker up and the topic provisioned?)"
+            ) from exc
+        if not partitions:
+            await _close_producer(producer, self.settings.close_timeout_s)
+            raise KafkaUnavailable(f"topic {self.topic} has no partitions")
+        return producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _close_producer(producer, self.settings.close_timeout_s)
+            log.info("publisher_stopped", agency=self.settings.agency)
+
+    async def __aenter__(self) -> Publisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        """The Kafka client, replaced first if the last call left it wedged."""
+        async with self._swap:
+            if self._producer is None:
+                if self._agency is None:
+                    raise RuntimeError("publisher not started")
+            elif not self._wedged:
+                return self._producer
+            old, self._producer = self._producer, None
+            if old is not None:
+                await _close_producer(old, self.settings.close_timeout_s)
+            self._producer = await self._connect()
+            self._wedged = False
+            log.info("producer_reconnected", agency=self.settings.agency)
+            return self._producer
+
+    def seal(self, obj: Publishable, now: datetime) -> tuple[ThreatBulletin, Sealed]:
+        """Validate and seal one bulletin (pure apart from signing); raises EnlaceError."""
+        bulletin = prepare(obj, self.agency, now)
+        sealed = seal(bulletin, self.key)
+        limit = self.settings.max_bulletin_bytes
+        if len(sealed.value) > limit:
+            raise RecordTooLarge(
+                f"bulletin {bulletin.bulletin_id} encodes to {len(sealed.value)} bytes, "
+                f"over the limit of {limit}"
+            )
+        return bulletin, sealed
+
+    def _fail(self, bulletin_id: str | None, error: EnlaceError) -> PublishFailure:
+        reason = reason_of(error)
+        self.metrics.reject(reason)
+        return PublishFailure(bulletin_id, reason, error)
+
+    async def publish(self, obj: Publishable) -> DeliveryResult:
+        """Publish one bulletin; raises the typed error if it was not published."""
+        (outcome,) = await self.publish_many([obj])
+        if isinstance(outcome, PublishFailure):
+            raise outcome.error
+        return outcome
+
+    async def publish_many(self, objs: Iterable[Publishable]) -> list[Outcome]:
+        """Publish ``objs``; one outcome per input, in order. Never raises for one bulletin."""
+        now = self._clock()
+        outcomes: list[Outcome | None] = []
+        sealed: list[tuple[int, ThreatBulletin, Sealed]] = []
+        for obj in objs:
+            try:
+                bulletin, record = self.seal(obj, now)
+            except (ValidationError, CodecError, SignatureError) as exc:
+                claimed = obj.get("bulletin_id") if isinstance(obj, Mapping) else None
+                outcomes.append(self._fail(claimed if isinstance(claimed, str) else None, exc))
+                continue
+            sealed.append((len(outcomes), bulletin, record))
+            outcomes.append(None)
+        if sealed:
+            try:
+                producer = await self._ready_producer()
+            except KafkaUnavailable as exc:
+                for index, bulletin, _ in sealed:
+                    outcomes[index] = self._fail(bulletin.bulletin_id, exc)
+            else:
+                await self._send_all(producer, sealed, outcomes)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _send_all(
+        self,
+        producer: AIOKafkaProducer,
+        sealed: list[tuple[int, ThreatBulletin, Sealed]],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.delivery_timeout_s
+        futures: list[tuple[int, ThreatBulletin, asyncio.Future[Any]]] = []
+        sent = 0
+        try:
+            # Each send must get its record into the client's buffer within the timeout (it
+            # blocks when the buffer is full because the broker stopped acknowledging).
+            async with asyncio.timeout(None) as guard:
+                for index, bulletin, record in sealed:
+                    guard.reschedule(loop.time() + timeout)
+                    future = await producer.send(
+                        self.topic, record.value, key=record.key, headers=record.headers
+                    )
+                    self._track(future)
+                    futures.append((index, bulletin, future))
+                    sent += 1
+        except (TimeoutError, AIOKafkaError) as exc:
+            self._wedged = True
+            error = DeliveryError(
+                f"not acknowledged: the Kafka client did not accept the record within "
+                f"{timeout:g} s ({exc!r}); nothing of it was sent"
+            )
+            for index, bulletin, _ in sealed[sent:]:
+                outcomes[index] = self._fail(bulletin.bulletin_id, error)
+        if futures:
+            await asyncio.wait([f for _, _, f in futures], timeout=timeout)
+        for index, bulletin, future in futures:
+            outcomes[index] = self._outcome(bulletin, future, timeout)
+
+    def _track(self, future: asyncio.Future[Any]) -> None:
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        started = time.perf_counter()
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            metrics.in_flight.dec()
+            # Retrieve the exception so a late failure is never "never retrieved" noise.
+            if not fut.cancelled() and fut.exception() is None:
+                metrics.latency.observe(time.perf_counter() - started)
+
+        future.add_done_callback(done)
+
+    def _outcome(
+        self, bulletin: ThreatBulletin, future: asyncio.Future[Any], timeout: float
+    ) -> Outcome:
+        if not future.done():
+            self._wedged = True
+            log.warning(
+                "bulletin_not_acknowledged",
+                bulletin_id=bulletin.bulletin_id,
+                origin=bulletin.origin,
+            )
+            return self._fail(
+                bulletin.bulletin_id,
+                DeliveryError(
+                    f"bulletin {bulletin.bulletin_id} not acknowledged within {timeout:g} s; "
+                    "it may still be delivered: re-send it with the same id (the router "
+                    "drops duplicates)"
+                ),
+            )
+        exc = future.exception() if not future.cancelled() else DeliveryError("send cancelled")
+        if exc is not None:
+            log.warning(
+                "bulletin_refused",
+                bulletin_id=bulletin.bulletin_id,
+                origin=bulletin.origin,
+                error=repr(exc),
+            )
+            error = (
+                exc
+                if isinstance(exc, EnlaceError)
+                else DeliveryError(f"broker refused bulletin {bulletin.bulletin_id}: {exc!r}")
+            )
+            return self._fail(bulletin.bulletin_id, error)
+        metadata = future.result()
+        self.metrics.published.inc()
+        self.last_ack = time.monotonic()
+        return DeliveryResult(
+            bulletin.bulletin_id, metadata.topic, metadata.partition, metadata.offset
+        )
