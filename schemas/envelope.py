@@ -86,14 +86,18 @@ def verify_record(
 ) -> hdr.SignedHeaders:
     """Check the originator's signature over ``value``; returns the parsed headers.
 
-    A record released as tearline (``enlace-release: tearline``, or ``tearline_release``) is
-    checked against ``enlace-sig-tearline``; everything else against ``enlace-sig``.
+    Outbound records carry ``enlace-sig`` over the full value. A feed record released as
+    tearline (``enlace-release: tearline``, or ``tearline_release``) carries the originator's
+    tearline signature: in ``enlace-sig-tearline`` if present, else in ``enlace-sig`` (the
+    router puts the signature matching the released bytes there).
     """
     signed = hdr.SignedHeaders.parse(headers)
     is_tearline = (
         signed.release == hdr.RELEASE_TEARLINE if tearline_release is None else tearline_release
     )
-    signature = hdr.signature(headers, hdr.SIG_TEARLINE if is_tearline else hdr.SIG)
+    signature = signed.sig
+    if is_tearline and signed.sig_tearline is not None:
+        signature = signed.sig_tearline
     directory.verify(signed.origin, signed.key_id, value, signature, at=at)
     return signed
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +57,13 @@ def test_full_and_tearline_signatures_verify(pa_key: AgencyKey, directory: KeyDi
     feed_headers = [*sealed.headers, (hdr.RELEASE, b"tearline")]
     cut, _ = open_bulletin(directory, sealed.tearline_value, feed_headers, at=AT)
     assert cut.details is None
+    # The router's feed convention: enlace-sig holds the signature matching the released bytes.
+    router_headers = hdr.build(
+        origin=signed.origin, key_id=signed.key_id, sig=signed.sig_tearline, release="tearline"
+    )
+    assert open_bulletin(directory, sealed.tearline_value, router_headers, at=AT)[0] == cut
+    with pytest.raises(BadSignature):
+        open_bulletin(directory, sealed.value, router_headers, at=AT)
 
 
 def test_tampered_byte_is_detected(pa_key: AgencyKey, directory: KeyDirectory) -> None:
@@ -162,3 +170,33 @@ def test_directory_rejects_bad_entries(pa_key: AgencyKey) -> None:
 def test_shipped_directory_loads() -> None:
     root = Path(__file__).resolve().parents[2]
     assert len(KeyDirectory.load(root / "deploy" / "keys.yaml")) == 0
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda h: [(k, v) for k, v in h if k != hdr.KEY_ID], "enlace-key-id"),
+        (lambda h: [(k, v) for k, v in h if k != hdr.ORIGIN], "enlace-origin"),
+        (lambda h: [(k, v[:10] if k == hdr.SIG else v) for k, v in h], "64 bytes"),
+        (lambda h: [*h, (hdr.RELEASE, b"partial")], "enlace-release"),
+        (lambda h: [(k, b"\xff\xfe" if k == hdr.ORIGIN else v) for k, v in h], "ASCII"),
+    ],
+)
+def test_header_errors(pa_key: AgencyKey, directory: KeyDirectory, mutate: Any, match: str) -> None:
+    sealed = seal(fixed_bulletin(), pa_key)
+    with pytest.raises(HeaderError, match=match):
+        open_bulletin(directory, sealed.value, mutate(sealed.headers), at=AT)
+
+
+def test_headers_round_trip(pa_key: AgencyKey) -> None:
+    sealed = seal(fixed_bulletin(), pa_key)
+    parsed = hdr.SignedHeaders.parse(sealed.headers)
+    assert parsed.to_list() == sealed.headers
+    assert [name for name, _ in sealed.headers] == [
+        hdr.ORIGIN,
+        hdr.KEY_ID,
+        hdr.SIG,
+        hdr.SIG_TEARLINE,
+    ]
+    assert hdr.header(sealed.headers, hdr.RELEASE) is None
+    assert hdr.header(None, hdr.SIG) is None
