@@ -27,6 +27,8 @@ def schemas_check(
     report = check_schemas(directory)
     for entry in report.versions:
         typer.echo(f"{entry.fingerprint.hex()}  {entry.name} v{entry.version}  {entry.full_name}")
+    for name in report.unreleased:
+        typer.echo(f"note: {name} is not released yet (add it to released.txt when it ships)")
     for problem in report.problems:
         typer.secho(f"problem: {problem}", fg=typer.colors.RED, err=True)
     if not report.ok:

@@ -186,3 +186,21 @@ def test_catalog_refuses_gaps_and_duplicates(tmp_path: Path) -> None:
     (tmp_path / "threat_bulletin.v1.avsc").unlink()
     with pytest.raises(ConfigError, match="without gaps"):
         Catalog.from_dir(tmp_path)
+
+
+def test_a_changed_released_schema_is_refused(tmp_path: Path) -> None:
+    for path in (*SCHEMA_DIR.glob("*.avsc"), SCHEMA_DIR / "released.txt"):
+        shutil.copy(path, tmp_path)
+    assert check_schemas(tmp_path).ok
+    edited = v1_raw()
+    edited["doc"] = "docs may change freely"
+    (tmp_path / "threat_bulletin.v1.avsc").write_text(json.dumps(edited))
+    assert check_schemas(tmp_path).ok
+    edited["fields"][-1]["name"] = "lang"
+    (tmp_path / "threat_bulletin.v1.avsc").write_text(json.dumps(edited))
+    assert any(
+        "released schema threat_bulletin.v1.avsc changed" in p
+        for p in check_schemas(tmp_path).problems
+    )
+    (tmp_path / "threat_bulletin.v1.avsc").unlink()
+    assert any("is missing" in p for p in check_schemas(tmp_path).problems)
