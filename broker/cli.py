@@ -11,11 +11,7 @@ import typer
 from broker import router_cli, trust_cli
 
 
-def router_app_ref() -> typer.Typer:
-    return router_cli.router_app
-
-
 def register(app: typer.Typer) -> None:
     """Add this package's commands to ``app``."""
     trust_cli.register(app)
-    app.add_typer(router_app_ref(), name="router")
+    app.add_typer(router_cli.router_app, name="router")

@@ -120,3 +120,31 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> 
         raise KafkaError(f"topic provisioning failed: {exc!r}") from exc
     finally:
         await admin.close()
+
+
+async def partitions_of(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, list[int]]:
+    """Partition ids of each topic; KafkaError names the topics that do not exist.
+
+    (A group-less aiokafka consumer only knows metadata of topics it already follows.)
+    """
+    names = list(topics)
+    admin = AIOKafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=30_000)
+    try:
+        await admin.start()
+        described = await admin.describe_topics(names)
+    except AIOKafkaError as exc:
+        raise KafkaError(f"cannot describe topics: {exc!r}") from exc
+    finally:
+        await admin.close()
+    found = {
+        d["topic"]: sorted(p["partition"] for p in d["partitions"])
+        for d in described
+        if d["error_code"] == 0
+    }
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise KafkaError(
+            f"topic(s) missing: {', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}; "
+            "run `enlace topics create`"
+        )
+    return found

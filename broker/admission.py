@@ -1,0 +1,134 @@
+"""Admission of one outbound record: every check the router makes before any release.
+
+Pure: the record's bytes and headers, the key directory, limits and ``now`` in; an
+:class:`Admitted` bulletin or a :class:`Refused` reason out. Checks run in the documented
+order and the first failure decides the dead-letter reason:
+
+1. size            ``oversize`` (or ``empty``)
+2. headers         ``bad_header`` (missing, duplicated or malformed provenance headers)
+3. origin header   ``forged_origin`` (``enlace-origin`` is not the agency of the topic)
+4. key and sig     ``unknown_key``, ``key_not_of_agency``, ``revoked_key``, ``bad_signature``
+5. decode          ``bad_magic``, ``unknown_fingerprint``, ``truncated``, ``corrupt``
+6. model rules     ``invalid``
+7. body origin     ``origin_mismatch`` (the bulletin's ``origin`` is not the topic's agency)
+8. key at issue    ``revoked_key`` (the key was not valid at ``issued_at``)
+9. clock           ``clock_skew`` (``issued_at`` too far in the future or the past)
+10. tearline       ``tearline_mismatch`` (the router's projection does not verify against
+                   the originator's tearline signature)
+
+Replay (``duplicate`` / ``id_conflict``) needs state and is checked by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from enlace.errors import CodecError, SignatureError, ValidationError
+from schemas import headers as hdr
+from schemas.codec import DEFAULT_MAX_RECORD_BYTES, decode_bulletin
+from schemas.envelope import tearline_value_of
+from schemas.key_directory import KeyDirectory
+from schemas.models import ThreatBulletin
+
+# Dead-letter reason codes that are not an error class's own ``reason``.
+EMPTY = "empty"
+FORGED_ORIGIN = "forged_origin"
+INVALID = "invalid"
+ORIGIN_MISMATCH = "origin_mismatch"
+CLOCK_SKEW = "clock_skew"
+TEARLINE_MISMATCH = "tearline_mismatch"
+ID_CONFLICT = "id_conflict"
+INTERNAL_ERROR = "internal_error"
+
+REASONS = (
+    "oversize", EMPTY, "bad_header", FORGED_ORIGIN, "unknown_key", "key_not_of_agency",
+    "revoked_key", "bad_signature", "bad_magic", "unknown_fingerprint", "truncated", "corrupt",
+    "undecodable", INVALID, ORIGIN_MISMATCH, CLOCK_SKEW, TEARLINE_MISMATCH, ID_CONFLICT,
+    INTERNAL_ERROR,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    max_future: timedelta = timedelta(minutes=5)
+    max_past: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    bulletin: ThreatBulletin
+    value: bytes
+    tearline_value: bytes
+    signed: hdr.SignedHeaders
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: str
+    message: str
+
+
+def admit(  # noqa: PLR0911, PLR0912 - one exit per check keeps the documented order readable
+    topic_agency: str,
+    value: bytes | None,
+    headers: hdr.Headers | None,
+    *,
+    keys: KeyDirectory,
+    limits: Limits,
+    received_at: datetime,
+    now: datetime,
+) -> Admitted | Refused:
+    """Run the checks above. ``received_at`` (the record timestamp) dates the signature check
+    before the bulletin is decoded; ``issued_at`` is checked against the key afterwards."""
+    if not value:
+        return Refused(EMPTY, "record has no value")
+    if len(value) > limits.max_record_bytes:
+        return Refused("oversize", f"{len(value)} bytes > limit {limits.max_record_bytes}")
+    try:
+        signed = hdr.SignedHeaders.parse(headers)
+    except CodecError as exc:
+        return Refused(exc.reason, str(exc))
+    if signed.origin != topic_agency:
+        return Refused(
+            FORGED_ORIGIN, f"header origin {signed.origin!r} on {topic_agency!r}'s outbound topic"
+        )
+    try:
+        keys.verify(topic_agency, signed.key_id, value, signed.sig, at=received_at)
+    except SignatureError as exc:
+        return Refused(exc.reason, str(exc))
+    try:
+        bulletin = decode_bulletin(value, max_bytes=limits.max_record_bytes)
+    except CodecError as exc:
+        return Refused(exc.reason, str(exc))
+    except ValidationError as exc:
+        return Refused(INVALID, _problems(exc))
+    if bulletin.origin != topic_agency:
+        return Refused(
+            ORIGIN_MISMATCH, f"bulletin origin {bulletin.origin!r} on {topic_agency!r}'s topic"
+        )
+    if not keys.get(signed.key_id).valid_at(bulletin.issued_at):
+        return Refused(
+            "revoked_key", f"key {signed.key_id!r} was not valid at issued_at {bulletin.issued_at}"
+        )
+    if bulletin.issued_at > now + limits.max_future:
+        return Refused(CLOCK_SKEW, f"issued_at {bulletin.issued_at} is in the future")
+    if bulletin.issued_at < now - limits.max_past:
+        return Refused(CLOCK_SKEW, f"issued_at {bulletin.issued_at} is older than the window")
+    if signed.sig_tearline is None:
+        return Refused("bad_header", f"header {hdr.SIG_TEARLINE!r} is missing")
+    tearline_value = tearline_value_of(value, max_bytes=limits.max_record_bytes)
+    try:
+        keys.verify(
+            topic_agency, signed.key_id, tearline_value, signed.sig_tearline, at=received_at
+        )
+    except SignatureError as exc:
+        return Refused(TEARLINE_MISMATCH, f"tearline projection does not verify: {exc}")
+    return Admitted(bulletin, value, tearline_value, signed)
+
+
+def _problems(exc: ValidationError) -> str:
+    if not exc.problems:
+        return str(exc)
+    return "; ".join(f"{field}: {rule}" for field, rule in exc.problems)[:500]

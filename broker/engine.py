@@ -1,0 +1,252 @@
+"""Exactly-once consume → process → produce, one Kafka transaction per input partition batch.
+
+aiokafka speaks the v0 transaction protocol (no KIP-447 fencing by group generation), so the
+router uses the pre-KIP-447 pattern:
+
+* one transactional producer per *input partition*, ``transactional.id =
+  <prefix><topic>.<partition>``: whichever instance owns the partition owns that id, and
+  ``init_transactions`` on a new owner fences the old one (its commit then fails);
+* producers are created on assignment and closed on revocation, and revocation waits for the
+  batch in flight to commit (one lock around batch processing and rebalance callbacks);
+* after fencing, the new owner re-reads the committed offset of each assigned partition and
+  seeks there, so a zombie's commit that raced the rebalance is seen, never replayed;
+* outputs and ``send_offsets_to_transaction`` ride in the same transaction; any failure
+  aborts it, recreates the producer and seeks back to the committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import ProducerFenced
+
+from enlace import clients
+from enlace.errors import KafkaError
+from enlace.logs import get_logger
+from enlace.settings import KafkaSettings
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class BatchOutcome:
+    """What one input batch produces, and the state to apply only once it is committed."""
+
+    outputs: list[OutRecord] = field(default_factory=list)
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+class BatchHandler(Protocol):
+    async def prepare(self, assigned: set[TopicPartition]) -> None:
+        """Bring derived state up to date before records of ``assigned`` are processed."""
+
+    def handle(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> BatchOutcome:
+        """Turn records into outputs. Must not raise for bad input (dead-letter it)."""
+
+
+class EngineObserver(Protocol):
+    def committed(self, tp: TopicPartition, records: int, outputs: int, seconds: float) -> None: ...
+
+    def aborted(self, tp: TopicPartition, reason: str) -> None: ...
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
+    def __init__(self, engine: TransactionalEngine) -> None:
+        self._engine = engine
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._engine.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._engine.on_assigned(assigned)
+
+
+class TransactionalEngine:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        handler: BatchHandler,
+        observer: EngineObserver,
+        *,
+        topics: Sequence[str],
+        group_id: str,
+        transactional_prefix: str,
+        max_batch: int = 500,
+        poll_ms: int = 100,
+    ) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._observer = observer
+        self._topics = list(topics)
+        self.group_id = group_id
+        self._prefix = transactional_prefix
+        self._max_batch = max_batch
+        self._poll_ms = poll_ms
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self._next_offset: dict[TopicPartition, int] = {}
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+
+    def transactional_id(self, tp: TopicPartition) -> str:
+        return f"{self._prefix}{tp.topic}.{tp.partition}"
+
+    @property
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._producers)
+
+    async def start(self) -> None:
+        self._consumer = clients.consumer(
+            self._settings,
+            group_id=self.group_id,
+            max_poll_records=self._max_batch,
+            # Revocation waits for the batch in flight; leave it room.
+            max_poll_interval_ms=120_000,
+            session_timeout_ms=20_000,
+            heartbeat_interval_ms=2_000,
+        )
+        self._consumer.subscribe(self._topics, listener=_Rebalance(self))
+        try:
+            await self._consumer.start()
+        except AIOKafkaError as exc:
+            raise KafkaError(f"router consumer could not start: {exc!r}") from exc
+
+    async def stop(self) -> None:
+        """Stop after the batch in flight: its transaction commits or aborts, never half."""
+        self._stopping.set()
+        async with self._lock:
+            if self._consumer is not None:
+                await self._consumer.stop()
+                self._consumer = None
+            producers, self._producers = list(self._producers.values()), {}
+        await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
+
+    async def run(self) -> None:
+        assert self._consumer is not None, "start() first"
+        consumer = self._consumer
+        while not self._stopping.is_set():
+            batch = await consumer.getmany(timeout_ms=self._poll_ms, max_records=self._max_batch)
+            if not batch or self._stopping.is_set():
+                continue
+            async with self._lock:
+                await asyncio.gather(
+                    *(
+                        self._commit_partition(tp, records)
+                        for tp, records in batch.items()
+                        if records and tp in self._producers
+                    )
+                )
+
+    async def __aenter__(self) -> TransactionalEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- transactions --------------------------------------------------------------------
+    async def _commit_partition(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> None:
+        started = time.perf_counter()
+        # aiokafka may apply a lazy offset reset after our seek and hand back records already
+        # committed; the committed position we track is the authority.
+        records = [r for r in records if r.offset >= self._next_offset.get(tp, 0)]
+        if not records:
+            return
+        outcome = self._handler.handle(tp, records)
+        producer = self._producers[tp]
+        try:
+            async with producer.transaction():
+                for out in outcome.outputs:
+                    await producer.send(
+                        out.topic, out.value, key=out.key, headers=list(out.headers)
+                    )
+                await producer.send_offsets_to_transaction(
+                    {tp: records[-1].offset + 1}, self.group_id
+                )
+        except ProducerFenced:
+            # Another instance owns this partition now; it will process these records.
+            log.warning("router_fenced", topic=tp.topic, partition=tp.partition)
+            self._observer.aborted(tp, "fenced")
+            await self._drop_producer(tp)
+            return
+        except (TimeoutError, AIOKafkaError, OSError) as exc:
+            log.warning(
+                "router_txn_aborted", topic=tp.topic, partition=tp.partition, error=repr(exc)
+            )
+            self._observer.aborted(tp, type(exc).__name__)
+            await self._recover(tp)
+            return
+        self._next_offset[tp] = records[-1].offset + 1
+        for apply in outcome.on_commit:
+            apply()
+        self._observer.committed(
+            tp, len(records), len(outcome.outputs), time.perf_counter() - started
+        )
+
+    async def _drop_producer(self, tp: TopicPartition) -> None:
+        producer = self._producers.pop(tp, None)
+        self._next_offset.pop(tp, None)
+        if producer is not None:
+            await asyncio.gather(producer.stop(), return_exceptions=True)
+
+    async def _recover(self, tp: TopicPartition) -> None:
+        """Fresh producer (resolves any half-finished transaction) and back to the commit point."""
+        await self._drop_producer(tp)
+        await self._open_producer(tp)
+        await self._handler.prepare({tp})
+        await self._seek_committed({tp})
+
+    # -- rebalance -----------------------------------------------------------------------
+    async def _open_producer(self, tp: TopicPartition) -> None:
+        producer = clients.producer(self._settings, transactional_id=self.transactional_id(tp))
+        try:
+            await producer.start()  # init_transactions: fences any previous owner of the id
+        except AIOKafkaError as exc:
+            await producer.stop()
+            raise KafkaError(f"transactional producer for {tp} failed: {exc!r}") from exc
+        self._producers[tp] = producer
+
+    async def _seek_committed(self, partitions: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                # seek() rather than seek_to_beginning(): the latter resets lazily, and a fetch
+                # already in flight would deliver records that the reset then replays.
+                committed = (await consumer.beginning_offsets([tp]))[tp]
+            consumer.seek(tp, committed)
+            self._next_offset[tp] = committed
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._lock:
+            fresh = {tp for tp in assigned if tp not in self._producers}
+            await asyncio.gather(*(self._open_producer(tp) for tp in fresh))
+            await self._handler.prepare(assigned)
+            # The committed offsets aiokafka fetched may predate the fence above.
+            await self._seek_committed(assigned)
+            log.info("router_assigned", partitions=len(assigned), new=len(fresh))
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:
+            await asyncio.gather(*(self._drop_producer(tp) for tp in revoked))
+            log.info("router_revoked", partitions=len(revoked))

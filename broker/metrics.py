@@ -1,0 +1,97 @@
+"""The router's Prometheus metrics, on a private registry with bounded labels.
+
+Label values come from closed sets: agency ids of the registry, release kinds, dead-letter
+reason codes, transaction outcomes. Never bulletin ids or free text.
+"""
+
+from __future__ import annotations
+
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class RouterMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(
+            "enlace_router_records_consumed_total", "Outbound records read.", ["origin"], registry=r
+        )
+        self.routed = Counter(
+            "enlace_router_bulletins_routed_total",
+            "Bulletins accepted and decided for every partner.",
+            ["origin"],
+            registry=r,
+        )
+        self.releases = Counter(
+            "enlace_router_releases_total",
+            "Release decisions by originator, recipient and decision.",
+            ["origin", "recipient", "decision"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "enlace_router_duplicates_total",
+            "Bulletins dropped as publisher retries (same id, same bytes).",
+            ["origin"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "enlace_router_rejected_total",
+            "Records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.transactions = Counter(
+            "enlace_router_transactions_total",
+            "Kafka transactions by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "enlace_router_batch_records",
+            "Input records per transaction.",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "enlace_router_transaction_seconds",
+            "Time from handling a batch to its commit.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.route_latency = Histogram(
+            "enlace_publish_to_route_seconds",
+            "Bulletin issued_at to routing decision.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.trust_score = Gauge(
+            "enlace_trust_score",
+            "Current directed trust score, originator towards partner.",
+            ["originator", "partner"],
+            registry=r,
+        )
+        self.trust_events = Counter(
+            "enlace_router_trust_events_total",
+            "Trust events applied, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.assigned = Gauge(
+            "enlace_router_assigned_partitions",
+            "Input partitions this instance owns.",
+            registry=r,
+        )
+
+    # EngineObserver
+    def committed(self, tp: TopicPartition, records: int, outputs: int, seconds: float) -> None:
+        del tp, outputs
+        self.transactions.labels("committed").inc()
+        self.batch_size.observe(records)
+        self.commit_seconds.observe(seconds)
+
+    def aborted(self, tp: TopicPartition, reason: str) -> None:
+        del tp, reason
+        self.transactions.labels("aborted").inc()

@@ -1,0 +1,233 @@
+"""The router service: verified, trust-gated, exactly-once fan-out from outbound to feeds.
+
+Assembles the pieces: :class:`TrustFeed` (live trust state from receipts and audit),
+:class:`SeenLoader` (replay index), :class:`TransactionalEngine` driving
+:class:`RouterHandler`, the trust-score snapshot publisher and the HTTP endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import timedelta
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError as AIOKafkaError
+
+from broker.admission import Limits
+from broker.engine import TransactionalEngine
+from broker.metrics import RouterMetrics
+from broker.outputs import Source, dead_letter
+from broker.policy import Policy
+from broker.replay import SeenIndex, SeenLoader
+from broker.routing import Clock, RouterHandler, RoutingContext, utc_now
+from broker.settings import RouterSettings
+from broker.trust_view import RejectedEvent, TrustFeed, TrustState
+from enlace import clients
+from enlace.errors import KafkaError, KafkaUnavailable
+from enlace.http import ServiceHttp
+from enlace.logs import get_logger
+from enlace.registry import Registry
+from enlace.topics import DEADLETTER, TRUST_SCORES, outbound, receipts
+from schemas.key_directory import KeyDirectory
+
+log = get_logger(__name__)
+
+
+class Router:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        registry: Registry,
+        policy: Policy,
+        keys: KeyDirectory,
+        *,
+        clock: Clock = utc_now,
+        metrics: RouterMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.policy = policy
+        self.metrics = metrics or RouterMetrics()
+        self._clock = clock
+        limits = Limits(
+            max_record_bytes=settings.max_record_bytes,
+            max_future=timedelta(seconds=settings.max_future_seconds),
+            max_past=timedelta(seconds=settings.max_past_seconds),
+        )
+        self.context = RoutingContext(registry, policy, keys, limits)
+        self.trust = TrustState(policy)
+        self._trust_feed = TrustFeed(
+            settings,
+            self.trust,
+            keys,
+            receipt_topics=[receipts(a) for a in registry.ids],
+            on_reject=self._reject_event,
+            on_event=lambda kind: self.metrics.trust_events.labels(kind.value).inc(),
+        )
+        self.seen = SeenIndex(limits.max_past + limits.max_future)
+        self._seen_loader = SeenLoader(settings, self.seen)
+        self.handler = RouterHandler(
+            self.context, self.trust, self.seen, self._seen_loader, self.metrics, clock=clock
+        )
+        self.engine = TransactionalEngine(
+            settings,
+            self.handler,
+            self.metrics,
+            topics=[outbound(a) for a in registry.ids],
+            group_id=settings.group_id,
+            transactional_prefix=settings.router_prefix,
+            max_batch=settings.router_max_batch,
+            poll_ms=settings.router_poll_ms,
+        )
+        self.http = ServiceHttp(
+            self.metrics.registry,
+            host=settings.http_host,
+            port=settings.http_port,
+            health=self._health,
+        )
+        self._side_producer: AIOKafkaProducer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = False
+
+    async def start(self) -> None:
+        try:
+            async with asyncio.timeout(self.settings.startup_timeout_seconds):
+                await self._start()
+        except TimeoutError as exc:
+            await self.stop()
+            raise KafkaUnavailable(
+                f"router not ready within {self.settings.startup_timeout_seconds:.0f}s; "
+                f"is Kafka up at {self.settings.kafka_bootstrap} and are topics created?"
+            ) from exc
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        await self.http.start()
+        self._side_producer = clients.producer(self.settings)
+        try:
+            await self._side_producer.start()
+        except AIOKafkaError as exc:
+            raise KafkaUnavailable(f"cannot reach Kafka: {exc!r}") from exc
+        await self._trust_feed.start()
+        await self._trust_feed.catch_up()
+        await self._seen_loader.start()
+        await self.engine.start()
+        self._tasks = [
+            asyncio.create_task(self.engine.run(), name="router-engine"),
+            asyncio.create_task(self._follow_trust(), name="router-trust"),
+            asyncio.create_task(self._publish_scores(), name="router-scores"),
+        ]
+        self._ready = True
+        log.info(
+            "router_started",
+            agencies=len(self.registry),
+            group=self.settings.group_id,
+            metrics=f"{self.http.url}/metrics",
+        )
+
+    async def stop(self) -> None:
+        """Finish or abort the transaction in flight, then close everything."""
+        self._ready = False
+        await self.engine.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self._trust_feed.stop()
+        await self._seen_loader.stop()
+        if self._side_producer is not None:
+            await self._side_producer.stop()
+            self._side_producer = None
+        await self.http.stop()
+        log.info("router_stopped")
+
+    async def __aenter__(self) -> Router:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def wait(self) -> None:
+        """Return when a background task ends (which only happens on failure or stop)."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise KafkaError(f"router task {task.get_name()} failed") from task.exception()
+
+    def _health(self) -> tuple[bool, dict[str, object]]:
+        return self._ready, {
+            "assigned_partitions": len(self.engine.assignment),
+            "replay_ids": len(self.seen),
+            "trust_events": self.trust.events_applied,
+        }
+
+    async def _follow_trust(self) -> None:
+        while True:
+            await self._trust_feed.poll(timeout_ms=500)
+            self.trust.sweep(self._clock())
+            self.metrics.assigned.set(len(self.engine.assignment))
+
+    async def _publish_scores(self) -> None:
+        """Write the current matrix to the compacted trust-scores topic and the gauges."""
+        while True:
+            await asyncio.sleep(self.settings.trust_snapshot_seconds)
+            now = self._clock()
+            producer = self._side_producer
+            assert producer is not None
+            futures = []
+            for originator in self.registry.ids:
+                for partner in self.registry.ids:
+                    if partner == originator:
+                        continue
+                    score = self.trust.score(originator, partner, self.policy, now)
+                    self.metrics.trust_score.labels(originator, partner).set(score.value)
+                    reached = self.policy.reached(score.value)
+                    body = {
+                        "originator": originator,
+                        "partner": partner,
+                        "score": round(score.value, 6),
+                        "reaches": reached.value if reached else None,
+                        "at": now.isoformat(),
+                        "factors": [
+                            {"name": f.name, "value": round(f.value, 6), "note": f.note}
+                            for f in score.factors
+                        ],
+                    }
+                    futures.append(
+                        await producer.send(
+                            TRUST_SCORES,
+                            json.dumps(body).encode(),
+                            key=f"{originator}->{partner}".encode(),
+                        )
+                    )
+            with contextlib.suppress(AIOKafkaError):
+                await asyncio.gather(*futures)
+
+    def _reject_event(self, rejected: RejectedEvent) -> None:
+        """A bad trust event: dead letter (each router instance reads every receipts topic,
+        so with N instances it may be dead-lettered N times; its key names its source)."""
+        record = rejected.record
+        self.metrics.rejected.labels(rejected.reason).inc()
+        log.warning("trust_event_dead_lettered", reason=rejected.reason, topic=record.topic)
+        out = dead_letter(
+            key=f"{record.topic}/{record.partition}/{record.offset}".encode(),
+            value=record.value,
+            headers=record.headers,
+            source=Source(record.topic, record.partition, record.offset),
+            reason=rejected.reason,
+            message=rejected.message,
+        )
+        if self._side_producer is not None:
+            task = asyncio.ensure_future(
+                self._side_producer.send(
+                    DEADLETTER, out.value, key=out.key, headers=list(out.headers)
+                )
+            )
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)

@@ -1,0 +1,206 @@
+"""The router's batch handler: admission, replay protection, release decisions, outputs.
+
+Called by :class:`broker.engine.TransactionalEngine` once per input partition batch; whatever
+it returns is committed atomically with the input offsets. It never raises for bad input:
+every record ends as releases + audit records, one duplicate audit record, or a dead letter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from broker import outputs
+from broker.admission import INTERNAL_ERROR, Admitted, Limits, Refused, admit
+from broker.engine import BatchOutcome, OutRecord
+from broker.metrics import RouterMetrics
+from broker.policy import Policy
+from broker.release import Partner, ReleaseDecision, ReleaseSubject, ScoreSource, decide
+from broker.replay import (
+    Replay,
+    SeenEntry,
+    SeenIndex,
+    SeenLoader,
+    digest_of,
+    encode_entry,
+    seen_key,
+)
+from enlace.logs import get_logger
+from enlace.registry import Registry
+from enlace.topics import ROUTER_SEEN, agency_of
+from schemas.key_directory import KeyDirectory
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RoutingContext:
+    """Everything a routing decision reads that is not the record itself."""
+
+    registry: Registry
+    policy: Policy
+    keys: KeyDirectory
+    limits: Limits
+
+    def partners(self, origin: str) -> list[Partner]:
+        return [Partner(a.id, a.country) for a in self.registry if a.id != origin]
+
+
+class RouterHandler:
+    def __init__(
+        self,
+        context: RoutingContext,
+        trust: ScoreSource,
+        seen: SeenIndex,
+        seen_loader: SeenLoader | None,
+        metrics: RouterMetrics,
+        *,
+        clock: Clock = utc_now,
+        replay_window: timedelta = timedelta(days=7, minutes=5),
+    ) -> None:
+        self._ctx = context
+        self._trust = trust
+        self._seen = seen
+        self._seen_loader = seen_loader
+        self._metrics = metrics
+        self._clock = clock
+        self._replay_window = replay_window
+
+    async def prepare(self, assigned: set[TopicPartition]) -> None:
+        del assigned  # the seen index is global: catch up on every id committed so far
+        if self._seen_loader is not None:
+            read = await self._seen_loader.catch_up()
+            self._seen.prune(self._clock())
+            log.info("replay_index_ready", read=read, ids=len(self._seen))
+
+    def handle(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> BatchOutcome:
+        outcome = BatchOutcome()
+        staged: dict[bytes, SeenEntry] = {}
+        tallies: list[Callable[[], None]] = []
+        agency = agency_of(tp.topic)
+        for record in records:
+            source = outputs.Source(tp.topic, tp.partition, record.offset)
+            record_tallies: list[Callable[[], None]] = []
+            try:
+                routed = self._route_one(agency, record, source, staged, record_tallies)
+            except Exception as exc:
+                # A bug must not stop the partition: this record goes to the dead letters,
+                # and nothing half-built for it is kept.
+                log.exception("router_internal_error", topic=tp.topic, offset=record.offset)
+                record_tallies = []
+                routed = [self._reject(record, source, INTERNAL_ERROR, repr(exc)[:500], tallies)]
+            outcome.outputs.extend(routed)
+            tallies.extend(record_tallies)
+        outcome.on_commit.append(self._seen.committer(staged))
+        outcome.on_commit.extend(tallies)
+        return outcome
+
+    def _route_one(
+        self,
+        agency: str,
+        record: ConsumerRecord[Any, Any],
+        source: outputs.Source,
+        staged: dict[bytes, SeenEntry],
+        tallies: list[Callable[[], None]],
+    ) -> list[OutRecord]:
+        now = self._clock()
+        metrics = self._metrics
+        tallies.append(metrics.consumed.labels(agency).inc)
+        result = admit(
+            agency,
+            record.value,
+            record.headers,
+            keys=self._ctx.keys,
+            limits=self._ctx.limits,
+            received_at=datetime.fromtimestamp(record.timestamp / 1000, tz=UTC),
+            now=now,
+        )
+        if isinstance(result, Refused):
+            return [self._reject(record, source, result.reason, result.message, tallies)]
+        bulletin = result.bulletin
+        key = seen_key(bulletin.origin, bulletin.bulletin_id)
+        digest = digest_of(result.value)
+        replay = self._seen.classify(key, digest, staged)
+        if replay is Replay.DUPLICATE:
+            tallies.append(metrics.duplicates.labels(agency).inc)
+            log.info("bulletin_duplicate", bulletin_id=bulletin.bulletin_id, origin=agency)
+            return [outputs.duplicate_audit(result, source, now)]
+        if replay is Replay.CONFLICT:
+            message = f"bulletin id {bulletin.bulletin_id} was already routed with other content"
+            return [self._reject(record, source, "id_conflict", message, tallies)]
+        entry = SeenEntry(digest, int(now.timestamp() * 1000))
+        routed = [OutRecord(ROUTER_SEEN, encode_entry(entry), key)]
+        routed.extend(self._release(result, source, now, tallies))
+        staged[key] = entry
+        latency = max(0.0, (now - bulletin.issued_at).total_seconds())
+        tallies.append(lambda: metrics.route_latency.observe(latency))
+        tallies.append(metrics.routed.labels(agency).inc)
+        return routed
+
+    def _release(
+        self,
+        admitted: Admitted,
+        source: outputs.Source,
+        now: datetime,
+        tallies: list[Callable[[], None]],
+    ) -> list[OutRecord]:
+        subject = ReleaseSubject.of(admitted.bulletin)
+        out: list[OutRecord] = []
+        decisions: list[ReleaseDecision] = []
+        for partner in self._ctx.partners(subject.origin):
+            decision = decide(subject, partner, self._trust, self._ctx.policy, now)
+            decisions.append(decision)
+            if decision.released:
+                out.append(outputs.release_record(admitted, decision))
+            out.append(outputs.audit_record(admitted, decision, source, now))
+            tallies.append(
+                self._metrics.releases.labels(
+                    subject.origin, decision.partner, decision.kind.value
+                ).inc
+            )
+        log.info(
+            "bulletin_routed",
+            bulletin_id=subject.bulletin_id,
+            origin=subject.origin,
+            full=sum(d.kind.value == "FULL" for d in decisions),
+            tearline=sum(d.kind.value == "TEARLINE" for d in decisions),
+            withheld=sum(d.kind.value == "WITHHELD" for d in decisions),
+        )
+        return out
+
+    def _reject(
+        self,
+        record: ConsumerRecord[Any, Any],
+        source: outputs.Source,
+        reason: str,
+        message: str,
+        tallies: list[Callable[[], None]],
+    ) -> OutRecord:
+        tallies.append(self._metrics.rejected.labels(reason).inc)
+        log.warning(
+            "record_dead_lettered",
+            reason=reason,
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
+        )
+        return outputs.dead_letter(
+            key=record.key,
+            value=record.value,
+            headers=record.headers,
+            source=source,
+            reason=reason,
+            message=message,
+        )

@@ -1,0 +1,32 @@
+"""Settings of the router service (``ENLACE_*`` environment variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from enlace.settings import DEFAULT_KEYS, DEFAULT_POLICY, KafkaSettings
+from schemas.codec import DEFAULT_MAX_RECORD_BYTES
+
+
+class RouterSettings(KafkaSettings):
+    policy_file: Path = DEFAULT_POLICY
+    keys_file: Path = DEFAULT_KEYS
+    router_prefix: str = Field(
+        default="enlace.router.",
+        description="Prefix of the router's group id and transactional ids (for prefixed ACLs).",
+    )
+    router_max_batch: int = Field(default=500, ge=1, le=10_000)
+    router_poll_ms: int = Field(default=100, ge=1, le=5_000)
+    max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=8_388_608)
+    max_future_seconds: float = Field(default=300.0, ge=0)
+    max_past_seconds: float = Field(default=7 * 86_400.0, ge=60)
+    trust_snapshot_seconds: float = Field(default=5.0, gt=0)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=9180, ge=0, le=65_535)
+    startup_timeout_seconds: float = Field(default=120.0, gt=0)
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.router_prefix}routers"

@@ -1,0 +1,219 @@
+"""The router against the real broker: releases, audit, dead letters, replay, accounting."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from broker.policy import Policy
+from broker.router import Router
+from enlace.settings import KafkaSettings
+from enlace.topics import AUDIT, DEADLETTER, feed, outbound
+from schemas import headers as hdr
+from schemas.agency_key import AgencyKey
+from schemas.codec import decode_audit, decode_bulletin
+from schemas.envelope import seal
+from schemas.key_directory import KeyDirectory
+from schemas.samples import sample_bulletin
+from schemas.vocab import Category, Classification
+from tests.support import MiniExchange, Record, build_exchange
+
+pytestmark = pytest.mark.integration
+
+AGREEMENTS = [
+    {"between": ["pa-X", "us-X"], "level": "full"},
+    {"between": ["pa-X", "cr-X"], "level": "standard"},
+    {"between": ["pa-X", "mx-X"], "level": "none"},
+]
+
+
+def agreements_for(token: str) -> list[dict[str, Any]]:
+    def fix(agency: str) -> str:
+        return agency.replace("-X", f"-t{token}")
+
+    return [{**a, "between": [fix(x) for x in a["between"]]} for a in AGREEMENTS]
+
+
+@pytest.fixture
+async def exchange(kafka_settings: KafkaSettings) -> MiniExchange:
+    ex = await build_exchange(kafka_settings)
+    ex.policy = Policy.model_validate({"agreements": agreements_for(ex.token)})
+    return ex
+
+
+@pytest.fixture
+async def router(exchange: MiniExchange) -> AsyncIterator[Router]:
+    async with Router(
+        exchange.router_settings(max_record_bytes=60_000),
+        exchange.registry,
+        exchange.policy,
+        exchange.directory,
+    ) as running:
+        yield running
+
+
+def bulletin(ex: MiniExchange, origin_country: str = "PA", **overrides: Any) -> Any:
+    fields: dict[str, Any] = {
+        "category": Category.DRUG_TRAFFICKING,
+        "classification": Classification.CONFIDENTIAL,
+        "tearline_classification": Classification.UNCLASSIFIED,
+        "releasable_to": (),
+        **overrides,
+    }
+    return sample_bulletin(ex.agency(origin_country), **fields)
+
+
+def audits_of(records: list[Record], bulletin_ids: set[str]) -> list[Any]:
+    decoded = [decode_audit(r.value) for r in records]
+    return [a for a in decoded if a.bulletin_id in bulletin_ids]
+
+
+async def read_audits(ex: MiniExchange, bulletin_ids: set[str], want: int) -> list[Any]:
+    def kept(r: Record) -> bool:
+        return decode_audit(r.value).bulletin_id in bulletin_ids
+
+    records = await ex.read(AUDIT, until=lambda found: len(found) >= want, keep=kept, settle=1.0)
+    return [decode_audit(r.value) for r in records]
+
+
+async def test_full_tearline_and_withheld_releases(exchange: MiniExchange, router: Router) -> None:
+    ex = exchange
+    pa, us, cr, mx = (ex.agency(c) for c in ("PA", "US", "CR", "MX"))
+    b = bulletin(ex)
+    sealed = seal(b, ex.keys[pa])
+    await ex.publish(pa, sealed)
+
+    audits = await read_audits(ex, {b.bulletin_id}, want=3)
+    by_partner = {a.partner: a for a in audits}
+    assert len(audits) == 3, "one audit record per partner, no more"
+    assert by_partner[us].decision == "FULL"
+    assert by_partner[us].rule == "score_full"
+    assert by_partner[cr].decision == "TEARLINE"
+    assert by_partner[mx].decision == "WITHHELD"
+    assert by_partner[mx].rule == "category_not_shared"
+    assert by_partner[us].factors, "the score's factors are kept in the audit"
+
+    full = await ex.read(feed(us), until=lambda f: len(f) >= 1, settle=0.5)
+    assert [r.value for r in full] == [sealed.value]
+    assert hdr.text(full[0].headers, hdr.RELEASE) == "full"
+    ex.directory.verify(pa, ex.keys[pa].key_id, full[0].value, hdr.signature(full[0].headers),
+                        at=b.issued_at)  # fmt: skip
+
+    tear = await ex.read(feed(cr), until=lambda f: len(f) >= 1, settle=0.5)
+    assert [r.value for r in tear] == [sealed.tearline_value]
+    assert hdr.text(tear[0].headers, hdr.RELEASE) == "tearline"
+    ex.directory.verify(pa, ex.keys[pa].key_id, tear[0].value, hdr.signature(tear[0].headers),
+                        at=b.issued_at)  # fmt: skip
+    projected = decode_bulletin(tear[0].value)
+    assert projected.details is None
+    assert projected.entities == ()
+
+    assert await ex.read(feed(mx), until=lambda _f: False, within=1.0) == []
+    assert await ex.read(feed(pa), until=lambda _f: False, within=0.5) == []
+
+
+async def test_every_dead_letter_reason_and_the_next_bulletin_still_routes(
+    exchange: MiniExchange, router: Router
+) -> None:
+    ex = exchange
+    pa, cr = ex.agency("PA"), ex.agency("CR")
+    pa_key, cr_key = ex.keys[pa], ex.keys[cr]
+    good = seal(bulletin(ex), pa_key)
+
+    forged = seal(bulletin(ex, "CR"), cr_key)  # cr's bulletin, cr's key, on pa's topic
+    wrong_key = seal(bulletin(ex), pa_key)
+    wrong_key_headers = hdr.build(
+        origin=pa, key_id=cr_key.key_id, sig=cr_key.sign(wrong_key.value),
+        sig_tearline=cr_key.sign(wrong_key.tearline_value),
+    )  # fmt: skip
+    tampered = seal(bulletin(ex), pa_key)
+    tampered_value = bytearray(tampered.value)
+    tampered_value[-3] ^= 0x01
+    unknown_fp = bytearray(seal(bulletin(ex), pa_key).value)
+    unknown_fp[2:10] = b"\x00" * 8
+    garbage = b"\x00\x01garbage that is not avro" * 3
+    oversize = b"\xc3\x01" + b"x" * 70_000
+    skewed = seal(bulletin(ex, issued_at=datetime.now(UTC) + timedelta(hours=2)), pa_key)
+    original = bulletin(ex)
+    conflict_first = seal(original, pa_key)
+    conflict_second = seal(original.model_copy(update={"title": "Other title"}), pa_key)
+
+    def signed(value: bytes) -> list[tuple[str, bytes]]:
+        return hdr.build(origin=pa, key_id=pa_key.key_id, sig=pa_key.sign(value),
+                         sig_tearline=pa_key.sign(value))  # fmt: skip
+
+    cases: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = [
+        ("forged_origin", forged.key, forged.value, forged.headers),
+        ("key_not_of_agency", wrong_key.key, wrong_key.value, wrong_key_headers),
+        ("bad_signature", tampered.key, bytes(tampered_value), tampered.headers),
+        ("unknown_fingerprint", b"fp", bytes(unknown_fp), signed(bytes(unknown_fp))),
+        ("bad_magic", b"garbage", garbage, signed(garbage)),
+        ("oversize", b"big", oversize, signed(oversize)),
+        ("clock_skew", skewed.key, skewed.value, skewed.headers),
+        ("bad_header", good.key, good.value, [h for h in good.headers if h[0] != hdr.SIG]),
+    ]
+    records = [(c[1], c[2], c[3]) for c in cases]
+    records.append((conflict_first.key, conflict_first.value, conflict_first.headers))
+    records.append((conflict_second.key, conflict_second.value, conflict_second.headers))
+    records.append((good.key, good.value, good.headers))
+    await ex.publish_raw(outbound(pa), records)
+
+    expected = Counter([c[0] for c in cases] + ["id_conflict"])
+    dead = await ex.read(
+        DEADLETTER,
+        until=lambda f: len(f) >= sum(expected.values()),
+        keep=lambda r: hdr.text(r.headers, "enlace-dlq-topic") == outbound(pa),
+        settle=1.0,
+    )
+    reasons = Counter(hdr.text(r.headers, "enlace-dlq-reason") for r in dead)
+    assert reasons == expected
+    bad_sig = next(r for r in dead if hdr.text(r.headers, "enlace-dlq-reason") == "bad_signature")
+    assert bad_sig.value == bytes(tampered_value), "the original bytes are kept"
+    assert hdr.text(bad_sig.headers, "enlace-dlq-partition") == "0"
+    assert hdr.text(bad_sig.headers, "enlace-dlq-message")
+
+    routed_ids = {good.key.decode(), conflict_first.key.decode()}
+    audits = await read_audits(ex, routed_ids, want=6)
+    assert Counter(a.bulletin_id for a in audits) == dict.fromkeys(routed_ids, 3)
+
+
+async def test_revoked_key_is_dead_lettered(exchange: MiniExchange) -> None:
+    ex = exchange
+    pa = ex.agency("PA")
+    old = AgencyKey.generate(
+        pa, key_id=f"{pa}-old", valid_from=datetime.now(UTC) - timedelta(days=9)
+    )
+    directory = KeyDirectory.from_keys([*ex.keys.values(), old]).revoke(old.key_id)
+    async with Router(ex.router_settings(), ex.registry, ex.policy, directory):
+        revoked = seal(bulletin(ex), old)
+        await ex.publish(pa, revoked)
+        dead = await ex.read(
+            DEADLETTER,
+            until=lambda f: len(f) >= 1,
+            keep=lambda r: hdr.text(r.headers, "enlace-dlq-topic") == outbound(pa),
+        )
+    assert [hdr.text(r.headers, "enlace-dlq-reason") for r in dead] == ["revoked_key"]
+
+
+async def test_duplicate_is_audited_once_and_not_released_again(
+    exchange: MiniExchange, router: Router
+) -> None:
+    ex = exchange
+    pa, us = ex.agency("PA"), ex.agency("US")
+    sealed = seal(bulletin(ex), ex.keys[pa])
+    await ex.publish(pa, [sealed, sealed])
+    audits = await read_audits(ex, {sealed.key.decode()}, want=4)
+    assert Counter(a.decision for a in audits) == {"FULL": 1, "TEARLINE": 1, "WITHHELD": 1,
+                                                   "DUPLICATE": 1}  # fmt: skip
+    # A restart keeps the memory: the same bytes again are still a duplicate.
+    await router.stop()
+    async with Router(ex.router_settings(), ex.registry, ex.policy, ex.directory):
+        await ex.publish(pa, sealed)
+        audits = await read_audits(ex, {sealed.key.decode()}, want=5)
+    assert Counter(a.decision for a in audits)["DUPLICATE"] == 2
+    released = await ex.read(feed(us), until=lambda _f: False, within=1.5)
+    assert len(released) == 1
