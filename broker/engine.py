@@ -90,6 +90,7 @@ class TransactionalEngine:
         transactional_prefix: str,
         max_batch: int = 500,
         poll_ms: int = 100,
+        session_timeout_ms: int = 10_000,
     ) -> None:
         self._settings = settings
         self._handler = handler
@@ -99,6 +100,7 @@ class TransactionalEngine:
         self._prefix = transactional_prefix
         self._max_batch = max_batch
         self._poll_ms = poll_ms
+        self._session_timeout_ms = session_timeout_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self._next_offset: dict[TopicPartition, int] = {}
@@ -119,8 +121,8 @@ class TransactionalEngine:
             max_poll_records=self._max_batch,
             # Revocation waits for the batch in flight; leave it room.
             max_poll_interval_ms=120_000,
-            session_timeout_ms=20_000,
-            heartbeat_interval_ms=2_000,
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(1_000, self._session_timeout_ms // 5),
         )
         self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         try:

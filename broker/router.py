@@ -80,6 +80,7 @@ class Router:
             transactional_prefix=settings.router_prefix,
             max_batch=settings.router_max_batch,
             poll_ms=settings.router_poll_ms,
+            session_timeout_ms=settings.router_session_timeout_ms,
         )
         self.http = ServiceHttp(
             self.metrics.registry,

@@ -19,6 +19,12 @@ class RouterSettings(KafkaSettings):
     )
     router_max_batch: int = Field(default=500, ge=1, le=10_000)
     router_poll_ms: int = Field(default=100, ge=1, le=5_000)
+    router_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=6_000,
+        le=300_000,
+        description="How soon a crashed instance's partitions move to the others.",
+    )
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=8_388_608)
     max_future_seconds: float = Field(default=300.0, ge=0)
     max_past_seconds: float = Field(default=7 * 86_400.0, ge=60)
