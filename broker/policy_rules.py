@@ -19,8 +19,10 @@ Problem = tuple[tuple[str | int, ...], str]
 
 
 def rule_text(msg: str, value: Any) -> str:
+    """A pydantic message as a rule, with the offending value when it is a scalar."""
+    msg = msg.removeprefix("Value error, ")
     shown = repr(value) if isinstance(value, str | int | float | bool) else None
-    return f"{msg} (got {shown})" if shown is not None else msg
+    return f"{msg} (got {shown})" if shown is not None and shown not in msg else msg
 
 
 def report(problems: list[Problem], source: SourceMap | None) -> str:

@@ -13,6 +13,8 @@ def format_path(loc: tuple[str | int, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part.startswith("["):  # pydantic's "[key]": the mapping key itself is wrong
+            out += f" {part}"
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
