@@ -13,6 +13,7 @@ from broker.ledger import TrustLedger
 from broker.policy import Policy
 from broker.release import Partner, ReleaseSubject, Rule, decide
 from broker.trust import TrustScore
+from schemas.samples import fixed_bulletin
 from schemas.vocab import Category, Caveat, Classification, ReleaseKind, Tlp
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -246,3 +247,24 @@ def test_a_leak_drops_a_full_partner_at_least_one_level(policy: Policy) -> None:
     ledger.add(Evidence("us-jiatfs", "co-ponal", EvidenceClass.INCIDENT_LEAK, NOW))
     after = decide(s, CO, ledger, policy, NOW)
     assert (after.kind, after.rule) == (ReleaseKind.TEARLINE, Rule.SCORE_TEARLINE)
+
+
+def test_subject_from_a_threat_bulletin(policy: Policy) -> None:
+    bulletin = fixed_bulletin(
+        "us-jiatfs",
+        category="DRUG_TRAFFICKING",
+        classification="SECRET",
+        tearline_classification="RESTRICTED",
+        tlp="AMBER",
+        releasable_to=["CO", "pa-senafront"],
+        caveats=["ORCON"],
+        valid_until=None,
+    )
+    s = ReleaseSubject.of(bulletin)
+    assert s.releasable_to == frozenset({"CO", "pa-senafront"})
+    assert s.caveats == frozenset({Caveat.ORCON})
+    ledger = TrustLedger.for_policy(policy)
+    at = bulletin.issued_at
+    assert decide(s, CO, ledger, policy, at).kind is ReleaseKind.TEARLINE  # 0.70 < SECRET
+    assert decide(s, CR, ledger, policy, at).rule == Rule.NOT_RELEASABLE_TO
+    assert decide(s, PA, ledger, policy, at).orcon

@@ -1,7 +1,7 @@
 """A simulated year between us-jiatfs (O) and pa-senafront (P, full agreement): P leaks once in
 month 3. How fast is SECRET earned, how far does the leak drop P, and how long until P is
-trusted with CONFIDENTIAL again? The numbers printed by ``python -m tests.unit.test_trust_scenario``
-are the ones in the README (docs: /work/notes/trust-readme.md)."""
+trusted with CONFIDENTIAL again? ``python -m tests.unit.test_trust_scenario`` prints the numbers
+quoted in the README ("A simulated year")."""
 
 from __future__ import annotations
 
