@@ -36,3 +36,7 @@ def main() -> None:
     except EnlaceError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Router processes killed with SIGKILL mid-stream: every release exactly once.
+
+The routers run as real ``enlace router run`` processes. Bulletins flow while one is killed
+and replaced; at the end every bulletin has exactly one audit record per partner, every
+FULL/TEARLINE decision exactly one feed record, and nothing appears in a feed without its
+decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from broker.policy import Policy
+from enlace import clients
+from enlace.settings import KafkaSettings
+from enlace.topics import AUDIT, feed, outbound
+from schemas import headers as hdr
+from schemas.codec import decode_audit
+from schemas.envelope import seal
+from schemas.samples import sample_bulletin
+from schemas.vocab import Category, Classification
+from tests.support import MiniExchange, Record, build_exchange
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+BULLETINS = 600
+
+
+class RouterProcess:
+    def __init__(self, ex: MiniExchange, workdir: Path, name: str) -> None:
+        env = {
+            **os.environ,
+            "ENLACE_KAFKA_BOOTSTRAP": ex.settings.kafka_bootstrap,
+            "ENLACE_AGENCIES_FILE": str(workdir / "agencies.yaml"),
+            "ENLACE_POLICY_FILE": str(workdir / "policy.yaml"),
+            "ENLACE_KEYS_FILE": str(workdir / "keys.yaml"),
+            "ENLACE_ROUTER_PREFIX": f"t{ex.token}.router.",
+            "ENLACE_ROUTER_SESSION_TIMEOUT_MS": "6000",
+            "ENLACE_HTTP_PORT": "0",
+            "ENLACE_LOG_FORMAT": "json",
+        }
+        self.log = (workdir / f"{name}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "enlace.cli", "router", "run"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+        self.log.close()
+        return self.proc.returncode
+
+
+def write_config(ex: MiniExchange, workdir: Path, agreements: list[dict[str, Any]]) -> None:
+    agencies = [a.model_dump() for a in ex.registry]
+    (workdir / "agencies.yaml").write_text(yaml.safe_dump({"agencies": agencies}))
+    (workdir / "policy.yaml").write_text(yaml.safe_dump({"agreements": agreements}))
+    ex.directory.dump(workdir / "keys.yaml")
+
+
+@pytest.fixture
+async def exchange(kafka_settings: KafkaSettings, tmp_path: Path) -> MiniExchange:
+    ex = await build_exchange(kafka_settings, partitions=3)
+    pa, us, cr, mx = (ex.agency(c) for c in ("PA", "US", "CR", "MX"))
+    agreements = [
+        {"between": [pa, us], "level": "full"},
+        {"between": [pa, cr], "level": "standard"},
+        {"between": [us, cr], "level": "standard"},
+        {"between": [us, mx], "level": "limited"},
+    ]
+    ex.policy = Policy.model_validate({"agreements": agreements})
+    write_config(ex, tmp_path, agreements)
+    return ex
+
+
+@pytest.fixture
+def routers(exchange: MiniExchange, tmp_path: Path) -> Iterator[list[RouterProcess]]:
+    running: list[RouterProcess] = []
+    yield running
+    for router in running:
+        if router.proc.poll() is None:
+            router.kill()
+
+
+async def publish_stream(ex: MiniExchange, origins: list[str], total: int) -> set[str]:
+    """Publish ``total`` bulletins over ~10 s across partitions, one producer throughout."""
+    ids: set[str] = set()
+    producer = clients.producer(ex.settings)
+    await producer.start()
+    try:
+        for i in range(total):
+            origin = origins[i % len(origins)]
+            sealed = seal(
+                sample_bulletin(
+                    origin,
+                    category=Category.DRUG_TRAFFICKING,
+                    classification=Classification.CONFIDENTIAL,
+                    tearline_classification=Classification.UNCLASSIFIED,
+                    releasable_to=(),
+                ),
+                ex.keys[origin],
+            )
+            ids.add(sealed.key.decode())
+            await producer.send(
+                outbound(origin), sealed.value, key=sealed.key, headers=sealed.headers
+            )
+            if i % 10 == 9:
+                await asyncio.sleep(10.0 / (total / 10))  # a steady stream the kills land in
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return ids
+
+
+async def routed_by(path: Path, at_least: int, within: float = 60.0) -> None:
+    """Wait until the router logging to ``path`` has routed ``at_least`` bulletins."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if path.read_bytes().count(b"bulletin_routed") >= at_least:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path.name} did not route {at_least} bulletins in {within}s")
+
+
+async def audits_until(ex: MiniExchange, ids: set[str], per_bulletin: int) -> list[Any]:
+    want = len(ids) * per_bulletin
+
+    def kept(r: Record) -> bool:
+        return decode_audit(r.value).bulletin_id in ids
+
+    records = await ex.read(AUDIT, until=lambda f: len(f) >= want, keep=kept, within=120,
+                            settle=3.0)  # fmt: skip
+    return [decode_audit(r.value) for r in records]
+
+
+async def check_exactly_once(ex: MiniExchange, ids: set[str]) -> Counter[str]:
+    partners_per_bulletin = len(ex.registry) - 1
+    audits = await audits_until(ex, ids, partners_per_bulletin)
+    per_pair = Counter((a.bulletin_id, a.partner) for a in audits)
+    assert {a.bulletin_id for a in audits} == ids, "a bulletin was lost"
+    duplicated = [pair for pair, n in per_pair.items() if n > 1]
+    assert not duplicated, f"{len(duplicated)} (bulletin, partner) decisions duplicated"
+    assert len(per_pair) == len(ids) * partners_per_bulletin
+    assert not [a for a in audits if a.decision == "DUPLICATE"]
+
+    released = Counter(
+        (a.bulletin_id, a.partner, a.decision) for a in audits if a.decision != "WITHHELD"
+    )
+    delivered: Counter[tuple[str, str, str]] = Counter()
+    for agency in ex.registry.ids:
+        want = sum(1 for (_, p, _) in released if p == agency)
+
+        def enough(found: list[Record], want: int = want) -> bool:
+            return len(found) >= want
+
+        records = await ex.read(feed(agency), until=enough, within=60, settle=1.0)
+        for r in records:
+            kind = (hdr.text(r.headers, hdr.RELEASE) or "").upper()
+            delivered[(r.key.decode(), agency, kind)] += 1
+    assert delivered == released, "feeds differ from the audited decisions"
+    return Counter(a.decision for a in audits)
+
+
+@pytest.mark.timeout(300)
+async def test_router_killed_mid_stream_releases_exactly_once(
+    exchange: MiniExchange, routers: list[RouterProcess], tmp_path: Path
+) -> None:
+    ex = exchange
+    routers.append(RouterProcess(ex, tmp_path, "first"))
+    origins = [ex.agency("PA"), ex.agency("US")]
+    stream = asyncio.create_task(publish_stream(ex, origins, BULLETINS))
+    await routed_by(tmp_path / "first.log", 60)
+    routers[0].kill()
+    routers.append(RouterProcess(ex, tmp_path, "second"))
+    await routed_by(tmp_path / "second.log", 60)
+    routers[1].kill()
+    routers.append(RouterProcess(ex, tmp_path, "third"))
+    ids = await stream
+    decisions = await check_exactly_once(ex, ids)
+    assert decisions["FULL"] > 0
+    assert decisions["TEARLINE"] > 0
+    assert routers[2].stop() == 0
+    third = (tmp_path / "third.log").read_bytes().count(b"bulletin_routed")
+    assert third > 0, "the kills did not land mid-stream"
+
+
+@pytest.mark.timeout(300)
+async def test_two_routers_in_one_group_share_the_work_exactly_once(
+    exchange: MiniExchange, routers: list[RouterProcess], tmp_path: Path
+) -> None:
+    ex = exchange
+    routers.extend([RouterProcess(ex, tmp_path, "a"), RouterProcess(ex, tmp_path, "b")])
+    origins = [ex.agency("PA"), ex.agency("US"), ex.agency("CR")]
+    stream = asyncio.create_task(publish_stream(ex, origins, BULLETINS))
+    await routed_by(tmp_path / "a.log", 40)
+    await routed_by(tmp_path / "b.log", 40)
+    routers[0].kill()  # its partitions move to b after the session timeout
+    ids = await stream
+    await check_exactly_once(ex, ids)
+    assert routers[1].stop() == 0
