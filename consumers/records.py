@@ -1,0 +1,142 @@
+"""What flows from the feed to the sinks: a verified delivery or a quarantined record.
+
+Plain frozen values with no I/O; the Kafka record is copied into :class:`FeedRecord` at the
+edge so everything below it is testable without aiokafka.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from schemas.models import ThreatBulletin
+
+
+class Release(StrEnum):
+    """The ``enlace-release`` header value."""
+
+    FULL = "full"
+    TEARLINE = "tearline"
+
+
+class StoreOutcome(StrEnum):
+    """What the embedded store did with a delivery."""
+
+    INSERTED = "inserted"
+    UPGRADED = "upgraded"  # a full copy replaced the tearline we held
+    DUPLICATE = "duplicate"  # already held (at-least-once redelivery), nothing changed
+
+
+@dataclass(frozen=True)
+class FeedRecord:
+    """A Kafka record of the feed, as received."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int | None = None
+
+    def headers_json(self) -> list[dict[str, str]]:
+        """Headers in a JSON-safe form (values base64), for quarantine evidence."""
+        return [
+            {"name": name, "value_b64": base64.b64encode(value).decode("ascii")}
+            for name, value in self.headers
+        ]
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A record whose originator signature verified and which decoded to a bulletin."""
+
+    record: FeedRecord
+    bulletin: ThreatBulletin
+    release: Release
+    key_id: str
+    signature: bytes
+    received_at: datetime
+
+    @property
+    def bulletin_id(self) -> str:
+        return self.bulletin.bulletin_id
+
+    @property
+    def origin(self) -> str:
+        return self.bulletin.origin
+
+    def bulletin_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.bulletin.model_dump(mode="json")
+        return out
+
+    def summary_json(self) -> dict[str, Any]:
+        """The delivery as one JSON object (JSONL lines, webhook bodies)."""
+        return {
+            "type": "bulletin",
+            "bulletin_id": self.bulletin_id,
+            "release": self.release.value,
+            "origin": self.origin,
+            "verification": {"verified": True, "key_id": self.key_id},
+            "received_at": iso(self.received_at),
+            "source": source_json(self.record),
+            "bulletin": self.bulletin_json(),
+        }
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A record that failed verification or decoding; kept with the reason, never dropped."""
+
+    record: FeedRecord
+    reason: str  # a stable code (metrics label)
+    detail: str
+    received_at: datetime
+    origin: str | None = None
+    key_id: str | None = None
+    bulletin_id: str | None = None
+    release: str | None = None
+
+    def summary_json(self, *, with_bytes: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "quarantine",
+            "reason": self.reason,
+            "detail": self.detail,
+            "origin": self.origin,
+            "key_id": self.key_id,
+            "bulletin_id": self.bulletin_id,
+            "release": self.release,
+            "received_at": iso(self.received_at),
+            "source": source_json(self.record),
+        }
+        if with_bytes:
+            out["headers"] = self.record.headers_json()
+            out["key_b64"] = (
+                base64.b64encode(self.record.key).decode("ascii") if self.record.key else None
+            )
+            out["value_b64"] = base64.b64encode(self.record.value).decode("ascii")
+        return out
+
+
+Item = Delivered | Quarantined
+
+
+def source_json(record: FeedRecord) -> dict[str, Any]:
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+
+
+def iso(value: datetime) -> str:
+    """Fixed-width UTC ISO 8601 (sorts lexicographically, as SQLite compares text)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def deliveries(items: Sequence[Item]) -> list[Delivered]:
+    return [item for item in items if isinstance(item, Delivered)]
+
+
+def quarantined(items: Sequence[Item]) -> list[Quarantined]:
+    return [item for item in items if isinstance(item, Quarantined)]

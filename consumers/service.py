@@ -1,0 +1,496 @@
+"""The partner consumer service: one agency's feed → verify → sinks → commit → receipts.
+
+Loop, per batch: open every record (:func:`consumers.verify.open_feed_record`; failures become
+quarantine items, never exceptions), hand the batch to every sink concurrently (each retried
+with backoff until it holds it), commit per partition the lowest offset every sink holds,
+then send signed receipts for bulletins the store marks pending. A crash anywhere repeats at
+most the uncommitted tail; the store turns repeats into no-ops and receipts carry
+deterministic ids.
+
+Embedding: any number of consumers can share one event loop and one
+:class:`~consumers.metrics.ConsumerMetrics`; pass ``on_delivery``/``on_quarantine`` callbacks
+to observe them::
+
+    async with FeedConsumer(settings, metrics=metrics, on_delivery=show) as consumer:
+        task = asyncio.create_task(consumer.run())
+        ...
+        await consumer.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaError as AIOKafkaError
+
+from consumers.metrics import ConsumerMetrics
+from consumers.receipts import load_agency_key, publish_events, receipt_event
+from consumers.records import Delivered, FeedRecord, Item, Quarantined, Release, StoreOutcome
+from consumers.settings import ConsumerSettings
+from consumers.sinks import Sink, SqliteSink, WriteResult, build_sink, parse_sink_uris
+from consumers.verify import open_feed_record
+from enlace import clients
+from enlace.errors import ConfigError, DeliveryError, KafkaError, KafkaUnavailable, SinkError
+from enlace.logs import get_logger
+from enlace.registry import Registry
+from schemas.key_directory import KeyDirectory
+from schemas.models import ThreatBulletin
+from schemas.signing import AgencyKey
+
+log = get_logger(__name__)
+
+RECEIPT_BATCH = 500
+RECEIPT_RETRY_S = 5.0
+SELF_RECEIPT = "n/a:own-bulletin"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A bulletin this agency's store now holds (passed to ``on_delivery``)."""
+
+    agency: str
+    bulletin: ThreatBulletin
+    release: Release
+    key_id: str
+    outcome: StoreOutcome
+    latency_s: float
+    topic: str
+    partition: int
+    offset: int
+
+
+DeliveryHook = Callable[[Delivery], None]
+QuarantineHook = Callable[[Quarantined], None]
+BatchHook = Callable[[Sequence[Item]], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, owner: FeedConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._owner.commit_held(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._owner.forget_commits(assigned)
+
+
+class FeedConsumer:
+    """One agency's feed consumer. ``start()``/``run()``/``stop()``, or ``async with``."""
+
+    def __init__(
+        self,
+        settings: ConsumerSettings,
+        sinks: Sequence[Sink] | None = None,
+        *,
+        directory: KeyDirectory | None = None,
+        key: AgencyKey | None = None,
+        metrics: ConsumerMetrics | None = None,
+        producer: AIOKafkaProducer | None = None,
+        on_delivery: DeliveryHook | None = None,
+        on_quarantine: QuarantineHook | None = None,
+        after_sink_write: BatchHook | None = None,
+        clock: Clock = _utc_now,
+    ) -> None:
+        self.settings = settings
+        self.agency = settings.agency
+        self.metrics = metrics or ConsumerMetrics()
+        self._given_sinks = list(sinks) if sinks is not None else None
+        self.sinks: list[Sink] = []
+        self.store: SqliteSink | None = None
+        self._directory = directory
+        self._key = key
+        self._producer = producer
+        self._own_producer = producer is None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._on_delivery = on_delivery
+        self._on_quarantine = on_quarantine
+        self._after_sink_write = after_sink_write
+        self._clock = clock
+        self._log = log.bind(agency=self.agency)
+        self._stop = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._started = False
+        self._committed: dict[TopicPartition, int] = {}
+        self._next: dict[TopicPartition, int] = {}
+        self._receipts_retry_at = 0.0
+        self.topic = ""
+        self.delivered = 0
+        self.duplicates = 0
+        self.quarantined = 0
+        self.receipts_sent = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> FeedConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def _agency_names(self) -> dict[str, str]:
+        registry = Registry.load(self.settings.agencies_file)
+        registry.get(self.agency)  # RegistryError for an agency outside the exchange
+        return {a.id: a.name for a in registry}
+
+    def _build_sinks(self, names: Mapping[str, str]) -> list[Sink]:
+        if self._given_sinks is not None:
+            sinks = list(self._given_sinks)
+        else:
+            on_error = self.metrics.sink_errors.labels(self.agency, "webhook").inc
+            sinks = [
+                build_sink(
+                    spec,
+                    agency_names=names,
+                    webhook_buffer=self.settings.webhook_buffer,
+                    webhook_timeout_s=self.settings.webhook_timeout_s,
+                    webhook_max_backoff_s=self.settings.webhook_max_backoff_s,
+                    on_webhook_error=on_error,
+                )
+                for spec in parse_sink_uris(self.settings.sink_uris())
+            ]
+        stores = [s for s in sinks if isinstance(s, SqliteSink)]
+        if stores:
+            self.store = stores[0]
+        else:
+            # Receipt state and dedupe live in SQLite: keep an embedded store even when the
+            # operator asked only for other sinks.
+            self.store = SqliteSink(str(self.settings.default_store()))
+            sinks.append(self.store)
+        return sinks
+
+    async def start(self) -> None:
+        """Check the configuration, open sinks and clients, resend pending receipts."""
+        if self._started:
+            return
+        self.topic = self.settings.feed_topic_name()  # refuses a foreign feed first
+        names = self._agency_names()
+        if self._directory is None:
+            self._directory = KeyDirectory.load(self.settings.keys_file)
+        if self.settings.receipts and self._key is None:
+            self._key = load_agency_key(self.agency, self.settings.key_file, self.settings.key_dir)
+        if self._key is not None and self._key.agency != self.agency:
+            raise ConfigError(f"key {self._key.key_id!r} is not a key of {self.agency!r}")
+        clients.check_c_extensions()
+        self.sinks = self._build_sinks(names)
+        started: list[Sink] = []
+        try:
+            for sink in self.sinks:
+                await sink.start()
+                started.append(sink)
+            await self._start_kafka()
+        except BaseException:
+            for sink in reversed(started):
+                with contextlib.suppress(Exception):
+                    await sink.stop()
+            await self._stop_kafka()
+            raise
+        self._started = True
+        self._stop.clear()
+        self._log.info("consumer_started", topic=self.topic, sinks=[s.kind for s in self.sinks])
+        await self._send_receipts()
+
+    async def _start_kafka(self) -> None:
+        try:
+            if self.settings.receipts and self._producer is None:
+                self._producer = clients.producer(self.settings)
+                await self._producer.start()
+            consumer = clients.consumer(
+                self.settings,
+                group_id=self.settings.consumer_group(),
+                max_partition_fetch_bytes=max(
+                    clients.MAX_REQUEST_BYTES, self.settings.max_record_bytes + 65_536
+                ),
+            )
+            consumer.subscribe([self.topic], listener=_Rebalance(self))
+            self._consumer = consumer
+            await consumer.start()
+        except KafkaConnectionError as exc:
+            raise KafkaUnavailable(f"cannot reach Kafka: {exc}") from exc
+        except AIOKafkaError as exc:
+            raise KafkaError(f"cannot start the feed consumer: {exc!r}") from exc
+
+    async def _stop_kafka(self) -> None:
+        if self._consumer is not None:
+            with contextlib.suppress(AIOKafkaError):
+                await self._consumer.stop()
+            self._consumer = None
+        if self._producer is not None and self._own_producer:
+            with contextlib.suppress(AIOKafkaError):
+                await self._producer.stop()
+            self._producer = None
+
+    def request_stop(self) -> None:
+        """Ask ``run()`` to return after the current batch (safe from signal handlers)."""
+        self._stop.set()
+
+    async def stop(self) -> None:
+        """Finish the current batch, flush deferred sinks, commit what is held, close."""
+        self._stop.set()
+        await self._idle.wait()
+        if not self._started:
+            return
+        self._started = False
+        deferred = [s for s in self.sinks if s.deferred]
+        for sink in deferred:
+            await sink.stop()
+        await self.commit_held()
+        for sink in self.sinks:
+            if not sink.deferred:
+                await sink.stop()
+        await self._stop_kafka()
+        self._log.info("consumer_stopped", delivered=self.delivered, quarantined=self.quarantined)
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """For :class:`enlace.http.ServiceHttp`."""
+        return self._started, {
+            "agency": self.agency,
+            "topic": self.topic,
+            "delivered": self.delivered,
+            "quarantined": self.quarantined,
+            "receipts_sent": self.receipts_sent,
+            "buffered": sum(s.buffered() for s in self.sinks),
+        }
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop` or :meth:`request_stop`."""
+        if not self._started or self._consumer is None:
+            raise ConfigError("FeedConsumer.run() before start()")
+        consumer = self._consumer
+        self._idle.clear()
+        try:
+            while not self._stop.is_set():
+                try:
+                    batch = await consumer.getmany(
+                        timeout_ms=self.settings.poll_timeout_ms,
+                        max_records=self.settings.batch_max_records,
+                    )
+                except AIOKafkaError as exc:
+                    self._log.warning("poll_failed", error=repr(exc))
+                    continue
+                if batch:
+                    await self._handle(batch)
+                else:
+                    await self.commit_held()  # deferred sinks may have caught up
+                await self._send_receipts()
+                self._update_lag()
+        finally:
+            self._idle.set()
+
+    async def _handle(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        assert self._directory is not None
+        now = self._clock()
+        items: list[Item] = []
+        for tp, records in batch.items():
+            for rec in records:
+                record = _feed_record(rec)
+                items.append(
+                    open_feed_record(
+                        record,
+                        self._directory,
+                        now=now,
+                        max_bytes=self.settings.max_record_bytes,
+                    )
+                )
+                self._next[tp] = record.offset + 1
+        results = await self._write_all(items)
+        if results is None:
+            return  # stopping mid-retry: nothing committed, the batch comes back next time
+        if self._after_sink_write is not None:
+            await self._after_sink_write(items)
+        await self.commit_held()
+        assert self.store is not None
+        self._observe(items, results[self.sinks.index(self.store)])
+
+    async def _write_all(self, items: Sequence[Item]) -> list[WriteResult] | None:
+        async def one(sink: Sink) -> WriteResult | None:
+            attempt = 0
+            while True:
+                try:
+                    return await sink.put(items)
+                except SinkError as exc:
+                    attempt += 1
+                    self.metrics.sink_errors.labels(self.agency, sink.kind).inc()
+                    delay = min(self.settings.sink_retry_max_s, 0.1 * 2**attempt)
+                    self._log.warning(
+                        "sink_failed", sink=sink.kind, error=str(exc), retry_in_s=delay
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                    if self._stop.is_set():
+                        return None
+
+        results = await asyncio.gather(*(one(sink) for sink in self.sinks))
+        if any(r is None for r in results):
+            return None
+        return [r for r in results if r is not None]
+
+    def _observe(self, items: Sequence[Item], stored: WriteResult) -> None:
+        now = self._clock()
+        for index, item in enumerate(items):
+            if isinstance(item, Quarantined):
+                self.quarantined += 1
+                self.metrics.quarantined.labels(self.agency, item.reason).inc()
+                self._log.warning(
+                    "quarantined",
+                    reason=item.reason,
+                    bulletin_id=item.bulletin_id,
+                    claimed_origin=item.origin,
+                    partition=item.record.partition,
+                    offset=item.record.offset,
+                )
+                if self._on_quarantine is not None:
+                    self._on_quarantine(item)
+                continue
+            outcome = stored.outcomes.get(index, StoreOutcome.DUPLICATE)
+            self._observe_delivery(item, outcome, now)
+
+    def _observe_delivery(self, item: Delivered, outcome: StoreOutcome, now: datetime) -> None:
+        latency = max(0.0, (now - item.bulletin.issued_at).total_seconds())
+        if outcome is StoreOutcome.DUPLICATE:
+            self.duplicates += 1
+            self.metrics.duplicates.labels(self.agency).inc()
+        else:
+            self.delivered += 1
+            self.metrics.delivered.labels(self.agency, item.origin, item.release.value).inc()
+            self.metrics.latency.labels(self.agency).observe(latency)
+        self._log.info(
+            "delivered",
+            bulletin_id=item.bulletin_id,
+            origin=item.origin,
+            release=item.release.value,
+            outcome=outcome.value,
+        )
+        if self._on_delivery is not None:
+            rec = item.record
+            self._on_delivery(
+                Delivery(
+                    agency=self.agency,
+                    bulletin=item.bulletin,
+                    release=item.release,
+                    key_id=item.key_id,
+                    outcome=outcome,
+                    latency_s=latency,
+                    topic=rec.topic,
+                    partition=rec.partition,
+                    offset=rec.offset,
+                )
+            )
+
+    # -- offsets ------------------------------------------------------------------------
+
+    async def commit_held(self, partitions: set[TopicPartition] | None = None) -> None:
+        """Commit, per partition, the lowest position every sink holds (if it moved)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        wanted = partitions if partitions is not None else consumer.assignment()
+        offsets: dict[TopicPartition, int] = {}
+        for tp in wanted:
+            held = [sink.held(tp.topic, tp.partition) for sink in self.sinks]
+            if not held or any(h is None for h in held):
+                continue
+            position = min(h for h in held if h is not None)
+            if position > self._committed.get(tp, -1):
+                offsets[tp] = position
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except AIOKafkaError as exc:
+            # A rebalance took the partition: the new owner re-reads from the last commit and
+            # the store turns the repeats into no-ops.
+            self._log.warning("commit_failed", error=repr(exc))
+            return
+        self._committed.update(offsets)
+
+    def forget_commits(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self._committed.pop(tp, None)
+            self._next.pop(tp, None)
+
+    def _update_lag(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        lag = 0
+        for tp in consumer.assignment():
+            end = consumer.last_stable_offset(tp)
+            if end is None:
+                end = consumer.highwater(tp)
+            position = self._next.get(tp, self._committed.get(tp))
+            if end is not None and position is not None:
+                lag += max(0, end - position)
+        self.metrics.lag.labels(self.agency).set(lag)
+        for sink in self.sinks:
+            if sink.deferred:
+                self.metrics.sink_buffered.labels(self.agency, sink.kind).set(sink.buffered())
+
+    # -- receipts -----------------------------------------------------------------------
+
+    async def _send_receipts(self) -> None:
+        """Send receipts the store marks pending (this batch's, or a crashed run's)."""
+        if not self.settings.receipts or self.store is None or self._producer is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._receipts_retry_at:
+            return
+        assert self._key is not None
+        while True:
+            pending = await self.store.pending_receipts(RECEIPT_BATCH)
+            if not pending:
+                return
+            now = self._clock()
+            events = [
+                receipt_event(self.agency, p.origin, p.bulletin_id, now=now)
+                for p in pending
+                if p.origin != self.agency
+            ]
+            try:
+                await publish_events(
+                    self._producer,
+                    self.settings.receipts_topic(),
+                    events,
+                    self._key,
+                    timeout_s=self.settings.send_timeout_s,
+                )
+            except DeliveryError as exc:
+                self._log.warning("receipts_failed", error=str(exc), pending=len(events))
+                self._receipts_retry_at = loop.time() + RECEIPT_RETRY_S
+                return
+            sent = [(str(e.bulletin_id), e.event_id, now) for e in events]
+            own = [(p.bulletin_id, SELF_RECEIPT, now) for p in pending if p.origin == self.agency]
+            await self.store.mark_receipts_sent(sent + own)
+            self.receipts_sent += len(events)
+            self.metrics.receipts.labels(self.agency).inc(len(events))
+            if len(pending) < RECEIPT_BATCH:
+                return
+
+
+def _feed_record(rec: Any) -> FeedRecord:
+    """Copy an aiokafka ConsumerRecord into our own value type."""
+    return FeedRecord(
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        key=rec.key,
+        value=bytes(rec.value) if rec.value is not None else b"",
+        headers=tuple((k, bytes(v) if v is not None else b"") for k, v in rec.headers or ()),
+        timestamp_ms=rec.timestamp,
+    )

@@ -1,0 +1,75 @@
+"""``jsonl:PATH`` — one JSON object per line, appended, fsynced once per batch.
+
+At-least-once: a consumer killed after the append and before the offset commit appends the
+same bulletins again on restart (the ``bulletin_id`` field lets readers dedupe; the SQLite
+store is the exactly-once record). Quarantined records go to ``<stem>.quarantine.jsonl``
+next to it, with their bytes in base64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from consumers.records import Delivered, Item
+from consumers.sinks.base import Sink, WriteResult
+from enlace.errors import SinkError
+
+
+def quarantine_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.quarantine.jsonl")
+
+
+class JsonlSink(Sink):
+    kind = "jsonl"
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.path = Path(target)
+        self.quarantine_path = quarantine_path(self.path)
+        self._files: dict[Path, IO[bytes]] = {}
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+
+    async def stop(self) -> None:
+        files, self._files = self._files, {}
+        for handle in files.values():
+            await asyncio.to_thread(handle.close)
+
+    def _append(self, path: Path, lines: list[bytes]) -> None:
+        handle = self._files.get(path)
+        if handle is None:
+            handle = path.open("ab")
+            self._files[path] = handle
+        start = handle.seek(0, os.SEEK_END)
+        try:
+            handle.write(b"".join(lines))
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError:
+            # Cut a half-written batch off so a retry does not leave a torn line behind.
+            handle.truncate(start)
+            raise
+
+    def _write_sync(self, items: Sequence[Item]) -> None:
+        good: list[bytes] = []
+        bad: list[bytes] = []
+        for item in items:
+            line = json.dumps(item.summary_json(), ensure_ascii=False, separators=(",", ":"))
+            (good if isinstance(item, Delivered) else bad).append(line.encode("utf-8") + b"\n")
+        try:
+            if good:
+                self._append(self.path, good)
+            if bad:
+                self._append(self.quarantine_path, bad)
+        except OSError as exc:
+            raise SinkError(f"sink {self.name}: {exc}") from exc
+
+    async def write(self, items: Sequence[Item]) -> WriteResult:
+        await asyncio.to_thread(self._write_sync, items)
+        return WriteResult()

@@ -1,0 +1,67 @@
+"""``sqlite:PATH`` — the embedded store as a sink; all SQLite calls on one worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from consumers.records import Delivered, Item, Quarantined
+from consumers.sinks.base import Sink, WriteResult
+from consumers.store import BulletinStore, PendingReceipt
+from enlace.errors import SinkError
+
+T = TypeVar("T")
+
+
+class SqliteSink(Sink):
+    kind = "sqlite"
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.path = Path(target)
+        self._executor: ThreadPoolExecutor | None = None
+        self._store: BulletinStore | None = None
+
+    async def _call(self, fn: Callable[[BulletinStore], T]) -> T:
+        if self._executor is None or self._store is None:
+            raise SinkError(f"sink {self.name} is not started")
+        store = self._store
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, store)
+
+    async def start(self) -> None:
+        # One thread owns the connection: sqlite3 objects must stay on the thread that made them.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enlace-sqlite")
+        loop = asyncio.get_running_loop()
+        self._store = await loop.run_in_executor(self._executor, BulletinStore.open, self.path)
+
+    async def stop(self) -> None:
+        if self._executor is None:
+            return
+        if self._store is not None:
+            await self._call(BulletinStore.close)
+            self._store = None
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    async def write(self, items: Sequence[Item]) -> WriteResult:
+        indexed = [(i, item) for i, item in enumerate(items) if isinstance(item, Delivered)]
+        bad = [item for item in items if isinstance(item, Quarantined)]
+
+        def work(store: BulletinStore) -> WriteResult:
+            outcomes = store.store([item for _, item in indexed]) if indexed else []
+            if bad:
+                store.quarantine(bad)
+            return WriteResult({i: o for (i, _), o in zip(indexed, outcomes, strict=True)})
+
+        return await self._call(work)
+
+    async def pending_receipts(self, limit: int) -> list[PendingReceipt]:
+        return await self._call(lambda store: store.pending_receipts(limit))
+
+    async def mark_receipts_sent(self, sent: Sequence[tuple[str, str, datetime]]) -> None:
+        await self._call(lambda store: store.mark_receipts_sent(sent))

@@ -1,0 +1,414 @@
+"""The embedded SQLite store: bulletins keyed by id, quarantine, receipt state, feedback sent.
+
+Synchronous and single-connection by design: the async sink runs every call on one worker
+thread (see :mod:`consumers.sinks.sqlite`), the CLI calls it directly. WAL lets ``enlace
+inbox`` read while the consumer writes; ``synchronous=FULL`` because the Kafka offset is
+committed right after a write returns, so the write must survive a power cut.
+
+Duplicates are no-ops, so at-least-once delivery becomes exactly-once storage. Upgrade rule:
+a FULL copy arriving after a TEARLINE copy of the same bulletin replaces the content (the
+first ``received_at`` is kept, ``upgraded_at`` is set); a TEARLINE arriving after a FULL, or
+any copy of a kind already held, changes nothing. A bulletin gets one receipt, whichever copy
+came first.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from consumers.records import Delivered, Quarantined, Release, StoreOutcome, iso
+from consumers.store_schema import MIGRATIONS, SCHEMA_VERSION
+from enlace.errors import SinkError
+from schemas.models import ThreatBulletin
+
+BUSY_TIMEOUT_MS = 10_000
+INBOX_COLUMNS = (
+    "bulletin_id, release, origin, category, severity, classification, tlp, caveats, title, "
+    "issued_at, received_at, upgraded_at, key_id, verified, receipt_state"
+)
+
+
+@dataclass(frozen=True)
+class InboxQuery:
+    category: str | None = None
+    origin: str | None = None
+    release: str | None = None
+    since: datetime | None = None  # received at or after
+    search: str | None = None  # in title, summary and details
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    bulletin_id: str
+    release: str
+    origin: str
+    category: str
+    severity: str
+    classification: str
+    tlp: str
+    caveats: tuple[str, ...]
+    title: str
+    issued_at: str
+    received_at: str
+    upgraded_at: str | None
+    key_id: str
+    verified: bool
+    receipt_state: str
+
+
+@dataclass(frozen=True)
+class StoredBulletin:
+    row: InboxRow
+    bulletin: ThreatBulletin
+    value: bytes
+    signature: bytes
+    receipt_event_id: str | None
+    receipt_sent_at: str | None
+    source: str
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    id: int
+    source: str
+    reason: str
+    detail: str
+    origin: str | None
+    bulletin_id: str | None
+    quarantined_at: str
+
+
+@dataclass(frozen=True)
+class PendingReceipt:
+    bulletin_id: str
+    origin: str
+
+
+class BulletinStore:
+    """One SQLite database file; not thread-safe (one owner thread)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> BulletinStore:
+        """Open (creating if allowed) and migrate the store at ``path``."""
+        if not create and not path.exists():
+            raise SinkError(f"no store at {path}; has this agency's consumer run yet?")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            store = cls(conn, path)
+            store._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise SinkError(f"cannot open store {path}: {exc}") from exc
+        return store
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > SCHEMA_VERSION:
+            raise SinkError(
+                f"store {self.path} is at schema version {current}, newer than this "
+                f"release ({SCHEMA_VERSION}); upgrade Enlace"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            # One transaction per migration, version bump included: a crash leaves either the
+            # old or the new schema, never half of one.
+            self._conn.executescript(
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[version - 1]}\n"
+                f"PRAGMA user_version = {version};\nCOMMIT;"
+            )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise SinkError(f"store {self.path}: {exc}") from exc
+
+    # -- writes -------------------------------------------------------------------------
+
+    def store(self, items: Sequence[Delivered]) -> list[StoreOutcome]:
+        """Store deliveries in one transaction; one outcome per item, in order."""
+        outcomes: list[StoreOutcome] = []
+        with self._transaction() as conn:
+            for item in items:
+                row = conn.execute(
+                    "SELECT release FROM bulletins WHERE bulletin_id = ?", (item.bulletin_id,)
+                ).fetchone()
+                if row is None:
+                    conn.execute(_INSERT, _insert_params(item))
+                    outcomes.append(StoreOutcome.INSERTED)
+                elif row[0] == Release.TEARLINE.value and item.release is Release.FULL:
+                    conn.execute(_UPGRADE, _upgrade_params(item))
+                    outcomes.append(StoreOutcome.UPGRADED)
+                else:
+                    outcomes.append(StoreOutcome.DUPLICATE)
+        return outcomes
+
+    def quarantine(self, items: Sequence[Quarantined]) -> int:
+        """Keep failed records with their reason; a redelivered record is kept once."""
+        added = 0
+        with self._transaction() as conn:
+            for item in items:
+                record = item.record
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO quarantine (source_topic, source_partition, "
+                    "source_offset, reason, detail, origin, key_id, bulletin_id, release, "
+                    "record_key, value, headers, quarantined_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        item.reason,
+                        item.detail,
+                        item.origin,
+                        item.key_id,
+                        item.bulletin_id,
+                        item.release,
+                        record.key,
+                        record.value,
+                        json.dumps(record.headers_json()),
+                        iso(item.received_at),
+                    ),
+                )
+                added += cursor.rowcount
+        return added
+
+    def pending_receipts(self, limit: int = 500) -> list[PendingReceipt]:
+        rows = self._read(
+            "SELECT bulletin_id, origin FROM bulletins WHERE receipt_state = 'pending' "
+            "ORDER BY received_at LIMIT ?",
+            (limit,),
+        )
+        return [PendingReceipt(bulletin_id=r[0], origin=r[1]) for r in rows]
+
+    def mark_receipts_sent(self, sent: Sequence[tuple[str, str, datetime]]) -> None:
+        """Record ``(bulletin_id, event_id, sent_at)`` for receipts the broker acknowledged."""
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE bulletins SET receipt_state = 'sent', receipt_event_id = ?, "
+                "receipt_sent_at = ? WHERE bulletin_id = ?",
+                [(event_id, iso(at), bulletin_id) for bulletin_id, event_id, at in sent],
+            )
+
+    def record_feedback(
+        self,
+        *,
+        event_id: str,
+        kind: str,
+        bulletin_id: str | None,
+        subject: str,
+        note: str | None,
+        sent_at: datetime,
+    ) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO feedback (event_id, kind, bulletin_id, subject, note, "
+                "sent_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (event_id, kind, bulletin_id, subject, note, iso(sent_at)),
+            )
+
+    # -- reads --------------------------------------------------------------------------
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._conn.execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            raise SinkError(f"store {self.path}: {exc}") from exc
+
+    def inbox(self, query: InboxQuery) -> list[InboxRow]:
+        """The newest bulletins first, filtered."""
+        where: list[str] = []
+        params: list[Any] = []
+        if query.category:
+            where.append("category = ?")
+            params.append(query.category)
+        if query.origin:
+            where.append("origin = ?")
+            params.append(query.origin)
+        if query.release:
+            where.append("release = ?")
+            params.append(query.release)
+        if query.since is not None:
+            where.append("received_at >= ?")
+            params.append(iso(query.since))
+        if query.search:
+            pattern = "%" + _escape_like(query.search) + "%"
+            where.append(
+                "(title LIKE ? ESCAPE '\\' OR summary LIKE ? ESCAPE '\\' "
+                "OR details LIKE ? ESCAPE '\\')"
+            )
+            params.extend([pattern, pattern, pattern])
+        sql = f"SELECT {INBOX_COLUMNS} FROM bulletins"  # noqa: S608 - fixed column list
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY received_at DESC, bulletin_id LIMIT ?"
+        params.append(query.limit)
+        return [_inbox_row(r) for r in self._read(sql, params)]
+
+    def get(self, bulletin_id: str) -> StoredBulletin | None:
+        rows = self._read(
+            f"SELECT {INBOX_COLUMNS}, body, value, signature, receipt_event_id, "  # noqa: S608 - fixed columns
+            "receipt_sent_at, source_topic, source_partition, source_offset "
+            "FROM bulletins WHERE bulletin_id = ?",
+            (bulletin_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        n = len(InboxRow.__dataclass_fields__)
+        return StoredBulletin(
+            row=_inbox_row(r[:n]),
+            bulletin=ThreatBulletin.model_validate_json(r[n]),
+            value=bytes(r[n + 1]),
+            signature=bytes(r[n + 2]),
+            receipt_event_id=r[n + 3],
+            receipt_sent_at=r[n + 4],
+            source=f"{r[n + 5]}[{r[n + 6]}]@{r[n + 7]}",
+        )
+
+    def origin_of(self, bulletin_id: str) -> str | None:
+        rows = self._read("SELECT origin FROM bulletins WHERE bulletin_id = ?", (bulletin_id,))
+        return str(rows[0][0]) if rows else None
+
+    def ids(self) -> list[str]:
+        return [str(r[0]) for r in self._read("SELECT bulletin_id FROM bulletins")]
+
+    def count(self) -> int:
+        return int(self._read("SELECT count(*) FROM bulletins")[0][0])
+
+    def quarantine_rows(self, limit: int = 100) -> list[QuarantineRow]:
+        rows = self._read(
+            "SELECT id, source_topic, source_partition, source_offset, reason, detail, origin, "
+            "bulletin_id, quarantined_at FROM quarantine ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            QuarantineRow(
+                id=r[0],
+                source=f"{r[1]}[{r[2]}]@{r[3]}",
+                reason=r[4],
+                detail=r[5],
+                origin=r[6],
+                bulletin_id=r[7],
+                quarantined_at=r[8],
+            )
+            for r in rows
+        ]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _inbox_row(r: Sequence[Any]) -> InboxRow:
+    return InboxRow(
+        bulletin_id=r[0],
+        release=r[1],
+        origin=r[2],
+        category=r[3],
+        severity=r[4],
+        classification=r[5],
+        tlp=r[6],
+        caveats=tuple(json.loads(r[7])),
+        title=r[8],
+        issued_at=r[9],
+        received_at=r[10],
+        upgraded_at=r[11],
+        key_id=r[12],
+        verified=bool(r[13]),
+        receipt_state=r[14],
+    )
+
+
+_CONTENT_COLUMNS = (
+    "release",
+    "origin",
+    "origin_country",
+    "category",
+    "severity",
+    "classification",
+    "tlp",
+    "caveats",
+    "title",
+    "summary",
+    "details",
+    "issued_at",
+    "valid_until",
+    "body",
+    "key_id",
+    "verified",
+    "value",
+    "signature",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+)
+# Column names are the fixed tuple above, never input: values always go through "?".
+_COLUMNS = ", ".join(_CONTENT_COLUMNS)
+_MARKS = ", ".join("?" for _ in _CONTENT_COLUMNS)
+_SETS = ", ".join(f"{c} = ?" for c in _CONTENT_COLUMNS)
+_INSERT = f"INSERT INTO bulletins (bulletin_id, received_at, {_COLUMNS}) VALUES (?, ?, {_MARKS})"  # noqa: S608 - fixed columns
+_UPGRADE = f"UPDATE bulletins SET upgraded_at = ?, {_SETS} WHERE bulletin_id = ?"  # noqa: S608 - fixed columns
+
+
+def _content_params(item: Delivered) -> tuple[Any, ...]:
+    b = item.bulletin
+    return (
+        item.release.value,
+        b.origin,
+        b.origin_country,
+        b.category.value,
+        b.severity.value,
+        b.classification.value,
+        b.tlp.value,
+        json.dumps([c.value for c in b.caveats]),
+        b.title,
+        b.summary,
+        b.details,
+        iso(b.issued_at),
+        iso(b.valid_until) if b.valid_until else None,
+        b.model_dump_json(),
+        item.key_id,
+        1,
+        item.record.value,
+        item.signature,
+        item.record.topic,
+        item.record.partition,
+        item.record.offset,
+    )
+
+
+def _insert_params(item: Delivered) -> tuple[Any, ...]:
+    return (item.bulletin_id, iso(item.received_at), *_content_params(item))
+
+
+def _upgrade_params(item: Delivered) -> tuple[Any, ...]:
+    return (iso(item.received_at), *_content_params(item), item.bulletin_id)

@@ -1,0 +1,81 @@
+"""The embedded store's SQL schema, as versioned migrations (``PRAGMA user_version``).
+
+Migration N brings a database from version N-1 to N; released migrations are never edited,
+only appended. Times are fixed-width UTC ISO 8601 text, so ``ORDER BY``/``>=`` on text is
+chronological.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: bulletins (one row per bulletin id), quarantine, feedback sent.
+    """
+    CREATE TABLE bulletins (
+        bulletin_id      TEXT PRIMARY KEY,
+        release          TEXT NOT NULL CHECK (release IN ('full', 'tearline')),
+        origin           TEXT NOT NULL,
+        origin_country   TEXT NOT NULL,
+        category         TEXT NOT NULL,
+        severity         TEXT NOT NULL,
+        classification   TEXT NOT NULL,
+        tlp              TEXT NOT NULL,
+        caveats          TEXT NOT NULL,          -- JSON array of caveat symbols
+        title            TEXT NOT NULL,
+        summary          TEXT NOT NULL,
+        details          TEXT,
+        issued_at        TEXT NOT NULL,
+        valid_until      TEXT,
+        received_at      TEXT NOT NULL,          -- first receipt of any copy
+        upgraded_at      TEXT,                   -- when a full copy replaced the tearline
+        body             TEXT NOT NULL,          -- the bulletin as JSON
+        key_id           TEXT NOT NULL,
+        verified         INTEGER NOT NULL CHECK (verified IN (0, 1)),
+        value            BLOB NOT NULL,          -- the signed bytes, for re-verification
+        signature        BLOB NOT NULL,
+        source_topic     TEXT NOT NULL,
+        source_partition INTEGER NOT NULL,
+        source_offset    INTEGER NOT NULL,
+        receipt_state    TEXT NOT NULL DEFAULT 'pending'
+                         CHECK (receipt_state IN ('pending', 'sent')),
+        receipt_event_id TEXT,
+        receipt_sent_at  TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX bulletins_by_received ON bulletins (received_at);
+    CREATE INDEX bulletins_by_category ON bulletins (category, received_at);
+    CREATE INDEX bulletins_by_origin ON bulletins (origin, received_at);
+    CREATE INDEX bulletins_by_issued ON bulletins (issued_at);
+    CREATE INDEX bulletins_receipts_pending ON bulletins (received_at)
+        WHERE receipt_state = 'pending';
+
+    CREATE TABLE quarantine (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        source_topic     TEXT NOT NULL,
+        source_partition INTEGER NOT NULL,
+        source_offset    INTEGER NOT NULL,
+        reason           TEXT NOT NULL,
+        detail           TEXT NOT NULL,
+        origin           TEXT,                   -- as claimed by the headers: unverified
+        key_id           TEXT,
+        bulletin_id      TEXT,
+        release          TEXT,
+        record_key       BLOB,
+        value            BLOB NOT NULL,
+        headers          TEXT NOT NULL,          -- JSON [{name, value_b64}]
+        quarantined_at   TEXT NOT NULL,
+        UNIQUE (source_topic, source_partition, source_offset)
+    );
+    CREATE INDEX quarantine_by_time ON quarantine (quarantined_at);
+
+    CREATE TABLE feedback (
+        event_id     TEXT PRIMARY KEY,
+        kind         TEXT NOT NULL,
+        bulletin_id  TEXT,
+        subject      TEXT NOT NULL,
+        note         TEXT,
+        sent_at      TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX feedback_by_bulletin ON feedback (bulletin_id);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
