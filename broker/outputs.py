@@ -8,6 +8,7 @@ from datetime import datetime
 from broker.admission import Admitted
 from broker.engine import OutRecord
 from broker.release import ReleaseDecision
+from broker.trust import TrustScore
 from enlace.topics import AUDIT, DEADLETTER, feed
 from schemas import headers as hdr
 from schemas.codec import encode_audit
@@ -53,8 +54,21 @@ def release_record(admitted: Admitted, decision: ReleaseDecision) -> OutRecord:
     )
 
 
+def audit_factors(score: TrustScore | None) -> tuple[Factor, ...]:
+    """A score's factors in the audit schema's shape (costly: callers cache per pair)."""
+    if score is None:
+        return ()
+    return tuple(
+        Factor(name=f.name, value=round(f.value, 6), note=f.note[:200]) for f in score.factors
+    )
+
+
 def audit_record(
-    admitted: Admitted, decision: ReleaseDecision, source: Source, now: datetime
+    admitted: Admitted,
+    decision: ReleaseDecision,
+    source: Source,
+    now: datetime,
+    factors: tuple[Factor, ...] | None = None,
 ) -> OutRecord:
     score = decision.score
     record = AuditRecord(
@@ -64,10 +78,7 @@ def audit_record(
         decision=decision.kind.value,
         rule=decision.rule.value,
         score=round(score.value, 6) if score is not None else None,
-        factors=tuple(
-            Factor(name=f.name, value=round(f.value, 6), note=f.note[:200])
-            for f in (score.factors if score is not None else ())
-        ),
+        factors=audit_factors(score) if factors is None else factors,
         decided_at=now,
         source_topic=source.topic,
         source_partition=source.partition,

@@ -8,7 +8,7 @@ every record ends as releases + audit records, one duplicate audit record, or a 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,10 +29,12 @@ from broker.replay import (
     encode_entry,
     seen_key,
 )
+from broker.trust import TrustScore
 from enlace.logs import get_logger
 from enlace.registry import Registry
 from enlace.topics import ROUTER_SEEN, agency_of
 from schemas.key_directory import KeyDirectory
+from schemas.models import Factor
 
 log = get_logger(__name__)
 
@@ -41,6 +43,41 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class BatchScores:
+    """Each pair's score and audit factors computed once per batch (one ``now`` per batch):
+    scoring is cheap, but explaining a score costs several times more."""
+
+    def __init__(self, source: ScoreSource) -> None:
+        self._source = source
+        self._scores: dict[tuple[str, str], TrustScore] = {}
+        self._factors: dict[tuple[str, str], tuple[Factor, ...]] = {}
+
+    def score(self, originator: str, partner: str, policy: Policy, now: datetime) -> TrustScore:
+        pair = (originator, partner)
+        found = self._scores.get(pair)
+        if found is None:
+            found = self._scores[pair] = self._source.score(originator, partner, policy, now)
+        return found
+
+    def factors(self, score: TrustScore | None) -> tuple[Factor, ...]:
+        if score is None:
+            return ()
+        pair = (score.originator, score.partner)
+        found = self._factors.get(pair)
+        if found is None:
+            found = self._factors[pair] = outputs.audit_factors(score)
+        return found
+
+
+@dataclass
+class BatchState:
+    """What the records of one batch share: one clock reading, scores, staged replay ids."""
+
+    now: datetime
+    scores: BatchScores
+    staged: dict[bytes, SeenEntry] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,14 +124,14 @@ class RouterHandler:
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
     ) -> BatchOutcome:
         outcome = BatchOutcome()
-        staged: dict[bytes, SeenEntry] = {}
         tallies: list[Callable[[], None]] = []
         agency = agency_of(tp.topic)
+        batch = BatchState(self._clock(), BatchScores(self._trust))
         for record in records:
             source = outputs.Source(tp.topic, tp.partition, record.offset)
             record_tallies: list[Callable[[], None]] = []
             try:
-                routed = self._route_one(agency, record, source, staged, record_tallies)
+                routed = self._route_one(agency, record, source, batch, record_tallies)
             except Exception as exc:
                 # A bug must not stop the partition: this record goes to the dead letters,
                 # and nothing half-built for it is kept.
@@ -103,7 +140,7 @@ class RouterHandler:
                 routed = [self._reject(record, source, INTERNAL_ERROR, repr(exc)[:500], tallies)]
             outcome.outputs.extend(routed)
             tallies.extend(record_tallies)
-        outcome.on_commit.append(self._seen.committer(staged))
+        outcome.on_commit.append(self._seen.committer(batch.staged))
         outcome.on_commit.extend(tallies)
         return outcome
 
@@ -112,10 +149,10 @@ class RouterHandler:
         agency: str,
         record: ConsumerRecord[Any, Any],
         source: outputs.Source,
-        staged: dict[bytes, SeenEntry],
+        batch: BatchState,
         tallies: list[Callable[[], None]],
     ) -> list[OutRecord]:
-        now = self._clock()
+        now, staged = batch.now, batch.staged
         metrics = self._metrics
         tallies.append(metrics.consumed.labels(agency).inc)
         result = admit(
@@ -142,7 +179,7 @@ class RouterHandler:
             return [self._reject(record, source, "id_conflict", message, tallies)]
         entry = SeenEntry(digest, int(now.timestamp() * 1000))
         routed = [OutRecord(ROUTER_SEEN, encode_entry(entry), key)]
-        routed.extend(self._release(result, source, now, tallies))
+        routed.extend(self._release(result, source, now, tallies, batch.scores))
         staged[key] = entry
         latency = max(0.0, (now - bulletin.issued_at).total_seconds())
         tallies.append(lambda: metrics.route_latency.observe(latency))
@@ -155,16 +192,18 @@ class RouterHandler:
         source: outputs.Source,
         now: datetime,
         tallies: list[Callable[[], None]],
+        scores: BatchScores,
     ) -> list[OutRecord]:
         subject = ReleaseSubject.of(admitted.bulletin)
         out: list[OutRecord] = []
         decisions: list[ReleaseDecision] = []
         for partner in self._ctx.partners(subject.origin):
-            decision = decide(subject, partner, self._trust, self._ctx.policy, now)
+            decision = decide(subject, partner, scores, self._ctx.policy, now)
             decisions.append(decision)
             if decision.released:
                 out.append(outputs.release_record(admitted, decision))
-            out.append(outputs.audit_record(admitted, decision, source, now))
+            factors = scores.factors(decision.score)
+            out.append(outputs.audit_record(admitted, decision, source, now, factors))
             tallies.append(
                 self._metrics.releases.labels(
                     subject.origin, decision.partner, decision.kind.value

@@ -60,6 +60,8 @@ class TrustState:
         self.ledger = TrustLedger.for_policy(policy)
         self._released: dict[ReleaseKey, datetime] = {}
         self._awaiting_receipt: dict[ReleaseKey, datetime] = {}
+        # Releases already counted as a missing receipt: a receipt after that adds nothing more.
+        self._missed: set[ReleaseKey] = set()
         self._counted: set[tuple[str, str, str, TrustEventKind]] = set()
         self._orphans: dict[ReleaseKey, list[TrustEvent]] = {}
         self.events_applied = 0
@@ -91,6 +93,8 @@ class TrustState:
             self._counted.add(marker)
             if kind is TrustEventKind.RECEIPT:
                 self._awaiting_receipt.pop(key, None)
+                if key in self._missed:
+                    return None
                 receipt_class = classify_receipt(
                     self._released[key], event.occurred_at, self.policy
                 )
@@ -114,10 +118,12 @@ class TrustState:
         missing = [(k, at) for k, at in self._awaiting_receipt.items() if at + deadline <= now]
         for (originator, partner, bulletin_id), at in missing:
             del self._awaiting_receipt[originator, partner, bulletin_id]
+            self._missed.add((originator, partner, bulletin_id))
             self.ledger.record_missing_receipt(originator, partner, at + deadline, bulletin_id)
         horizon = now - RELEASE_MEMORY
         for key in [k for k, at in self._released.items() if at < horizon]:
             del self._released[key]
+            self._missed.discard(key)
         orphan_horizon = now - ORPHAN_WAIT
         for key in [k for k, evs in self._orphans.items() if evs[-1].occurred_at < orphan_horizon]:
             del self._orphans[key]
