@@ -1,9 +1,164 @@
-"""Commands of this package, registered on the root ``enlace`` app."""
+"""Commands of this package: ``enlace produce`` and ``enlace publisher run|synth``.
+
+Only these functions read the environment (``PublisherSettings()``); options override it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from enlace.logs import configure_logging
+from enlace.registry import Registry
+from enlace.settings import KafkaSettings
+from producers.produce import EXIT_UNACKNOWLEDGED, produce_bytes
+from producers.service import PublisherService
+from producers.settings import OnError, PublisherSettings
+from producers.synthetic import BulletinGenerator, to_json_line
+
+publisher_app = typer.Typer(help="The country producer service.", no_args_is_help=True)
+
+AgencyOpt = Annotated[
+    str | None, typer.Option("--agency", help="Publishing agency id (env ENLACE_AGENCY).")
+]
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key", help="Private key file from `enlace keys generate` (env ENLACE_PRODUCER_KEY_FILE)."
+    ),
+]
+KeysOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys", help="Key directory to self-check the key against (env ENLACE_KEYS_FILE)."
+    ),
+]
+TopicOpt = Annotated[
+    str | None, typer.Option("--topic", help="Override the outbound topic (tests, drills).")
+]
+
+
+def _settings(**options: Any) -> PublisherSettings:
+    return PublisherSettings(
+        **{name: value for name, value in options.items() if value is not None}
+    )
+
+
+def produce(
+    source: Annotated[str, typer.Argument(help="JSON or JSONL file, or - for stdin.")],
+    *,
+    agency: AgencyOpt = None,
+    key: KeyOpt = None,
+    keys: KeysOpt = None,
+    topic: TopicOpt = None,
+    on_error: Annotated[
+        OnError | None,
+        typer.Option(
+            "--on-error",
+            help="Invalid bulletins: skip them and publish the rest, or abort and publish "
+            "nothing (default; env ENLACE_ON_ERROR).",
+        ),
+    ] = None,
+    random_ids: Annotated[
+        bool,
+        typer.Option(
+            "--random-ids",
+            help="Give id-less bulletins random ids (default: derived from the input's content "
+            "and position, so re-running the same input deduplicates at the router).",
+        ),
+    ] = False,
+) -> None:
+    """Publish the bulletins of a JSON (object or array) or JSON Lines file, or stdin.
+
+    Exit code: 0 all published; 1 something was rejected (or the run aborted);
+    3 something was not acknowledged by the broker in time (safe to re-run).
+    """
+    settings = _settings(
+        agency=agency, producer_key_file=key, keys_file=keys, topic=topic, on_error=on_error
+    )
+    configure_logging(settings.log_level, settings.log_format)
+    if source == "-":
+        data, name = sys.stdin.buffer.read(), ""
+    else:
+        path = Path(source)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            typer.secho(f"error: cannot read {source}: {exc.strerror}", fg="red", err=True)
+            raise typer.Exit(2) from exc
+        name = path.name
+    code = asyncio.run(produce_bytes(settings, data, name=name, stable_ids=not random_ids))
+    raise typer.Exit(code)
+
+
+@publisher_app.command("run")
+def run(
+    *,
+    agency: AgencyOpt = None,
+    watch: Annotated[
+        Path | None, typer.Option("--watch", help="Drop folder to publish (env ENLACE_WATCH_DIR).")
+    ] = None,
+    key: KeyOpt = None,
+    keys: KeysOpt = None,
+    topic: TopicOpt = None,
+    http_host: Annotated[str | None, typer.Option(help="HTTP bind address.")] = None,
+    http_port: Annotated[
+        int | None, typer.Option(help="HTTP port of /bulletins, /metrics, /health (0: any).")
+    ] = None,
+    intake: Annotated[
+        bool | None, typer.Option("--intake/--no-intake", help="Serve POST /bulletins.")
+    ] = None,
+) -> None:
+    """Publish every *.json/*.jsonl dropped into a folder, and serve POST /bulletins."""
+    settings = _settings(
+        agency=agency,
+        watch_dir=watch,
+        producer_key_file=key,
+        keys_file=keys,
+        topic=topic,
+        http_host=http_host,
+        http_port=http_port,
+        intake_enabled=intake,
+    )
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(serve(PublisherService(settings)))
+
+
+async def serve(service: PublisherService) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, service.request_stop)
+    await service.run()
+
+
+@publisher_app.command("synth")
+def synth(
+    count: Annotated[int, typer.Option(min=1, help="How many bulletins.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same bulletins.")] = 1,
+    agency: Annotated[
+        list[str] | None, typer.Option("--agency", help="Only these agencies (repeatable).")
+    ] = None,
+) -> None:
+    """Write synthetic bulletins from the seed scenario as JSON Lines to stdout."""
+    registry = Registry.load(KafkaSettings().agencies_file)
+    generator = BulletinGenerator(seed, registry, agencies=agency or None)
+    now = datetime.now(UTC)
+    out = sys.stdout
+    for _ in range(count):
+        out.write(to_json_line(generator.next(now)))
+    out.flush()
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to ``app``."""
+    app.command("produce")(produce)
+    app.add_typer(publisher_app, name="publisher")
+
+
+__all__ = ["EXIT_UNACKNOWLEDGED", "register"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -140,6 +140,7 @@ class Publisher:
         self._agency: Agency | None = None
         self._producer: AIOKafkaProducer | None = None
         self._wedged = False
+        self._running = False
         self._swap = asyncio.Lock()
         self.last_ack: float | None = None
 
@@ -159,10 +160,16 @@ class Publisher:
     def healthy(self) -> bool:
         return self._producer is not None and not self._wedged
 
-    async def start(self) -> None:
+    def load(self) -> None:
+        """Read the registry and the signing key and check them; no network. Idempotent.
+
+        Lets a caller validate and seal (e.g. refuse a whole file) before connecting.
+        """
+        if self._agency is not None:
+            return
         settings = self.settings
         registry = self._registry or Registry.load(settings.agencies_file)
-        self._agency = registry.get(settings.agency)
+        agency = registry.get(settings.agency)
         if self._key is None:
             if settings.producer_key_file is None:
                 raise ConfigError(
@@ -177,9 +184,14 @@ class Publisher:
             )
         if settings.keys_file is not None:
             check_own_key(KeyDirectory.load(settings.keys_file), self._key, self._clock())
+        self._agency = agency
+
+    async def start(self) -> None:
+        self.load()
         clients.check_c_extensions()
         self._producer = await self._connect()
-        log.info("publisher_started", agency=settings.agency, topic=self.topic)
+        self._running = True
+        log.info("publisher_started", agency=self.settings.agency, topic=self.topic)
 
     async def _connect(self) -> AIOKafkaProducer:
         timeout = self.settings.delivery_timeout_s
@@ -201,7 +213,9 @@ class Publisher:
         return producer
 
     async def stop(self) -> None:
-        producer, self._producer = self._producer, None
+        self._running = False
+        async with self._swap:
+            producer, self._producer = self._producer, None
         if producer is not None:
             await _close_producer(producer, self.settings.close_timeout_s)
             log.info("publisher_stopped", agency=self.settings.agency)
@@ -216,10 +230,9 @@ class Publisher:
     async def _ready_producer(self) -> AIOKafkaProducer:
         """The Kafka client, replaced first if the last call left it wedged."""
         async with self._swap:
-            if self._producer is None:
-                if self._agency is None:
-                    raise RuntimeError("publisher not started")
-            elif not self._wedged:
+            if not self._running:
+                raise RuntimeError("publisher not started (use `async with Publisher(...)`)")
+            if self._producer is not None and not self._wedged:
                 return self._producer
             old, self._producer = self._producer, None
             if old is not None:
@@ -257,60 +270,66 @@ class Publisher:
         """Publish ``objs``; one outcome per input, in order. Never raises for one bulletin."""
         now = self._clock()
         outcomes: list[Outcome | None] = []
-        sealed: list[tuple[int, ThreatBulletin, Sealed]] = []
+        sealed: list[tuple[ThreatBulletin, Sealed]] = []
+        slots: list[int] = []
         for obj in objs:
             try:
-                bulletin, record = self.seal(obj, now)
+                sealed.append(self.seal(obj, now))
             except (ValidationError, CodecError, SignatureError) as exc:
                 claimed = obj.get("bulletin_id") if isinstance(obj, Mapping) else None
                 outcomes.append(self._fail(claimed if isinstance(claimed, str) else None, exc))
                 continue
-            sealed.append((len(outcomes), bulletin, record))
+            slots.append(len(outcomes))
             outcomes.append(None)
-        if sealed:
-            try:
-                producer = await self._ready_producer()
-            except KafkaUnavailable as exc:
-                for index, bulletin, _ in sealed:
-                    outcomes[index] = self._fail(bulletin.bulletin_id, exc)
-            else:
-                await self._send_all(producer, sealed, outcomes)
+        for slot, outcome in zip(slots, await self.send_sealed(sealed), strict=True):
+            outcomes[slot] = outcome
         return [outcome for outcome in outcomes if outcome is not None]
 
+    async def send_sealed(self, records: Sequence[tuple[ThreatBulletin, Sealed]]) -> list[Outcome]:
+        """Send records made by :meth:`seal`; one outcome each, in order, within the deadline."""
+        if not records:
+            return []
+        try:
+            producer = await self._ready_producer()
+        except KafkaUnavailable as exc:
+            return [self._fail(bulletin.bulletin_id, exc) for bulletin, _ in records]
+        return await self._send_all(producer, records)
+
     async def _send_all(
-        self,
-        producer: AIOKafkaProducer,
-        sealed: list[tuple[int, ThreatBulletin, Sealed]],
-        outcomes: list[Outcome | None],
-    ) -> None:
+        self, producer: AIOKafkaProducer, records: Sequence[tuple[ThreatBulletin, Sealed]]
+    ) -> list[Outcome]:
         loop = asyncio.get_running_loop()
         timeout = self.settings.delivery_timeout_s
-        futures: list[tuple[int, ThreatBulletin, asyncio.Future[Any]]] = []
-        sent = 0
+        futures: list[asyncio.Future[Any]] = []
+        unsent_error = DeliveryError("not sent")
         try:
             # Each send must get its record into the client's buffer within the timeout (it
             # blocks when the buffer is full because the broker stopped acknowledging).
             async with asyncio.timeout(None) as guard:
-                for index, bulletin, record in sealed:
+                for _, record in records:
                     guard.reschedule(loop.time() + timeout)
                     future = await producer.send(
                         self.topic, record.value, key=record.key, headers=record.headers
                     )
                     self._track(future)
-                    futures.append((index, bulletin, future))
-                    sent += 1
+                    futures.append(future)
         except (TimeoutError, AIOKafkaError) as exc:
             self._wedged = True
-            error = DeliveryError(
+            unsent_error = DeliveryError(
                 f"not acknowledged: the Kafka client did not accept the record within "
                 f"{timeout:g} s ({exc!r}); nothing of it was sent"
             )
-            for index, bulletin, _ in sealed[sent:]:
-                outcomes[index] = self._fail(bulletin.bulletin_id, error)
         if futures:
-            await asyncio.wait([f for _, _, f in futures], timeout=timeout)
-        for index, bulletin, future in futures:
-            outcomes[index] = self._outcome(bulletin, future, timeout)
+            await asyncio.wait(futures, timeout=timeout)
+        outcomes = [
+            self._outcome(bulletin, future, timeout)
+            for (bulletin, _), future in zip(records, futures, strict=False)
+        ]
+        outcomes.extend(
+            self._fail(bulletin.bulletin_id, unsent_error)
+            for bulletin, _ in records[len(futures) :]
+        )
+        return outcomes
 
     def _track(self, future: asyncio.Future[Any]) -> None:
         metrics = self.metrics

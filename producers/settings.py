@@ -47,7 +47,7 @@ class PublisherSettings(KafkaSettings):
     watch_retry_max_s: float = Field(
         default=60.0, gt=0, description="Longest pause between re-sends of an unacknowledged file."
     )
-    http_enabled: bool = True
+    intake_enabled: bool = Field(default=True, description="Serve POST /bulletins beside /metrics.")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8470, ge=0, le=65535)
     http_max_body_bytes: int = Field(default=4_194_304, ge=1024)

@@ -1,0 +1,164 @@
+"""HTTP intake: ``POST /bulletins`` so an agency's existing systems can push bulletins.
+
+Body: one bulletin (JSON object) or a list of them, ``Content-Type: application/json``.
+Responses (JSON):
+
+- 202 every bulletin was acknowledged by the broker: ``{"published": n, "results":
+  [{"bulletin_id", "partition", "offset"}...]}`` in request order;
+- 422 some bulletin is invalid, nothing was sent: ``{"errors": [{"index", "field", "rule"}]}``;
+- 413 the body is over ``http_max_body_bytes``; 400 not JSON / not an object or list;
+  415 wrong content type; 401 bad or missing bearer token (when ``http_token`` is set);
+- 503 some bulletin was not acknowledged in time: per-bulletin results, failed ones with
+  ``error``; re-send those with the same ``bulletin_id`` (the router drops duplicates).
+
+Ids the intake generates are random: a client that retries a request should put its own
+``bulletin_id`` in each bulletin (or reuse the ids from a 503) so the retry deduplicates.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from aiohttp import web
+
+from enlace.errors import CodecError, SignatureError, ValidationError
+from enlace.logs import get_logger
+from producers.publisher import Clock, DeliveryResult, Publisher, PublishFailure, utc_now
+from producers.settings import PublisherSettings
+from schemas.envelope import Sealed
+from schemas.models import ThreatBulletin
+
+log = get_logger(__name__)
+
+PATH = "/bulletins"
+READ_CHUNK = 65_536
+JSON_TYPES = ("application/json",)
+
+
+class _Refused(Exception):
+    """An HTTP refusal carried to the handler's single exit."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class HttpIntake:
+    def __init__(
+        self, settings: PublisherSettings, publisher: Publisher, *, clock: Clock = utc_now
+    ) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self._clock = clock
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_post(PATH, self.post_bulletins)
+
+    async def post_bulletins(self, request: web.Request) -> web.Response:
+        try:
+            self._authorize(request)
+            objs = self._parse(await self._body(request))
+            records = self._seal_all(objs)
+            status, body = await self._send(records)
+        except _Refused as refusal:
+            status, body = refusal.status, refusal.body
+        self.publisher.metrics.http_status(status)
+        headers = {"Retry-After": "5"} if status == 503 else None
+        return web.json_response(body, status=status, headers=headers)
+
+    def _authorize(self, request: web.Request) -> None:
+        token = self.settings.http_token
+        if token is None:
+            return
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise _Refused(401, {"error": "missing or wrong bearer token"})
+
+    async def _body(self, request: web.Request) -> bytes:
+        if request.content_type not in JSON_TYPES:
+            raise _Refused(415, {"error": "Content-Type must be application/json"})
+        limit = self.settings.http_max_body_bytes
+        too_large = _Refused(413, {"error": f"body is over the limit of {limit} bytes"})
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        # Read ourselves rather than request.read(): the app-wide client_max_size is not ours.
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := await request.content.read(READ_CHUNK):
+            total += len(chunk)
+            if total > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _parse(body: bytes) -> list[Any]:
+        try:
+            doc = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        except UnicodeDecodeError:
+            raise _Refused(400, {"error": "body is not valid UTF-8"}) from None
+        except json.JSONDecodeError as exc:
+            detail = f"{exc.msg} (line {exc.lineno} column {exc.colno})"
+            raise _Refused(400, {"error": f"body is not valid JSON: {detail}"}) from None
+        except ValueError as exc:
+            raise _Refused(400, {"error": f"body is not valid JSON: {exc}"}) from None
+        objs = [doc] if isinstance(doc, dict) else doc
+        if not isinstance(objs, list):
+            raise _Refused(400, {"error": "body must be a bulletin object or a list of them"})
+        if not objs:
+            raise _Refused(400, {"error": "body contains no bulletins"})
+        return objs
+
+    def _seal_all(self, objs: list[Any]) -> list[tuple[ThreatBulletin, Sealed]]:
+        now = self._clock()
+        records: list[tuple[ThreatBulletin, Sealed]] = []
+        errors: list[dict[str, Any]] = []
+        for index, obj in enumerate(objs):
+            try:
+                records.append(self.publisher.seal(obj, now))
+            except ValidationError as exc:
+                problems = exc.problems or [("(record)", str(exc))]
+                errors.extend({"index": index, "field": f, "rule": r} for f, r in problems)
+            except (CodecError, SignatureError) as exc:
+                errors.append({"index": index, "field": "(record)", "rule": str(exc)})
+        if errors:
+            self.publisher.metrics.reject("invalid", len({e["index"] for e in errors}))
+            raise _Refused(422, {"published": 0, "errors": errors})
+        return records
+
+    async def _send(
+        self, records: list[tuple[ThreatBulletin, Sealed]]
+    ) -> tuple[int, dict[str, Any]]:
+        outcomes = await self.publisher.send_sealed(records)
+        results: list[dict[str, Any]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, DeliveryResult):
+                results.append(
+                    {
+                        "bulletin_id": outcome.bulletin_id,
+                        "partition": outcome.partition,
+                        "offset": outcome.offset,
+                    }
+                )
+            else:
+                results.append(_failure(outcome))
+        published = sum(isinstance(o, DeliveryResult) for o in outcomes)
+        log.info("http_intake", bulletins=len(records), published=published)
+        body = {"published": published, "results": results}
+        return (202 if published == len(records) else 503), body
+
+
+def _failure(outcome: PublishFailure) -> dict[str, Any]:
+    return {
+        "bulletin_id": outcome.bulletin_id,
+        "reason": outcome.reason,
+        "error": str(outcome.error),
+    }
