@@ -212,6 +212,8 @@ class FeedConsumer:
             consumer = clients.consumer(
                 self.settings,
                 group_id=self.settings.consumer_group(),
+                session_timeout_ms=self.settings.session_timeout_ms,
+                heartbeat_interval_ms=min(3_000, self.settings.session_timeout_ms // 3),
                 max_partition_fetch_bytes=max(
                     clients.MAX_REQUEST_BYTES, self.settings.max_record_bytes + 65_536
                 ),

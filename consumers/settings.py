@@ -43,6 +43,8 @@ class ConsumerSettings(KafkaSettings):
     feed_topic: str | None = None
     group_id: str | None = None
     receipts: bool = True
+    # A consumer killed without leaving the group holds its partitions until this expires.
+    session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
     batch_max_records: int = Field(default=200, ge=1, le=10_000)
     poll_timeout_ms: int = Field(default=500, ge=10, le=60_000)
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1024)
