@@ -2,8 +2,158 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.live import Live
+
+from enlace.demo.accounting import Verdict
+from enlace.demo.runner import Demo, DemoOptions, DemoState
+from enlace.localkafka import DEFAULT_DATA_DIR, LocalKafka
+from enlace.logs import configure_logging, get_logger
+from enlace.registry import Registry
+from enlace.settings import DEFAULT_POLICY, KafkaSettings
+
+log = get_logger(__name__)
+console = Console()
+
+
+def demo(
+    seconds: Annotated[float, typer.Option(help="How long agencies publish.")] = 60.0,
+    rate: Annotated[float, typer.Option(help="Bulletins per second, all agencies.")] = 20.0,
+    seed: Annotated[int, typer.Option(help="Seed of the story and the bulletins.")] = 7,
+    state_dir: Annotated[
+        Path, typer.Option(help="Keys, key directory, stores and logs (kept after the run).")
+    ] = Path(".enlace/demo"),
+    policy: Annotated[Path, typer.Option(help="Release policy.")] = DEFAULT_POLICY,
+    tui: Annotated[bool, typer.Option(help="Live terminal view; --no-tui logs instead.")] = True,
+    metrics_port_base: Annotated[
+        int, typer.Option(help="Router on BASE, producers BASE+1.., consumers BASE+21..; 0: any.")
+    ] = 9300,
+) -> None:
+    """Run Kafka, the router and a producer and consumer per agency, with a scripted story.
+
+    Exits 0 only if every published bulletin was accounted for (routed, duplicate or
+    dead-lettered) and every release was delivered exactly once.
+    """
+    settings = KafkaSettings()
+    configure_logging(settings.log_level, "json" if tui else settings.log_format)
+    if tui:
+        # The live view owns the terminal: service logs go to the state dir instead.
+        _log_to_file(state_dir / "logs" / "demo.log", settings.log_level)
+    started_kafka: LocalKafka | None = None
+    if "ENLACE_KAFKA_BOOTSTRAP" not in os.environ:
+        kafka = LocalKafka(DEFAULT_DATA_DIR)
+        running = any(node.alive for node in kafka.status())
+        console.print("Kafka: " + ("using the running local broker" if running else
+                                   "starting a local broker (first run fetches it)…"))  # fmt: skip
+        spec = kafka.up(1)
+        settings = KafkaSettings(kafka_bootstrap=spec.bootstrap)
+        started_kafka = None if running else kafka
+    options = DemoOptions(
+        seconds=seconds,
+        rate=rate,
+        seed=seed,
+        state_dir=state_dir,
+        agencies_file=settings.agencies_file,
+        policy_file=policy,
+        metrics_port_base=metrics_port_base,
+    )
+    try:
+        verdict, state = asyncio.run(_run(settings, options, tui=tui))
+    finally:
+        if started_kafka is not None:
+            console.print("stopping the Kafka broker the demo started…")
+            started_kafka.down()
+    from enlace.demo.view import summary  # noqa: PLC0415 - rich view only when needed
+
+    console.print(summary(state, verdict))
+    console.print(f"state kept in {state_dir} (keys, keys.yaml, stores/, logs/)")
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+async def _run(
+    settings: KafkaSettings, options: DemoOptions, *, tui: bool
+) -> tuple[Verdict, DemoState]:
+    from enlace.demo.view import render  # noqa: PLC0415 - keeps `enlace --help` fast
+
+    runner = Demo(settings, options)
+    agencies = Registry.load(options.agencies_file).ids
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    interrupted = False
+
+    def on_signal() -> None:
+        nonlocal interrupted
+        interrupted = True
+        if main is not None:
+            main.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    last_log = 0.0
+
+    def log_tick(state: DemoState) -> None:
+        nonlocal last_log
+        if time.monotonic() - last_log < 5:
+            return
+        last_log = time.monotonic()
+        counts = state.books.decision_counts()
+        log.info(
+            "demo_progress",
+            phase=state.phase,
+            elapsed=round(state.elapsed(), 1),
+            published=len(state.books.published),
+            routed=state.books.routed,
+            delivered=state.delivered.total,
+            full=counts["FULL"],
+            tearline=counts["TEARLINE"],
+            withheld=counts["WITHHELD"],
+            p99_ms=state.latency_ms(99),
+        )
+
+    try:
+        if tui:
+            with Live(console=console, refresh_per_second=2, transient=False) as live:
+                verdict = await runner.run(lambda s: live.update(render(s, agencies)))
+        else:
+            verdict = await runner.run(log_tick)
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        verdict = Verdict(ok=False, problems=("interrupted",))
+    return verdict, runner.state
+
+
+def _log_to_file(path: Path, level: str) -> None:
+    import logging  # noqa: PLC0415
+
+    import structlog  # noqa: PLC0415
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a", encoding="utf-8")
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=handle),
+    )
+    with contextlib.suppress(Exception):
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def register(app: typer.Typer) -> None:
     """Add the demo command to ``app``."""
+    app.command("demo")(demo)

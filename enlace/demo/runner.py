@@ -1,0 +1,415 @@
+"""Runs the demo: the router process, a publisher and a consumer per agency, the story.
+
+Publishers and consumers are the real services (``producers.Publisher``,
+``consumers.FeedConsumer``) running as tasks in this process, each with its own ``/metrics``;
+the router is a separate ``enlace router run`` process. Kafka is whatever the settings point
+at (the CLI starts a local one when none is configured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from broker.policy import Policy
+from consumers.receipts import feedback_event, incident_event, publish_events
+from consumers.service import Delivery, FeedConsumer
+from consumers.settings import ConsumerSettings
+from enlace import clients
+from enlace.demo.accounting import Books, Verdict
+from enlace.demo.setup import RouterProcess, agency_keys, free_port, write_key_directory
+from enlace.demo.stats import LeakWatch, Rate, percentile
+from enlace.demo.story import Arrival, Story, feedback_for, plan
+from enlace.demo.tails import ScoreSnapshot, Tails
+from enlace.http import ServiceHttp
+from enlace.logs import get_logger
+from enlace.registry import Registry
+from enlace.settings import KafkaSettings
+from enlace.topics import ensure_topics, exchange_topics, outbound, receipts
+from producers.publisher import DeliveryResult, Publisher
+from producers.settings import PublisherSettings
+from producers.synthetic import BulletinGenerator
+from schemas.agency_key import AgencyKey
+from schemas.envelope import Sealed
+from schemas.models import AuditRecord, ThreatBulletin
+from schemas.vocab import Classification
+
+log = get_logger(__name__)
+
+FEEDBACK_FLUSH_S = 0.5
+CATEGORY_TRIES = 25
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    seconds: float
+    rate: float
+    seed: int
+    state_dir: Path
+    agencies_file: Path
+    policy_file: Path
+    metrics_port_base: int = 0  # 0: any free ports
+    drain_seconds: float = 120.0
+    router_prefix: str = "enlace.router."
+
+
+@dataclass
+class DemoState:
+    """Everything the view shows; mutated by the run's tasks, read by the renderer."""
+
+    options: DemoOptions
+    story: Story
+    books: Books
+    started: float = field(default_factory=time.monotonic)
+    phase: str = "starting"
+    published: Rate = field(default_factory=Rate)
+    routed: Rate = field(default_factory=Rate)
+    delivered: Rate = field(default_factory=Rate)
+    latencies: list[float] = field(default_factory=list)
+    dead_reasons: Counter[str] = field(default_factory=Counter)
+    scores: dict[tuple[str, str], ScoreSnapshot] = field(default_factory=dict)
+    endpoints: list[tuple[str, str]] = field(default_factory=list)
+    leak: LeakWatch | None = None
+    publish_failures: int = 0
+    feedback_sent: Counter[str] = field(default_factory=Counter)
+    events: list[str] = field(default_factory=list)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def latency_ms(self, q: float) -> float | None:
+        value = percentile(self.latencies[-5000:], q)
+        return None if value is None else value * 1000
+
+
+class Demo:
+    def __init__(self, settings: KafkaSettings, options: DemoOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.registry = Registry.load(options.agencies_file)
+        self.policy = Policy.load(options.policy_file)
+        story = plan(
+            self.registry.ids, seconds=options.seconds, rate=options.rate, seed=options.seed
+        )
+        self.state = DemoState(options, story, Books(len(self.registry) - 1))
+        self.state.leak = LeakWatch(story.leak_originator, story.leak_partner)
+        self._rng = random.Random(options.seed + 1)  # noqa: S311 - story dice, not secrets
+        self._generator = BulletinGenerator(options.seed, self.registry)
+        self._keys: dict[str, AgencyKey] = {}
+        self._publishers: dict[str, Publisher] = {}
+        self._consumers: list[FeedConsumer] = []
+        self._http: list[ServiceHttp] = []
+        self._router: RouterProcess | None = None
+        self._raw: AIOKafkaProducer | None = None
+        self._tails: Tails | None = None
+        self._published_at: dict[str, float] = {}
+        self._classification: dict[str, Classification] = {}
+        self._feedback: list[tuple[str, str, str, str]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self, on_tick: Callable[[DemoState], None] | None = None) -> Verdict:
+        try:
+            await self._start()
+            ticker = asyncio.create_task(self._tick(on_tick))
+            self._tasks.append(ticker)
+            await self._play()
+            await self._drain()
+        finally:
+            await self._stop()
+            if on_tick is not None:
+                on_tick(self.state)
+        return self.state.books.verdict()
+
+    async def _start(self) -> None:
+        state_dir = self.options.state_dir
+        self.state.phase = "preparing"
+        await ensure_topics(
+            self.settings,
+            exchange_topics(
+                self.registry.ids,
+                partitions=self.settings.topic_partitions,
+                replication=self.settings.topic_replication,
+                min_insync=self.settings.topic_min_insync,
+            ),
+        )
+        self._keys = agency_keys(self.registry, state_dir / "keys")
+        keys_file = state_dir / "keys.yaml"
+        directory = write_key_directory(self._keys, keys_file)
+        self._tails = Tails(
+            self.settings, on_audit=self._on_audit, on_dead=self._on_dead, on_score=self._on_score
+        )
+        await self._tails.start()
+        self._tasks.append(asyncio.create_task(self._follow_tails()))
+        self.state.phase = "starting the router"
+        port = self._port(0) or free_port()
+        self._router = RouterProcess.spawn(
+            self.settings,
+            agencies=self.options.agencies_file,
+            policy=self.options.policy_file,
+            keys=keys_file,
+            log_path=state_dir / "logs" / "router.log",
+            prefix=self.options.router_prefix,
+            port=port,
+        )
+        self.state.endpoints.append(("router", self._router.metrics_url))
+        await self._router.wait_ready()
+        self.state.phase = "starting 11 publishers and 11 consumers"
+        self._raw = clients.producer(self.settings)
+        await self._raw.start()
+        for index, agency in enumerate(self.registry.ids):
+            await self._start_agency(index, agency, directory, keys_file)
+        self._tasks.append(asyncio.create_task(self._send_feedback()))
+
+    async def _start_agency(self, index: int, agency: str, directory: object, keys: Path) -> None:
+        del directory
+        publisher = Publisher(
+            PublisherSettings(
+                agency=agency,
+                kafka_bootstrap=self.settings.kafka_bootstrap,
+                kafka_security_protocol=self.settings.kafka_security_protocol,
+                kafka_sasl_username=self.settings.kafka_sasl_username,
+                kafka_sasl_password=self.settings.kafka_sasl_password,
+                keys_file=keys,
+            ),
+            key=self._keys[agency],
+            registry=self.registry,
+        )
+        await publisher.start()
+        self._publishers[agency] = publisher
+        store = self.options.state_dir / "stores" / f"{agency}.sqlite"
+        store.parent.mkdir(parents=True, exist_ok=True)
+        consumer = FeedConsumer(
+            ConsumerSettings(
+                agency=agency,
+                sinks=(f"sqlite:{store}",),
+                keys_file=keys,
+                state_dir=self.options.state_dir,
+                kafka_bootstrap=self.settings.kafka_bootstrap,
+                kafka_security_protocol=self.settings.kafka_security_protocol,
+                kafka_sasl_username=self.settings.kafka_sasl_username,
+                kafka_sasl_password=self.settings.kafka_sasl_password,
+                agencies_file=self.options.agencies_file,
+            ),
+            key=self._keys[agency],
+            on_delivery=self._on_delivery,
+        )
+        await consumer.start()
+        self._consumers.append(consumer)
+        self._tasks.append(asyncio.create_task(consumer.run()))
+        for role, registry, offset in (
+            ("producer", publisher.metrics.registry, 1 + index),
+            ("consumer", consumer.metrics.registry, 21 + index),
+        ):
+            http = ServiceHttp(registry, port=self._port(offset))
+            await http.start()
+            self._http.append(http)
+            self.state.endpoints.append((f"{role} {agency}", f"{http.url}/metrics"))
+
+    def _port(self, offset: int) -> int:
+        base = self.options.metrics_port_base
+        return base + offset if base else 0
+
+    async def _stop(self) -> None:
+        self.state.phase = "stopping"
+        for consumer in self._consumers:
+            consumer.request_stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in [*self._tasks, *self._inflight]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for consumer in self._consumers:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        for publisher in self._publishers.values():
+            with contextlib.suppress(Exception):
+                await publisher.stop()
+        if self._raw is not None:
+            await self._raw.stop()
+        if self._tails is not None:
+            await self._tails.stop()
+        for http in self._http:
+            await http.stop()
+        if self._router is not None:
+            code = await asyncio.to_thread(self._router.stop)
+            log.info("demo_router_stopped", exit_code=code)
+        self.state.phase = "done"
+
+    async def _tick(self, on_tick: Callable[[DemoState], None] | None) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if on_tick is not None:
+                on_tick(self.state)
+
+    # -- the story -------------------------------------------------------------------------
+    async def _play(self) -> None:
+        story = self.state.story
+        self.state.phase = "exchanging"
+        self.state.started = time.monotonic()
+        leaked = False
+        for index, arrival in enumerate(story.arrivals):
+            if not leaked and arrival.at >= story.leak_at:
+                await self._leak()
+                leaked = True
+            delay = arrival.at - self.state.elapsed()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._spawn(self._publish(arrival, index))
+        if not leaked:
+            await self._leak()
+        remaining = self.options.seconds - self.state.elapsed()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    def _bulletin(self, arrival: Arrival) -> ThreatBulletin:
+        now = datetime.now(UTC)
+        bulletin = self._generator.next(now, origin=arrival.origin)
+        if arrival.category is not None:
+            for _ in range(CATEGORY_TRIES):
+                if bulletin.category is arrival.category:
+                    break
+                bulletin = self._generator.next(now, origin=arrival.origin)
+        # Fresh ids: the seed fixes the story's content, not identities across runs.
+        return bulletin.model_copy(update={"bulletin_id": str(uuid.uuid4())})
+
+    async def _publish(self, arrival: Arrival, index: int) -> None:
+        publisher = self._publishers[arrival.origin]
+        bulletin = self._bulletin(arrival)
+        sealed_bulletin, sealed = publisher.seal(bulletin, datetime.now(UTC))
+        bid = sealed_bulletin.bulletin_id
+        # Books first: the router may decide before our acknowledgement arrives.
+        self.state.books.on_published(bid, arrival.origin, sealed_bulletin.classification)
+        self._classification[bid] = sealed_bulletin.classification
+        self._published_at[bid] = time.time()
+        (outcome,) = await publisher.send_sealed([(sealed_bulletin, sealed)])
+        if not isinstance(outcome, DeliveryResult):
+            self.state.publish_failures += 1
+            del self.state.books.published[bid]
+            log.warning("demo_publish_failed", bulletin_id=bid, origin=arrival.origin)
+            return
+        self.state.published.add(time.monotonic())
+        story = self.state.story
+        if index % story.resend_every == story.resend_every - 1:
+            self.state.books.on_resent(bid)
+            await publisher.send_sealed([(sealed_bulletin, sealed)])  # a publisher's retry
+        if index % story.bad_every == story.bad_every - 1:
+            await self._inject_tampered(arrival.origin, sealed)
+
+    async def _inject_tampered(self, origin: str, sealed: Sealed) -> None:
+        """A record altered after signing (a broken relay, or worse): must be dead-lettered."""
+        assert self._raw is not None
+        key = f"tampered-{uuid.uuid4()}".encode()
+        value = bytearray(sealed.value)
+        value[len(value) // 2] ^= 0x20
+        self.state.books.on_injected_bad(key)
+        await (await self._raw.send(outbound(origin), bytes(value), key=key,
+                                    headers=sealed.headers))  # fmt: skip
+
+    async def _leak(self) -> None:
+        assert self._raw is not None
+        leak = self.state.leak
+        assert leak is not None
+        event = incident_event(
+            leak.originator,
+            leak.partner,
+            "leak",
+            None,
+            note="demo: partner reported for leaking a shared bulletin",
+            now=datetime.now(UTC),
+        )
+        await publish_events(
+            self._raw, receipts(leak.originator), [event], self._keys[leak.originator],
+            timeout_s=30,
+        )  # fmt: skip
+        leak.leaked_at = time.time()
+        self.state.events.append(
+            f"{self.state.elapsed():5.1f}s  {leak.originator} reports a LEAK by {leak.partner}"
+        )
+        log.info("demo_leak_reported", originator=leak.originator, partner=leak.partner)
+
+    async def _drain(self) -> None:
+        """Stop publishing; wait until everything published is accounted for (bounded)."""
+        self.state.phase = "draining"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.drain_seconds
+        # The books change from several callbacks; a poll with a deadline is the simple join.
+        while loop.time() < deadline and not self.state.books.settled():  # noqa: ASYNC110
+            await asyncio.sleep(0.25)
+
+    # -- observations ----------------------------------------------------------------------
+    def _on_delivery(self, delivery: Delivery) -> None:
+        bid = delivery.bulletin.bulletin_id
+        self.state.books.on_delivery(bid, delivery.agency, delivery.release.value)
+        published = self._published_at.get(bid)
+        if published is not None:
+            self.state.latencies.append(max(0.0, time.time() - published))
+            self.state.delivered.add(time.monotonic())
+        verdict = feedback_for(delivery.agency, self._rng.random())
+        if verdict is not None and bid in self.state.books.published:
+            self._feedback.append((delivery.agency, delivery.bulletin.origin, bid, verdict))
+
+    async def _send_feedback(self) -> None:
+        while True:
+            await asyncio.sleep(FEEDBACK_FLUSH_S)
+            pending, self._feedback = self._feedback, []
+            by_partner: dict[str, list[tuple[str, str, str]]] = {}
+            for partner, origin, bid, verdict in pending:
+                by_partner.setdefault(partner, []).append((origin, bid, verdict))
+            for partner, items in by_partner.items():
+                now = datetime.now(UTC)
+                events = [feedback_event(partner, o, b, v, note=None, now=now) for o, b, v in items]
+                assert self._raw is not None
+                await publish_events(
+                    self._raw, receipts(partner), events, self._keys[partner], timeout_s=30
+                )
+                self.state.feedback_sent.update(v for _, _, v in items)
+
+    async def _follow_tails(self) -> None:
+        assert self._tails is not None
+        while True:
+            await self._tails.poll()
+
+    def _on_audit(self, audit: AuditRecord) -> None:
+        books = self.state.books
+        known = audit.bulletin_id in books.published
+        books.on_audit(audit.bulletin_id, audit.partner, audit.decision)
+        if not known or audit.decision == "DUPLICATE":
+            return
+        leak = self.state.leak
+        if leak and (audit.origin, audit.partner) == (leak.originator, leak.partner):
+            leak.observe(
+                audit.decided_at.timestamp(),
+                audit.decision,
+                audit.score,
+                self._classification.get(audit.bulletin_id),
+            )
+        routed_now = sum(1 for (b, _p) in books.decisions if b == audit.bulletin_id)
+        if routed_now == books.partners_per_bulletin:
+            self.state.routed.add(time.monotonic())
+
+    def _on_dead(self, key: bytes | None, reason: str, source: str) -> None:
+        if source.startswith(("enlace.outbound.", "enlace.receipts.")):
+            self.state.dead_reasons[reason] += 1
+        self.state.books.on_dead_letter(key, reason)
+
+    def _on_score(self, snapshot: ScoreSnapshot) -> None:
+        self.state.scores[snapshot.originator, snapshot.partner] = snapshot

@@ -1,0 +1,158 @@
+"""The demo's terminal view (rich): rates, decisions, dead letters, latency, the trust matrix
+coloured by the classification each pair reaches, the leak, and every metrics endpoint."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from enlace.demo.accounting import Verdict
+from enlace.demo.runner import DemoState
+
+REACH_STYLE: dict[str | None, str] = {
+    "SECRET": "bold green",
+    "CONFIDENTIAL": "green",
+    "RESTRICTED": "yellow",
+    "UNCLASSIFIED": "dim",
+    None: "red",
+}
+REACH_LETTER = {"SECRET": "S", "CONFIDENTIAL": "C", "RESTRICTED": "R", "UNCLASSIFIED": "U"}
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} ms"
+
+
+def header(state: DemoState) -> RenderableType:
+    options = state.options
+    elapsed = min(state.elapsed(), options.seconds) if state.phase == "exchanging" else None
+    bar = ProgressBar(total=options.seconds, completed=elapsed or 0, width=40)
+    line = Text.assemble(
+        ("Enlace demo ", "bold"),
+        (f"[{state.phase}] ", "cyan"),
+        f"{elapsed or 0:5.1f}/{options.seconds:.0f}s  seed {options.seed}  "
+        f"rate {options.rate:g}/s  ",
+    )
+    return Group(line, bar)
+
+
+def flow(state: DemoState) -> RenderableType:
+    now = time.monotonic()
+    books = state.books
+    table = Table(title="flow", expand=True)
+    for column in ("", "per second", "total"):
+        table.add_column(column, justify="right")
+    table.add_row("published", f"{state.published.per_second(now):.1f}", str(state.published.total))
+    table.add_row("routed", f"{state.routed.per_second(now):.1f}", str(books.routed))
+    table.add_row("delivered", f"{state.delivered.per_second(now):.1f}", str(state.delivered.total))
+    table.add_row("publish→delivery p50", "", _ms(state.latency_ms(50)))
+    table.add_row("publish→delivery p99", "", _ms(state.latency_ms(99)))
+    table.add_row("feedback sent", "", ", ".join(f"{k} {v}" for k, v in
+                                                   state.feedback_sent.items()) or "-")  # fmt: skip
+    return table
+
+
+def decisions(state: DemoState) -> RenderableType:
+    table = Table(title="decisions and dead letters", expand=True)
+    table.add_column("kind")
+    table.add_column("count", justify="right")
+    counts = state.books.decision_counts()
+    for kind, style in (("FULL", "green"), ("TEARLINE", "yellow"), ("WITHHELD", "dim")):
+        table.add_row(Text(kind, style=style), str(counts[kind]))
+    table.add_row("DUPLICATE (retries)", str(sum(state.books.duplicates_audited.values())))
+    for reason, count in sorted(state.dead_reasons.items()):
+        table.add_row(Text(f"dead letter: {reason}", style="red"), str(count))
+    return table
+
+
+def matrix(state: DemoState, agencies: tuple[str, ...]) -> RenderableType:
+    table = Table(title="trust: row shares with column (score, highest classification reached)")
+    table.add_column("O \\ P", style="bold")
+    for partner in agencies:
+        table.add_column(partner.split("-")[0].upper(), justify="center")
+    for originator in agencies:
+        cells: list[RenderableType] = [originator]
+        for partner in agencies:
+            snap = state.scores.get((originator, partner))
+            if originator == partner:
+                cells.append(Text("·", style="dim"))
+            elif snap is None:
+                cells.append(Text("…", style="dim"))
+            else:
+                letter = REACH_LETTER.get(snap.reaches or "", "-")
+                style = REACH_STYLE.get(snap.reaches, "")
+                cells.append(Text(f"{snap.score:.2f}{letter}", style=style))
+        table.add_row(*cells)
+    return table
+
+
+def leak_panel(state: DemoState) -> RenderableType:
+    leak = state.leak
+    if leak is None:
+        return Text("")
+    snap = state.scores.get((leak.originator, leak.partner))
+    lines = [
+        f"{leak.originator} → {leak.partner}: current score "
+        + (f"{snap.score:.2f} ({snap.reaches or 'nothing'})" if snap else "…"),
+        "before the leak: " + _counts(leak.before),
+        "after the leak:  " + (_counts(leak.after) if leak.leaked_at else "(not yet)"),
+    ]
+    drop = leak.score_drop()
+    if drop is not None:
+        lines.append(f"score at decision time fell by {drop:.2f}")
+    lines.extend(state.events[-3:])
+    return Panel("\n".join(lines), title="the leak", border_style="red" if leak.leaked_at else "")
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) or "-"
+
+
+def endpoints(state: DemoState) -> RenderableType:
+    shown = [f"{name}: {url}" for name, url in state.endpoints]
+    if len(shown) > 6:
+        shown = [*shown[:3], f"... {len(shown) - 6} more ...", *shown[-3:]]
+    return Panel("\n".join(shown) or "-", title="metrics endpoints")
+
+
+def render(state: DemoState, agencies: tuple[str, ...]) -> RenderableType:
+    top = Table.grid(expand=True)
+    top.add_column()
+    top.add_column()
+    top.add_row(flow(state), decisions(state))
+    return Group(header(state), top, matrix(state, agencies), leak_panel(state), endpoints(state))
+
+
+def summary(state: DemoState, verdict: Verdict) -> RenderableType:
+    books = state.books
+    table = Table(title="summary")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    counts = books.decision_counts()
+    rows = [
+        ("bulletins published", str(len(books.published))),
+        ("routed to every partner", str(books.routed)),
+        ("publisher retries audited as duplicates", str(sum(books.duplicates_audited.values()))),
+        ("tampered records dead-lettered", f"{len(books.dead_keys)}/{len(books.injected_bad)}"),
+        ("decisions FULL / TEARLINE / WITHHELD",
+         f"{counts['FULL']} / {counts['TEARLINE']} / {counts['WITHHELD']}"),
+        ("releases delivered (exactly once)",
+         f"{sum(books.deliveries.values())}/{len(books.released)}"),
+        ("publish→delivery p50 / p99",
+         f"{_ms(state.latency_ms(50))} / {_ms(state.latency_ms(99))}"),
+        ("publish failures", str(state.publish_failures)),
+    ]  # fmt: skip
+    for name, value in rows:
+        table.add_row(name, value)
+    status = (
+        Text("every bulletin accounted for, every release delivered once", style="bold green")
+        if verdict.ok
+        else Text("PROBLEMS: " + "; ".join(verdict.problems), style="bold red")
+    )
+    return Group(table, leak_panel(state), status)
