@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import stix2
@@ -92,7 +93,7 @@ def test_same_sink_twice_is_refused() -> None:
 # -- STIX mapping -------------------------------------------------------------------------
 
 
-def _objects(bundle: stix2.Bundle, kind: str) -> list[object]:
+def _objects(bundle: stix2.Bundle, kind: str) -> list[Any]:
     return [o for o in bundle.objects if o.type == kind]
 
 
