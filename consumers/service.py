@@ -174,7 +174,7 @@ class FeedConsumer:
         return sinks
 
     async def start(self) -> None:
-        """Check the configuration, open sinks and clients, resend pending receipts."""
+        """Check the configuration (own feed, agency, keys), open the sinks and Kafka clients."""
         if self._started:
             return
         self.topic = self.settings.feed_topic_name()  # refuses a foreign feed first
@@ -201,8 +201,8 @@ class FeedConsumer:
             raise
         self._started = True
         self._stop.clear()
+        # Receipts a crashed run left pending go out on the first loop iteration.
         self._log.info("consumer_started", topic=self.topic, sinks=[s.kind for s in self.sinks])
-        await self._send_receipts()
 
     async def _start_kafka(self) -> None:
         try:

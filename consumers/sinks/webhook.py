@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable, Sequence
 
 import aiohttp
+from yarl import URL
 
 from consumers.records import Delivered, Item
 from consumers.sinks.base import Sink, WriteResult
@@ -61,6 +62,7 @@ class WebhookSink(Sink):
     ) -> None:
         super().__init__(target)
         self.url = target
+        self._host = URL(target).host
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=buffer)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._delay = backoff_delays(INITIAL_BACKOFF_S, max_backoff_s)
@@ -73,7 +75,7 @@ class WebhookSink(Sink):
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=self._timeout)
-        self._worker = asyncio.create_task(self._run(), name=f"webhook {self.url}")
+        self._worker = asyncio.create_task(self._run(), name=f"webhook {self._host}")
 
     async def stop(self) -> None:
         if self._worker is not None:
@@ -137,7 +139,7 @@ class WebhookSink(Sink):
             delay = self._delay(attempt)
             log.warning(
                 "webhook_retry",
-                url=self.url,
+                host=self._host,  # never the full URL: it may carry a token
                 problem=problem,
                 attempt=attempt,
                 retry_in_s=round(delay, 2),

@@ -72,7 +72,9 @@ async def produce(settings: KafkaSettings, topic: str, messages: list[FeedMessag
         await producer.stop()
 
 
-async def read_events(settings: KafkaSettings, topic: str, want: int) -> list[TrustEvent]:
+async def read_events(
+    settings: KafkaSettings, topic: str, want: int, directory: KeyDirectory = DIRECTORY
+) -> list[TrustEvent]:
     consumer = clients.consumer(settings, topic, group_id=None)
     await consumer.start()
     events: list[TrustEvent] = []
@@ -83,7 +85,7 @@ async def read_events(settings: KafkaSettings, topic: str, want: int) -> list[Tr
             batch = await consumer.getmany(timeout_ms=200)
             for recs in batch.values():
                 for rec in recs:
-                    event, _ = open_event(DIRECTORY, rec.value, rec.headers, at=datetime.now(UTC))
+                    event, _ = open_event(directory, rec.value, rec.headers, at=datetime.now(UTC))
                     events.append(event)
         # Nothing more than expected arrives shortly after.
         extra = await consumer.getmany(timeout_ms=500)
