@@ -215,6 +215,8 @@ class Router:
         """A bad trust event: dead letter (each router instance reads every receipts topic,
         so with N instances it may be dead-lettered N times; its key names its source)."""
         record = rejected.record
+        if rejected.replayed:
+            return  # dead-lettered when it first arrived; history is re-read at every start
         self.metrics.rejected.labels(rejected.reason).inc()
         log.warning("trust_event_dead_lettered", reason=rejected.reason, topic=record.topic)
         out = dead_letter(

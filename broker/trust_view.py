@@ -50,6 +50,8 @@ class RejectedEvent:
     record: ConsumerRecord[Any, Any]
     reason: str
     message: str
+    # Read while rebuilding history at start-up: it was already dead-lettered when it arrived.
+    replayed: bool = False
 
 
 class TrustState:
@@ -155,6 +157,7 @@ class TrustFeed:
         self._on_reject = on_reject
         self._on_event = on_event
         self._consumer: AIOKafkaConsumer | None = None
+        self._live_from: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         layout = await partitions_of(self._settings, [self._audit_topic, *self._receipt_topics])
@@ -164,6 +167,8 @@ class TrustFeed:
             await consumer.start()
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
+            # Records below these offsets are history, rebuilt at every start.
+            self._live_from = dict(await consumer.end_offsets(partitions))
         except AIOKafkaError as exc:
             await consumer.stop()
             raise KafkaError(f"trust feed could not start: {exc!r}") from exc
@@ -202,17 +207,20 @@ class TrustFeed:
             self._apply_audit(record)
             return
         at = datetime.fromtimestamp(record.timestamp / 1000, tz=UTC)
+        replayed = record.offset < self._live_from.get(TopicPartition(topic, record.partition), 0)
         try:
             event, signed = open_event(self._keys, record.value or b"", record.headers, at=at)
         except (CodecError, SignatureError) as exc:
-            self._on_reject(RejectedEvent(record, exc.reason, str(exc)))
+            self._on_reject(RejectedEvent(record, exc.reason, str(exc), replayed))
             return
         except ValidationError as exc:
-            self._on_reject(RejectedEvent(record, "invalid", str(exc)))
+            self._on_reject(RejectedEvent(record, "invalid", str(exc), replayed))
             return
         if signed.origin != agency_of(topic):
             self._on_reject(
-                RejectedEvent(record, "forged_origin", f"{signed.origin} wrote on {topic}")
+                RejectedEvent(
+                    record, "forged_origin", f"{signed.origin} wrote on {topic}", replayed
+                )
             )
             return
         kind = self.state.event(event)

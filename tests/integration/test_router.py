@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,14 +13,14 @@ import pytest
 from broker.policy import Policy
 from broker.router import Router
 from enlace.settings import KafkaSettings
-from enlace.topics import AUDIT, DEADLETTER, feed, outbound
+from enlace.topics import AUDIT, DEADLETTER, feed, outbound, receipts
 from schemas import headers as hdr
 from schemas.agency_key import AgencyKey
-from schemas.codec import decode_audit, decode_bulletin
-from schemas.envelope import seal
+from schemas.codec import decode_audit, decode_bulletin, encode_trust_event
+from schemas.envelope import seal, seal_event
 from schemas.key_directory import KeyDirectory
-from schemas.samples import sample_bulletin
-from schemas.vocab import Category, Classification
+from schemas.samples import sample_bulletin, sample_event
+from schemas.vocab import Category, Classification, TrustEventKind
 from tests.support import MiniExchange, Record, build_exchange
 
 pytestmark = pytest.mark.integration
@@ -217,3 +218,47 @@ async def test_duplicate_is_audited_once_and_not_released_again(
     assert Counter(a.decision for a in audits)["DUPLICATE"] == 2
     released = await ex.read(feed(us), until=lambda _f: False, within=1.5)
     assert len(released) == 1
+
+
+async def test_trust_events_move_decisions_and_bad_ones_are_dead_lettered(
+    exchange: MiniExchange, router: Router
+) -> None:
+    ex = exchange
+    pa, us, cr = ex.agency("PA"), ex.agency("US"), ex.agency("CR")
+    first = seal(bulletin(ex), ex.keys[pa])
+    await ex.publish(pa, first)
+    audits = await read_audits(ex, {first.key.decode()}, want=3)
+    assert {a.partner: a.decision for a in audits}[us] == "FULL"
+
+    leak = sample_event(TrustEventKind.INCIDENT_LEAK, reporter=pa, subject=us, bulletin_id=None)
+    forged = sample_event(TrustEventKind.FEEDBACK_ACTIONED, reporter=us, subject=pa,
+                          bulletin_id=first.key.decode())  # fmt: skip
+    forged_value = encode_trust_event(forged)
+    forged_headers = hdr.build(  # claims us, signed with cr's key
+        origin=us, key_id=ex.keys[cr].key_id, sig=ex.keys[cr].sign(forged_value)
+    )
+    leak_sealed = seal_event(leak, ex.keys[pa])
+    await ex.publish_raw(receipts(pa), [(leak_sealed.key, leak_sealed.value, leak_sealed.headers)])
+    await ex.publish_raw(receipts(us), [(forged.event_id.encode(), forged_value, forged_headers)])
+
+    dead = await ex.read(
+        DEADLETTER,
+        until=lambda f: len(f) >= 1,
+        keep=lambda r: hdr.text(r.headers, "enlace-dlq-topic") == receipts(us),
+    )
+    assert [hdr.text(r.headers, "enlace-dlq-reason") for r in dead] == ["key_not_of_agency"]
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while router.trust.score(pa, us, ex.policy, datetime.now(UTC)).value >= 0.35:
+        assert loop.time() < deadline, "the leak never reached the router's trust state"
+        await asyncio.sleep(0.1)
+
+    second = seal(bulletin(ex), ex.keys[pa])
+    await ex.publish(pa, second)
+    audits = await read_audits(ex, {second.key.decode()}, want=3)
+    after = {a.partner: a for a in audits}[us]
+    assert after.decision == "TEARLINE"
+    assert after.score is not None
+    assert after.score < 0.35
+    assert any(f.name == "incident_leak" for f in after.factors)
