@@ -37,6 +37,7 @@ from enlace.errors import (
 )
 from enlace.logs import get_logger
 from enlace.registry import Agency, Registry
+from producers.closing import close_producer
 from producers.metrics import PublisherMetrics, RejectReason
 from producers.prepare import ORIGIN_FIELD, prepare
 from producers.settings import PublisherSettings
@@ -102,21 +103,6 @@ def check_own_key(directory: KeyDirectory, key: AgencyKey, at: datetime) -> None
         raise ConfigError(
             f"signing key {key.key_id!r} fails the key directory's check: {exc}"
         ) from exc
-
-
-async def _close_producer(producer: AIOKafkaProducer, within: float) -> None:
-    """Stop ``producer``, failing what it still holds if the broker does not answer in time."""
-    try:
-        await asyncio.wait_for(producer.stop(), within)
-    except TimeoutError:
-        # aiokafka has no public abort: an idempotent producer's stop() waits forever for a
-        # broker that is gone. Fail its pending records (callers already reported them as not
-        # acknowledged) and stop its sender and connections.
-        error = DeliveryError("publisher closed before the broker acknowledged the record")
-        producer._message_accumulator.fail_all(error)  # noqa: SLF001 - no public abort API
-        await producer._sender.close()  # noqa: SLF001 - no public abort API
-        await producer.client.close()
-        log.warning("producer_aborted", timeout_s=within)
 
 
 class Publisher:
@@ -202,13 +188,13 @@ class Publisher:
             await asyncio.wait_for(producer.start(), timeout)
             partitions = await asyncio.wait_for(producer.partitions_for(self.topic), timeout)
         except (AIOKafkaError, TimeoutError, OSError) as exc:
-            await _close_producer(producer, self.settings.close_timeout_s)
+            await close_producer(producer, self.settings.close_timeout_s)
             raise KafkaUnavailable(
                 f"cannot publish to {self.topic} via {self.settings.kafka_bootstrap}: {exc!r} "
                 "(is the broker up and the topic provisioned?)"
             ) from exc
         if not partitions:
-            await _close_producer(producer, self.settings.close_timeout_s)
+            await close_producer(producer, self.settings.close_timeout_s)
             raise KafkaUnavailable(f"topic {self.topic} has no partitions")
         return producer
 
@@ -217,7 +203,7 @@ class Publisher:
         async with self._swap:
             producer, self._producer = self._producer, None
         if producer is not None:
-            await _close_producer(producer, self.settings.close_timeout_s)
+            await close_producer(producer, self.settings.close_timeout_s)
             log.info("publisher_stopped", agency=self.settings.agency)
 
     async def __aenter__(self) -> Publisher:
@@ -236,7 +222,8 @@ class Publisher:
                 return self._producer
             old, self._producer = self._producer, None
             if old is not None:
-                await _close_producer(old, self.settings.close_timeout_s)
+                # Its unacknowledged records were already reported; do not wait for them.
+                await close_producer(old, self.settings.close_timeout_s, drain=False)
             self._producer = await self._connect()
             self._wedged = False
             log.info("producer_reconnected", agency=self.settings.agency)
