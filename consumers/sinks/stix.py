@@ -64,7 +64,10 @@ class StixSink(Sink):
                 if item.release is Release.TEARLINE and path.exists():
                     continue  # we already hold this bulletin (tearline or full)
                 bundle = bulletin_bundle(item.bulletin, item.release, agency_names=self._names)
-                _atomic_write(path, bundle.serialize(pretty=True).encode("utf-8"))
+                # stix2's pretty=True sorts keys at ~3x the cost of building the bundle;
+                # indenting its compact output with json is as readable and far cheaper.
+                text = json.dumps(json.loads(bundle.serialize()), indent=2, ensure_ascii=False)
+                _atomic_write(path, text.encode("utf-8"))
                 dirs.add(self.directory)
             elif isinstance(item, Quarantined):
                 rec = item.record
