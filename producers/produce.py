@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from enlace.errors import KafkaUnavailable
 from producers.inputs import ParsedInput, Problem, iter_chunks, parse_input
 from producers.prepare import prepare_items
 from producers.publisher import DeliveryResult, Publisher, PublishFailure, utc_now
@@ -60,6 +61,30 @@ def _seal_all(
     return records, problems
 
 
+async def _publish(
+    publisher: Publisher, records: list[tuple[ThreatBulletin, Sealed]], err: Console
+) -> tuple[int, list[PublishFailure]]:
+    failures: list[PublishFailure] = []
+    published = 0
+    try:
+        async with publisher:
+            with _progress(err, len(records)) as progress:
+                task = progress.add_task("publishing", total=len(records))
+                for chunk in iter_chunks(records, publisher.settings.max_batch):
+                    for outcome in await publisher.send_sealed(chunk):
+                        if isinstance(outcome, DeliveryResult):
+                            published += 1
+                        else:
+                            failures.append(outcome)
+                    progress.advance(task, len(chunk))
+    except KafkaUnavailable as exc:
+        # Raised only by start(): nothing was sent; every bulletin is not acknowledged and
+        # re-running the same input is safe.
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        failures = [PublishFailure(b.bulletin_id, "unavailable", exc) for b, _ in records]
+    return published, failures
+
+
 async def produce_bytes(
     settings: PublisherSettings,
     data: bytes,
@@ -89,19 +114,7 @@ async def produce_bytes(
             markup=False,
         )
         return EXIT_REJECTED
-    failures: list[PublishFailure] = []
-    published = 0
-    if records:
-        async with publisher:
-            with _progress(err, len(records)) as progress:
-                task = progress.add_task("publishing", total=len(records))
-                for chunk in iter_chunks(records, settings.max_batch):
-                    for outcome in await publisher.send_sealed(chunk):
-                        if isinstance(outcome, DeliveryResult):
-                            published += 1
-                        else:
-                            failures.append(outcome)
-                    progress.advance(task, len(chunk))
+    published, failures = await _publish(publisher, records, err) if records else (0, [])
     for failure in failures:
         err.print(str(failure), markup=False, highlight=False)
     out.print(
