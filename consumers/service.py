@@ -124,6 +124,7 @@ class FeedConsumer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._started = False
+        self._failure: str | None = None
         self._committed: dict[TopicPartition, int] = {}
         self._next: dict[TopicPartition, int] = {}
         self._receipts_retry_at = 0.0
@@ -259,8 +260,9 @@ class FeedConsumer:
 
     def health(self) -> tuple[bool, dict[str, object]]:
         """For :class:`enlace.http.ServiceHttp`."""
-        return self._started, {
+        return self._started and self._failure is None, {
             "agency": self.agency,
+            "failure": self._failure,
             "topic": self.topic,
             "delivered": self.delivered,
             "quarantined": self.quarantined,
@@ -292,6 +294,9 @@ class FeedConsumer:
                     await self.commit_held()  # deferred sinks may have caught up
                 await self._send_receipts()
                 self._update_lag()
+        except Exception as exc:
+            self._failure = repr(exc)
+            raise
         finally:
             self._idle.set()
 
