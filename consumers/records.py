@@ -43,6 +43,19 @@ class FeedRecord:
     headers: tuple[tuple[str, bytes], ...]
     timestamp_ms: int | None = None
 
+    @classmethod
+    def from_kafka(cls, rec: Any) -> FeedRecord:
+        """Copy an aiokafka ConsumerRecord (untyped) into our own value type."""
+        return cls(
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            key=rec.key,
+            value=bytes(rec.value) if rec.value is not None else b"",
+            headers=tuple((k, bytes(v) if v is not None else b"") for k, v in rec.headers or ()),
+            timestamp_ms=rec.timestamp,
+        )
+
     def headers_json(self) -> list[dict[str, str]]:
         """Headers in a JSON-safe form (values base64), for quarantine evidence."""
         return [
@@ -120,6 +133,21 @@ class Quarantined:
             )
             out["value_b64"] = base64.b64encode(self.record.value).decode("ascii")
         return out
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A bulletin this agency's store now holds (passed to ``on_delivery``)."""
+
+    agency: str
+    bulletin: ThreatBulletin
+    release: Release
+    key_id: str
+    outcome: StoreOutcome
+    latency_s: float
+    topic: str
+    partition: int
+    offset: int
 
 
 Item = Delivered | Quarantined

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,39 +30,20 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.errors import KafkaError as AIOKafkaError
 
 from consumers.metrics import ConsumerMetrics
-from consumers.receipts import load_agency_key, publish_events, receipt_event
-from consumers.records import Delivered, FeedRecord, Item, Quarantined, Release, StoreOutcome
+from consumers.receipt_sender import ReceiptSender
+from consumers.receipts import load_agency_key
+from consumers.records import Delivered, Delivery, FeedRecord, Item, Quarantined, StoreOutcome
 from consumers.settings import ConsumerSettings
 from consumers.sinks import Sink, SqliteSink, WriteResult, build_sink, parse_sink_uris
 from consumers.verify import open_feed_record
 from enlace import clients
-from enlace.errors import ConfigError, DeliveryError, KafkaError, KafkaUnavailable, SinkError
+from enlace.errors import ConfigError, KafkaError, KafkaUnavailable, SinkError
 from enlace.logs import get_logger
 from enlace.registry import Registry
 from schemas.key_directory import KeyDirectory
-from schemas.models import ThreatBulletin
 from schemas.signing import AgencyKey
 
 log = get_logger(__name__)
-
-RECEIPT_BATCH = 500
-RECEIPT_RETRY_S = 5.0
-SELF_RECEIPT = "n/a:own-bulletin"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A bulletin this agency's store now holds (passed to ``on_delivery``)."""
-
-    agency: str
-    bulletin: ThreatBulletin
-    release: Release
-    key_id: str
-    outcome: StoreOutcome
-    latency_s: float
-    topic: str
-    partition: int
-    offset: int
 
 
 DeliveryHook = Callable[[Delivery], None]
@@ -127,12 +107,15 @@ class FeedConsumer:
         self._failure: str | None = None
         self._committed: dict[TopicPartition, int] = {}
         self._next: dict[TopicPartition, int] = {}
-        self._receipts_retry_at = 0.0
+        self._receipts: ReceiptSender | None = None
         self.topic = ""
         self.delivered = 0
         self.duplicates = 0
         self.quarantined = 0
-        self.receipts_sent = 0
+
+    @property
+    def receipts_sent(self) -> int:
+        return self._receipts.sent if self._receipts is not None else 0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -200,6 +183,23 @@ class FeedConsumer:
                     await sink.stop()
             await self._stop_kafka()
             raise
+        store, producer, key = self.store, self._producer, self._key
+        if (
+            self.settings.receipts
+            and store is not None
+            and producer is not None
+            and key is not None
+        ):
+            self._receipts = ReceiptSender(
+                agency=self.agency,
+                store=store,
+                producer=producer,
+                key=key,
+                topic=self.settings.receipts_topic(),
+                timeout_s=self.settings.send_timeout_s,
+                clock=self._clock,
+                on_sent=self.metrics.receipts.labels(self.agency).inc,
+            )
         self._started = True
         self._stop.clear()
         # Receipts a crashed run left pending go out on the first loop iteration.
@@ -292,7 +292,8 @@ class FeedConsumer:
                     await self._handle(batch)
                 else:
                     await self.commit_held()  # deferred sinks may have caught up
-                await self._send_receipts()
+                if self._receipts is not None:
+                    await self._receipts.flush()
                 self._update_lag()
         except Exception as exc:
             self._failure = repr(exc)
@@ -306,7 +307,7 @@ class FeedConsumer:
         items: list[Item] = []
         for tp, records in batch.items():
             for rec in records:
-                record = _feed_record(rec)
+                record = FeedRecord.from_kafka(rec)
                 items.append(
                     open_feed_record(
                         record,
@@ -449,55 +450,5 @@ class FeedConsumer:
             if sink.deferred:
                 self.metrics.sink_buffered.labels(self.agency, sink.kind).set(sink.buffered())
 
-    # -- receipts -----------------------------------------------------------------------
 
-    async def _send_receipts(self) -> None:
-        """Send receipts the store marks pending (this batch's, or a crashed run's)."""
-        if not self.settings.receipts or self.store is None or self._producer is None:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._receipts_retry_at:
-            return
-        assert self._key is not None
-        while True:
-            pending = await self.store.pending_receipts(RECEIPT_BATCH)
-            if not pending:
-                return
-            now = self._clock()
-            events = [
-                receipt_event(self.agency, p.origin, p.bulletin_id, now=now)
-                for p in pending
-                if p.origin != self.agency
-            ]
-            try:
-                await publish_events(
-                    self._producer,
-                    self.settings.receipts_topic(),
-                    events,
-                    self._key,
-                    timeout_s=self.settings.send_timeout_s,
-                )
-            except DeliveryError as exc:
-                self._log.warning("receipts_failed", error=str(exc), pending=len(events))
-                self._receipts_retry_at = loop.time() + RECEIPT_RETRY_S
-                return
-            sent = [(str(e.bulletin_id), e.event_id, now) for e in events]
-            own = [(p.bulletin_id, SELF_RECEIPT, now) for p in pending if p.origin == self.agency]
-            await self.store.mark_receipts_sent(sent + own)
-            self.receipts_sent += len(events)
-            self.metrics.receipts.labels(self.agency).inc(len(events))
-            if len(pending) < RECEIPT_BATCH:
-                return
-
-
-def _feed_record(rec: Any) -> FeedRecord:
-    """Copy an aiokafka ConsumerRecord into our own value type."""
-    return FeedRecord(
-        topic=rec.topic,
-        partition=rec.partition,
-        offset=rec.offset,
-        key=rec.key,
-        value=bytes(rec.value) if rec.value is not None else b"",
-        headers=tuple((k, bytes(v) if v is not None else b"") for k, v in rec.headers or ()),
-        timestamp_ms=rec.timestamp,
-    )
+__all__ = ["BatchHook", "Delivery", "DeliveryHook", "FeedConsumer", "QuarantineHook"]
