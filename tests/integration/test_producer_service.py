@@ -317,8 +317,7 @@ async def test_publisher_run_stops_cleanly_on_sigterm(
     args += ["--key", str(key_path), "--topic", topic, "--http-port", str(port)]
     log_path = tmp_path / "service.log"
     with log_path.open("wb") as log_file:
-        # Popen returns at once; the service runs beside the test loop.
-        proc = subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+        proc = subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT)  # noqa: ASYNC220 - Popen returns at once
     try:
         async with aiohttp.ClientSession() as http:
 
