@@ -253,12 +253,25 @@ class LocalKafka:
         log.info("kafka_up", bootstrap=spec.bootstrap, nodes=nodes, secure=secure)
         return spec
 
-    def down(self, timeout: float = 30) -> list[int]:
+    def down(self, timeout: float = 20) -> list[int]:
         """Stop every node cleanly, forcefully after ``timeout``; return the ids stopped."""
         spec = self.spec()
         if spec is None:
             return []
-        stopped = [n for n in spec.node_ids if self.stop_node(n, timeout=timeout)]
+        # All at once: stopping nodes one by one makes the last ones wait on a lost quorum.
+        pids = {n: self._pid(n) for n in spec.node_ids}
+        running = {n: pid for n, pid in pids.items() if pid is not None and pid_alive(pid)}
+        for pid in running.values():
+            os.kill(pid, signal.SIGTERM)
+        if not _wait_for(lambda: not any(pid_alive(p) for p in running.values()), timeout):
+            for node_id, pid in running.items():
+                if pid_alive(pid):
+                    log.warning("kafka_node_kill", node=node_id, pid=pid)
+                    os.kill(pid, signal.SIGKILL)
+            _wait_for(lambda: not any(pid_alive(p) for p in running.values()), 10)
+        for node_id in running:
+            (self.node_dir(node_id) / "kafka.pid").unlink(missing_ok=True)
+        stopped = sorted(running)
         log.info("kafka_down", stopped=stopped)
         return stopped
 

@@ -47,7 +47,7 @@ def kafka_up(
 
 @kafka_app.command("down")
 def kafka_down(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """Stop what `up` started: SIGTERM, then SIGKILL after 30 s."""
+    """Stop what `up` started: SIGTERM, then SIGKILL after 20 s."""
     configure_logging("INFO", "console")
     stopped = LocalKafka(data_dir).down()
     console.print(f"stopped node(s): {stopped}" if stopped else "no Kafka node was running")
