@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install kafka-jars lint typecheck schemas-check test unit demo bench clean
+.PHONY: install kafka-jars tools lint typecheck schemas-check test unit demo bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,17 @@ $(STAMP): pyproject.toml
 kafka-jars: $(STAMP)
 	$(BIN)/python -c 'from enlace.localkafka import fetch_jars; fetch_jars()'
 
+# promtool (deploy/ checks) and kcat (an independent Kafka client) are used by the tests.
+TOOLS_APT := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus kcat
+tools:
+	@command -v promtool >/dev/null && command -v kcat >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing promtool and kcat (Debian packages prometheus, kcat)"; \
+			$(TOOLS_APT) >/dev/null 2>&1 || { apt-get update -q >/dev/null && $(TOOLS_APT) >/dev/null; }; \
+		else \
+			echo "the tests need promtool and kcat: sudo apt-get install prometheus kcat"; exit 1; \
+		fi; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -34,7 +45,7 @@ schemas-check: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: $(STAMP) kafka-jars lint typecheck schemas-check
+test: $(STAMP) kafka-jars tools lint typecheck schemas-check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: $(STAMP) kafka-jars

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from enlace import clients
 from enlace.settings import KafkaSettings
-from enlace.topics import ensure_topics, exchange_topics
+from enlace.topics import TopicSpec, ensure_topics, exchange_topics
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +122,27 @@ async def test_topic_provisioning_is_idempotent(
     assert sorted(created) == sorted(s.name for s in specs)
     assert len(created) == 6
     assert await ensure_topics(kafka_settings, specs) == []
+
+
+def test_kcat_sees_the_broker_and_a_provisioned_topic(
+    kafka_bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    """An independent client (librdkafka's kcat) agrees with what we provisioned."""
+    import json
+    import shutil
+    import subprocess
+
+    topic = unique("kcat")
+    asyncio.run(ensure_topics(KafkaSettings(kafka_bootstrap=kafka_bootstrap),
+                              [TopicSpec(topic, 2, 1)]))  # fmt: skip
+    kcat = shutil.which("kcat")
+    assert kcat is not None, "kcat is required: apt-get install kcat (make test installs it)"
+    result = subprocess.run(
+        [kcat, "-b", kafka_bootstrap, "-L", "-J", "-t", topic],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    metadata = json.loads(result.stdout)
+    assert metadata["brokers"], "kcat lists the broker"
+    (described,) = metadata["topics"]
+    assert described["topic"] == topic
+    assert len(described["partitions"]) == 2
