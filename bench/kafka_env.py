@@ -1,0 +1,92 @@
+"""Which Kafka the benchmark runs against, and its private topics there.
+
+The configured broker (``ENLACE_KAFKA_BOOTSTRAP``) when it answers; otherwise a private
+single-node Kafka under ``<repo>/.enlace/bench-kafka`` on port 9292, stopped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError as AIOKafkaError
+
+from enlace.errors import KafkaError
+from enlace.localkafka import DEFAULT_DATA_DIR, LocalKafka
+from enlace.settings import REPO_ROOT, KafkaSettings
+
+BENCH_KAFKA_DIR = REPO_ROOT / ".enlace" / "bench-kafka"
+BENCH_KAFKA_PORT = 9292
+
+Progress = Callable[[str], None]
+
+
+async def answers(settings: KafkaSettings, within: float = 5.0) -> bool:
+    """True if the brokers at ``settings`` answer a metadata request in time."""
+    admin = AIOKafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=int(within * 1000))
+    try:
+        async with asyncio.timeout(within):
+            await admin.start()
+            await admin.list_topics()
+    except (TimeoutError, AIOKafkaError, OSError):
+        return False
+    else:
+        return True
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+@contextlib.contextmanager
+def kafka_for_bench(
+    settings: KafkaSettings, progress: Progress
+) -> Iterator[tuple[KafkaSettings, str]]:
+    """The settings to use and where they point; starts (and later stops) a private broker
+    when the configured one does not answer. Call outside the event loop: start-up blocks."""
+    if asyncio.run(answers(settings)):
+        yield settings, f"configured broker {settings.kafka_bootstrap}"
+        return
+    progress(
+        f"no broker answers at {settings.kafka_bootstrap}; starting a private one on "
+        f"127.0.0.1:{BENCH_KAFKA_PORT} ({BENCH_KAFKA_DIR})"
+    )
+    local = LocalKafka(BENCH_KAFKA_DIR)
+    spec = local.up(1, port=BENCH_KAFKA_PORT)
+    try:
+        yield (
+            settings.model_copy(update={"kafka_bootstrap": spec.bootstrap}),
+            f"private broker {spec.bootstrap} (started by the bench)",
+        )
+    finally:
+        progress("stopping the private broker")
+        local.down()
+
+
+def broker_pid(bootstrap: str) -> int | None:
+    """The pid of the single local broker at ``bootstrap`` if ``enlace kafka up`` or this bench
+    started it (for its CPU use); None for any other Kafka."""
+    for data_dir in (DEFAULT_DATA_DIR, BENCH_KAFKA_DIR):
+        nodes = LocalKafka(data_dir).status()
+        if len(nodes) == 1 and nodes[0].alive and bootstrap == f"127.0.0.1:{nodes[0].port}":
+            return nodes[0].pid
+    return None
+
+
+async def delete_topics(settings: KafkaSettings, names: Iterable[str]) -> None:
+    """Delete the run's private topics (best effort: a leftover topic is only clutter)."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return
+    admin = AIOKafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=30_000)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        doomed = [name for name in wanted if name in existing]
+        if doomed:
+            await admin.delete_topics(doomed, timeout_ms=30_000)
+    except AIOKafkaError as exc:
+        raise KafkaError(f"could not delete bench topics: {exc!r}") from exc
+    finally:
+        await admin.close()

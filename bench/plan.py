@@ -1,0 +1,59 @@
+"""How big a benchmark run is: counts, rate and time limits (pure)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Plan:
+    bulletins: int  # saturation count of the Enlace phases
+    rate: float  # offered rate of every fixed-rate row (per second)
+    seconds: float  # length of every fixed-rate row
+    micro_iterations: int
+    warm_up: int
+    raw_factor: int = 10  # raw Kafka moves this many records per bulletin count
+    copy_factor: int = 5
+    partitions: int = 3
+    drain_s: float = 60.0
+    profile_router: bool = False
+
+    @classmethod
+    def standard(cls) -> Plan:
+        return cls(bulletins=3000, rate=50.0, seconds=12.0, micro_iterations=1000, warm_up=40)
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(bulletins=400, rate=50.0, seconds=4.0, micro_iterations=200, warm_up=12)
+
+    def with_overrides(
+        self, *, bulletins: int | None, rate: float | None, profile_router: bool
+    ) -> Plan:
+        plan = replace(self, profile_router=profile_router)
+        if bulletins is not None:
+            if bulletins < 1:
+                raise ValueError("--bulletins must be at least 1")
+            plan = replace(plan, bulletins=bulletins)
+        if rate is not None:
+            if rate <= 0:
+                raise ValueError("--rate must be positive")
+            plan = replace(plan, rate=rate)
+        return plan
+
+    @property
+    def fixed_count(self) -> int:
+        """Records offered by each fixed-rate row."""
+        return max(1, math.ceil(self.rate * self.seconds))
+
+    @property
+    def raw_count(self) -> int:
+        return self.bulletins * self.raw_factor
+
+    @property
+    def copy_count(self) -> int:
+        return self.bulletins * self.copy_factor
+
+    def flat_drain_s(self, count: int, slowest_per_s: float) -> float:
+        """Time to allow a flat-out phase of ``count`` at a pessimistic ``slowest_per_s``."""
+        return max(self.drain_s, count / slowest_per_s)
