@@ -17,6 +17,7 @@ Ids the intake generates are random: a client that retries a request should put 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from typing import Any
@@ -65,7 +66,7 @@ class HttpIntake:
         try:
             self._authorize(request)
             objs = self._parse(await self._body(request))
-            records = self._seal_all(objs)
+            records = await asyncio.to_thread(self._seal_all, objs)
             status, body = await self._send(records)
         except _Refused as refusal:
             status, body = refusal.status, refusal.body

@@ -366,6 +366,13 @@ class Publisher:
         metadata = future.result()
         self.metrics.published.inc()
         self.last_ack = time.monotonic()
+        log.debug(
+            "bulletin_published",
+            bulletin_id=bulletin.bulletin_id,
+            origin=bulletin.origin,
+            partition=metadata.partition,
+            offset=metadata.offset,
+        )
         return DeliveryResult(
             bulletin.bulletin_id, metadata.topic, metadata.partition, metadata.offset
         )

@@ -328,14 +328,14 @@ THEMES: list[Theme] = [
         "LAND",
         Texts(
             "Weapons shipment moving through {place}",
-            "A shipment of {qty:g} {unit} bought by straw purchasers in {from_en} is moving "
+            "A shipment of {qty:g} rifles bought by straw purchasers in {from_en} is moving "
             "through {place} toward {to_en}.",
             "Serial numbers were ground off; the weapons travel in the false floor of a "
             "cargo truck, plates {plate}. Buyer: {org}; logistics by {person} ({alias}).",
         ),
         Texts(
             "Cargamento de armas en tránsito por {place}",
-            "Un cargamento de {qty:g} {unit} adquiridos por compradores de paja en {from_es} "
+            "Un cargamento de {qty:g} fusiles adquiridos por compradores de paja en {from_es} "
             "transita por {place} con destino a {to_es}.",
             "Los números de serie fueron limados; las armas viajan en el doble fondo de un "
             "camión de carga, placas {plate}. Comprador: {org}; logística a cargo de {person} "

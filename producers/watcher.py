@@ -136,7 +136,9 @@ class FolderWatcher:
             self.folder.finish_failed(claim, [f"(file): cannot read: {exc.strerror}"])
             log.warning("file_failed", file=claim.path.name, problems=1)
             return "failed"
-        records, problems = sealed_file(self.publisher, claim, data)
+        # Parsing, validating and signing a large file is CPU work: keep the loop (HTTP
+        # intake, health) responsive while it runs.
+        records, problems = await asyncio.to_thread(sealed_file, self.publisher, claim, data)
         if problems:
             rejected = len({p.line for p in problems})
             self.publisher.metrics.reject("invalid", rejected)

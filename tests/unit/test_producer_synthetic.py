@@ -7,7 +7,9 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
+from typer.testing import CliRunner
 
+from enlace.cli import app
 from enlace.registry import Registry
 from enlace.settings import DEFAULT_AGENCIES
 from producers.synthetic import BulletinGenerator, to_json_line
@@ -80,3 +82,18 @@ def test_json_line_is_one_valid_line(registry: Registry) -> None:
     assert line.endswith("\n")
     assert line.count("\n") == 1
     assert validate_bulletin(json.loads(line)) == bulletin
+
+
+def test_synth_command_writes_deterministic_valid_jsonl() -> None:
+    runner = CliRunner()
+    args = ["publisher", "synth", "--count", "5", "--seed", "3", "--agency", "hn-fusina"]
+    first = runner.invoke(app, args)
+    second = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    lines = first.stdout.splitlines()
+    assert len(lines) == 5
+    bulletins = [validate_bulletin(json.loads(line)) for line in lines]
+    again = [validate_bulletin(json.loads(line)) for line in second.stdout.splitlines()]
+    assert [b.bulletin_id for b in bulletins] == [b.bulletin_id for b in again]
+    assert [b.title for b in bulletins] == [b.title for b in again]
+    assert {b.origin for b in bulletins} == {"hn-fusina"}
