@@ -7,7 +7,9 @@ the pure scoring functions say. The router later feeds the same ledger from live
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -18,13 +20,15 @@ from rich.table import Table
 from rich.text import Text
 
 from broker.ledger import TrustLedger, build_ledger
+from broker.live_trust import live_ledger
 from broker.policy import AgreementLevel, Policy
 from broker.policy_rules import max_after_leak
 from broker.trust import TrustScore
 from broker.trust_source import read_records
 from enlace.errors import PolicyError
 from enlace.registry import Registry
-from enlace.settings import DEFAULT_AGENCIES, DEFAULT_POLICY
+from enlace.settings import DEFAULT_AGENCIES, DEFAULT_KEYS, DEFAULT_POLICY, KafkaSettings
+from schemas.key_directory import KeyDirectory
 from schemas.vocab import Classification
 
 trust_app = typer.Typer(help="Trust scores: who trusts whom, and why.", no_args_is_help=True)
@@ -59,7 +63,39 @@ def _now(value: str | None) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _ledger(policy: Policy, events: Path | None, now: datetime) -> TrustLedger:
+LiveOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--live/--offline",
+        help="Rebuild trust from Kafka (receipts and audit topics) as the router does; "
+        "default: live when ENLACE_KAFKA_BOOTSTRAP is set and no --events file is given.",
+    ),
+]
+KeysOpt = Annotated[
+    Path, typer.Option("--keys", help="Key directory, to verify trust events read live.")
+]
+
+
+def _ledger(
+    policy: Policy,
+    events: Path | None,
+    now: datetime,
+    *,
+    live: bool | None = None,
+    registry: Registry | None = None,
+    keys: Path = DEFAULT_KEYS,
+) -> TrustLedger:
+    if live is None:
+        live = events is None and "ENLACE_KAFKA_BOOTSTRAP" in os.environ
+    if live:
+        if events is not None:
+            raise typer.BadParameter("--live reads Kafka; it does not take --events")
+        settings = KafkaSettings()
+        directory = KeyDirectory.load(keys)
+        return asyncio.run(
+            live_ledger(settings, registry or Registry.load(settings.agencies_file), policy,
+                        directory, now)
+        )  # fmt: skip
     if events is None:
         return TrustLedger.for_policy(policy)
     return build_ledger(read_records(events), policy, now)
@@ -78,10 +114,12 @@ def show(
     events: EventsOpt = None,
     registry_file: RegistryOpt = DEFAULT_AGENCIES,
     now: NowOpt = None,
+    live: LiveOpt = None,
+    keys: KeysOpt = DEFAULT_KEYS,
 ) -> None:
     """The trust matrix: how much each originator (row) trusts each partner (column)."""
     policy, registry, at = Policy.load(policy_file), Registry.load(registry_file), _now(now)
-    ledger = _ledger(policy, events, at)
+    ledger = _ledger(policy, events, at, live=live, registry=registry, keys=keys)
     rows = [registry.get(originator).id] if originator else list(registry.ids)
     table = Table(title=f"trust as of {at:%Y-%m-%d %H:%M}Z (row trusts column)")
     table.add_column("originator", style="bold")
@@ -124,13 +162,16 @@ def explain(
     events: EventsOpt = None,
     registry_file: RegistryOpt = DEFAULT_AGENCIES,
     now: NowOpt = None,
+    live: LiveOpt = None,
+    keys: KeysOpt = DEFAULT_KEYS,
 ) -> None:
     """P's score in O's eyes, its factors, and the highest classification P receives from O."""
     policy, registry, at = Policy.load(policy_file), Registry.load(registry_file), _now(now)
     o, p = registry.get(originator), registry.get(partner)
     if o.id == p.id:
         raise typer.BadParameter("originator and partner are the same agency")
-    score = _ledger(policy, events, at).score(o.id, p.id, policy, at)
+    ledger = _ledger(policy, events, at, live=live, registry=registry, keys=keys)
+    score = ledger.score(o.id, p.id, policy, at)
     agreement = policy.agreement(o.id, p.id)
     reached = _reached(policy, score)
     console.print(

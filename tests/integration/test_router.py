@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from broker.live_trust import live_ledger
 from broker.policy import Policy
 from broker.router import Router
 from enlace.settings import KafkaSettings
@@ -253,6 +254,11 @@ async def test_trust_events_move_decisions_and_bad_ones_are_dead_lettered(
     while router.trust.score(pa, us, ex.policy, datetime.now(UTC)).value >= 0.35:
         assert loop.time() < deadline, "the leak never reached the router's trust state"
         await asyncio.sleep(0.1)
+
+    # `enlace trust show/explain --live` rebuild the same state from Kafka alone.
+    rebuilt = await live_ledger(ex.settings, ex.registry, ex.policy, ex.directory,
+                                datetime.now(UTC))  # fmt: skip
+    assert rebuilt.score(pa, us, ex.policy, datetime.now(UTC)).value < 0.35
 
     second = seal(bulletin(ex), ex.keys[pa])
     await ex.publish(pa, second)
