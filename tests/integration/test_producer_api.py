@@ -227,6 +227,7 @@ async def test_missing_topic_is_a_clear_error(
             pass
 
 
+@pytest.mark.slow
 async def test_broker_outage_gives_an_outcome_per_bulletin_then_recovers(
     tmp_path: Path, key: AgencyKey
 ) -> None:

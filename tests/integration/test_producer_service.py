@@ -265,6 +265,7 @@ async def test_http_intake(
     assert await topic_size(kafka_settings, topic) == 4
 
 
+@pytest.mark.slow
 async def test_file_dropped_during_an_outage_is_published_after_it(
     key: AgencyKey, tmp_path: Path
 ) -> None:

@@ -1,0 +1,50 @@
+"""Failure reasons and the HTTP intake's answer when the broker does not acknowledge."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from enlace.errors import DeliveryError, KafkaUnavailable, RecordTooLarge, ValidationError
+from producers.intake import HttpIntake
+from producers.publisher import DeliveryResult, PublishFailure, reason_of
+from producers.settings import PublisherSettings
+from schemas.envelope import Sealed
+from schemas.models import ThreatBulletin
+from schemas.samples import sample_bulletin
+
+
+def test_reasons_are_stable_codes() -> None:
+    assert reason_of(ValidationError("x", [("title", "must not be blank")])) == "invalid"
+    assert (
+        reason_of(ValidationError("x", [("origin", "must be the publisher's")])) == "wrong_origin"
+    )
+    assert reason_of(RecordTooLarge("x")) == "oversize"
+    assert reason_of(KafkaUnavailable("x")) == "unavailable"
+    assert reason_of(DeliveryError("bulletin b not acknowledged within 3 s")) == "timeout"
+    assert reason_of(DeliveryError("broker refused bulletin b")) == "refused"
+
+
+class HalfDelivering:
+    """Acknowledges the first record and not the second."""
+
+    async def send_sealed(self, records: Sequence[tuple[ThreatBulletin, Sealed]]) -> list[Any]:
+        first, second = (bulletin for bulletin, _ in records)
+        return [
+            DeliveryResult(first.bulletin_id, "t", 0, 7),
+            PublishFailure(second.bulletin_id, "timeout", DeliveryError("not acknowledged")),
+        ]
+
+
+async def test_intake_answers_503_with_per_bulletin_results() -> None:
+    settings = PublisherSettings(agency="pa-senafront")
+    intake = HttpIntake(settings, HalfDelivering())  # type: ignore[arg-type]  # a stand-in publisher
+    bulletins = [sample_bulletin(), sample_bulletin()]
+    empty = Sealed(b"", b"", b"", [])
+    status, body = await intake._send([(b, empty) for b in bulletins])
+    assert status == 503
+    assert body["published"] == 1
+    ok, failed = body["results"]
+    assert ok == {"bulletin_id": bulletins[0].bulletin_id, "partition": 0, "offset": 7}
+    assert failed["bulletin_id"] == bulletins[1].bulletin_id
+    assert failed["reason"] == "timeout"
