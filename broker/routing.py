@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -103,7 +103,6 @@ class RouterHandler:
         metrics: RouterMetrics,
         *,
         clock: Clock = utc_now,
-        replay_window: timedelta = timedelta(days=7, minutes=5),
     ) -> None:
         self._ctx = context
         self._trust = trust
@@ -111,7 +110,6 @@ class RouterHandler:
         self._seen_loader = seen_loader
         self._metrics = metrics
         self._clock = clock
-        self._replay_window = replay_window
 
     async def prepare(self, assigned: set[TopicPartition]) -> None:
         del assigned  # the seen index is global: catch up on every id committed so far
