@@ -39,6 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile-router", action="store_true",
         help="run the router process under cProfile and report its hotspots",
     )  # fmt: skip
+    parser.add_argument(
+        "--private-kafka", action="store_true",
+        help="start a private broker (127.0.0.1:9292) even if the configured one answers: "
+        "no other traffic on it, so its CPU use is the bench's alone",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="JSON result path (default bench/results/)")
     return parser.parse_args(argv)
 
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = KafkaSettings()
     with (
         tempfile.TemporaryDirectory(prefix="enlace-bench-") as tmp,
-        kafka_for_bench(settings, progress) as (kafka, broker),
+        kafka_for_bench(settings, progress, private=args.private_kafka) as (kafka, broker),
     ):
         workdir = Path(tmp)
         token = new_token()

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError as AIOKafkaError
 
+from enlace import clients
 from enlace.errors import KafkaError
 from enlace.localkafka import DEFAULT_DATA_DIR, LocalKafka
 from enlace.settings import REPO_ROOT, KafkaSettings
+from enlace.topics import partitions_of
 
 BENCH_KAFKA_DIR = REPO_ROOT / ".enlace" / "bench-kafka"
 BENCH_KAFKA_PORT = 9292
@@ -41,23 +45,27 @@ async def answers(settings: KafkaSettings, within: float = 5.0) -> bool:
 
 @contextlib.contextmanager
 def kafka_for_bench(
-    settings: KafkaSettings, progress: Progress
+    settings: KafkaSettings, progress: Progress, *, private: bool = False
 ) -> Iterator[tuple[KafkaSettings, str]]:
     """The settings to use and where they point; starts (and later stops) a private broker
-    when the configured one does not answer. Call outside the event loop: start-up blocks."""
-    if asyncio.run(answers(settings)):
-        yield settings, f"configured broker {settings.kafka_bootstrap}"
-        return
-    progress(
-        f"no broker answers at {settings.kafka_bootstrap}; starting a private one on "
-        f"127.0.0.1:{BENCH_KAFKA_PORT} ({BENCH_KAFKA_DIR})"
-    )
+    when the configured one does not answer, or when asked to. Call outside the event loop:
+    start-up blocks."""
+    if not private:
+        if asyncio.run(answers(settings)):
+            yield settings, f"configured broker {settings.kafka_bootstrap}"
+            return
+        progress(f"no broker answers at {settings.kafka_bootstrap}")
+    progress(f"starting a private broker on 127.0.0.1:{BENCH_KAFKA_PORT} ({BENCH_KAFKA_DIR})")
     local = LocalKafka(BENCH_KAFKA_DIR)
+    if not any(node.alive for node in local.status()) and BENCH_KAFKA_DIR.exists():
+        # Fresh data each time: the router reads the audit topic from its start, so leftovers
+        # of earlier runs would lengthen its start-up from run to run.
+        shutil.rmtree(BENCH_KAFKA_DIR)
     spec = local.up(1, port=BENCH_KAFKA_PORT)
     try:
         yield (
             settings.model_copy(update={"kafka_bootstrap": spec.bootstrap}),
-            f"private broker {spec.bootstrap} (started by the bench)",
+            f"private broker {spec.bootstrap} (started by the bench, fresh data)",
         )
     finally:
         progress("stopping the private broker")
@@ -90,3 +98,18 @@ async def delete_topics(settings: KafkaSettings, names: Iterable[str]) -> None:
         raise KafkaError(f"could not delete bench topics: {exc!r}") from exc
     finally:
         await admin.close()
+
+
+async def topic_records(settings: KafkaSettings, topic: str) -> int:
+    """Records currently held by ``topic`` (end minus beginning offsets; transaction markers
+    count too, so this is an upper bound)."""
+    layout = await partitions_of(settings, [topic])
+    partitions = [TopicPartition(topic, p) for p in layout[topic]]
+    consumer = clients.consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return sum(ends[tp] - starts[tp] for tp in partitions)

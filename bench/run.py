@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from bench import machine
 from bench.cpu import CpuUse, CpuWindow
 from bench.exchange import Exchange
-from bench.kafka_env import broker_pid, delete_topics
+from bench.kafka_env import broker_pid, delete_topics, topic_records
 from bench.micro import measure, profile_handler, top_functions
 from bench.pipeline import (
     end_to_end_fixed,
@@ -33,10 +33,20 @@ from bench.plan import Plan
 from bench.procs import Child
 from bench.raw import Measured, Payload, fixed_rate, flat_out
 from bench.report import BenchResult, Row
+from bench.scrape import TxnCounters, read_counters
 from bench.tracker import Tracker
 from enlace import clients
 from enlace.settings import KafkaSettings
-from enlace.topics import TopicSpec, ensure_topics, exchange_topics, feed, outbound, receipts
+from enlace.topics import (
+    AUDIT,
+    ROUTER_SEEN,
+    TopicSpec,
+    ensure_topics,
+    exchange_topics,
+    feed,
+    outbound,
+    receipts,
+)
 from schemas.envelope import seal
 from schemas.samples import sample_bulletin
 
@@ -245,9 +255,12 @@ class Run:
     async def end_to_end(self) -> None:
         plan, ex = self.plan, self.exchange
         profile = self.workdir / "router.prof" if plan.profile_router else None
-        router = router_child(self.settings, ex, self.workdir / "router.log", profile)
+        log = self.workdir / "router.log"
+        router = router_child(self.settings, ex, log, profile)
         feeds = [feed(a) for a in ex.registry.ids]
+        backlog = {t: await topic_records(self.settings, t) for t in (AUDIT, ROUTER_SEEN)}
         self.progress("starting the router process" + (" (cProfile)" if profile else ""))
+        launched = time.perf_counter()
         router.start()
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -259,24 +272,27 @@ class Run:
                 if m.arrived < m.count:
                     self.result.problems.append("the router did not route the warm-up in time")
                     return
+                self.result.rows.append(self._startup_row(time.perf_counter() - launched, backlog))
                 self.progress(f"router live: {m.records / m.count:.2f} releases per bulletin")
                 if profile is not None:
                     router.send(signal.SIGUSR1)
                 self.progress(f"end to end at {plan.rate:g}/s for {plan.seconds:g} s")
-                cpu = self._cpu(router=router.pid)
+                cpu, txns = self._cpu(router=router.pid), await read_counters(log)
                 m, failed = await end_to_end_fixed(pubs, tracker, router, per_second=plan.rate,
                                                    count=plan.fixed_count,
                                                    drain_s=plan.drain_s)  # fmt: skip
+                use, txns = cpu.stop(), await self._txns_since(log, txns)
                 self.result.rows.append(
-                    self._e2e_row(f"fixed {plan.rate:g}/s", m, failed, cpu.stop())
+                    self._e2e_row(f"fixed {plan.rate:g}/s", m, failed, use, txns)
                 )
                 self.progress(f"end to end flat out, {plan.bulletins} bulletins")
-                cpu = self._cpu(router=router.pid)
+                cpu, txns = self._cpu(router=router.pid), await read_counters(log)
                 m, failed = await end_to_end_flat(
                     pubs, tracker, router, count=plan.bulletins,
                     drain_s=plan.flat_drain_s(plan.bulletins, 20),
                 )  # fmt: skip
-                self.result.rows.append(self._e2e_row("saturation", m, failed, cpu.stop()))
+                use, txns = cpu.stop(), await self._txns_since(log, txns)
+                self.result.rows.append(self._e2e_row("saturation", m, failed, use, txns))
         finally:
             self.progress("stopping the router")
             await router.stop(within=60)
@@ -288,8 +304,27 @@ class Run:
                 stats, 25, cumulative=True
             )
 
-    def _e2e_row(self, load: str, m: Measured, failed: int, cpu: CpuUse) -> Row:
+    def _startup_row(self, seconds: float, backlog: dict[str, int]) -> Row:
+        note = (
+            f"{seconds:.1f} s from launch to the warm-up's releases; it first reads "
+            f"{AUDIT} ({backlog[AUDIT]:,} records) and {ROUTER_SEEN} ({backlog[ROUTER_SEEN]:,})"
+            " from the start (on a shared broker: every earlier run's records)"
+        )
+        return Row("Router start-up", "launch", self.plan.warm_up, None, "", None, note)
+
+    @staticmethod
+    async def _txns_since(log: Path, before: TxnCounters | None) -> TxnCounters | None:
+        after = await read_counters(log)
+        return after - before if after is not None and before is not None else None
+
+    def _e2e_row(
+        self, load: str, m: Measured, failed: int, cpu: CpuUse, txns: TxnCounters | None
+    ) -> Row:
         note = f"{m.record_rate:,.0f} releases/s"
+        if txns is not None:
+            note += f"; router: {txns.describe()}"
+        if self.plan.profile_router:
+            note += " (router under cProfile: slower than without)"
         if failed:
             note += f"; {failed} NOT ACKNOWLEDGED"
         return row(E2E, load, m, "bulletin/s", note, cpu=(cpu, "bulletin"))
