@@ -23,6 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import KafkaTimeoutError
 
 from enlace import clients
 from enlace.errors import (
@@ -287,36 +288,41 @@ class Publisher:
     ) -> list[Outcome]:
         loop = asyncio.get_running_loop()
         timeout = self.settings.delivery_timeout_s
-        futures: list[asyncio.Future[Any]] = []
-        unsent_error = DeliveryError("not sent")
+        sent: list[asyncio.Future[Any] | PublishFailure] = []
         try:
             # Each send must get its record into the client's buffer within the timeout (it
             # blocks when the buffer is full because the broker stopped acknowledging).
             async with asyncio.timeout(None) as guard:
-                for _, record in records:
+                for bulletin, record in records:
                     guard.reschedule(loop.time() + timeout)
-                    future = await producer.send(
-                        self.topic, record.value, key=record.key, headers=record.headers
-                    )
+                    try:
+                        future = await producer.send(
+                            self.topic, record.value, key=record.key, headers=record.headers
+                        )
+                    except KafkaTimeoutError:
+                        raise
+                    except AIOKafkaError as exc:
+                        # Refused before sending (e.g. over the client's request size): only
+                        # this record is affected.
+                        refusal = DeliveryError(f"Kafka client refused the record: {exc!r}")
+                        sent.append(self._fail(bulletin.bulletin_id, refusal))
+                        continue
                     self._track(future)
-                    futures.append(future)
-        except (TimeoutError, AIOKafkaError) as exc:
+                    sent.append(future)
+        except (TimeoutError, KafkaTimeoutError) as exc:
             self._wedged = True
-            unsent_error = DeliveryError(
+            unsent = DeliveryError(
                 f"not acknowledged: the Kafka client did not accept the record within "
                 f"{timeout:g} s ({exc!r}); nothing of it was sent"
             )
+            sent.extend(self._fail(b.bulletin_id, unsent) for b, _ in records[len(sent) :])
+        futures = [item for item in sent if not isinstance(item, PublishFailure)]
         if futures:
             await asyncio.wait(futures, timeout=timeout)
-        outcomes = [
-            self._outcome(bulletin, future, timeout)
-            for (bulletin, _), future in zip(records, futures, strict=False)
+        return [
+            item if isinstance(item, PublishFailure) else self._outcome(bulletin, item, timeout)
+            for (bulletin, _), item in zip(records, sent, strict=True)
         ]
-        outcomes.extend(
-            self._fail(bulletin.bulletin_id, unsent_error)
-            for bulletin, _ in records[len(futures) :]
-        )
-        return outcomes
 
     def _track(self, future: asyncio.Future[Any]) -> None:
         metrics = self.metrics
@@ -366,13 +372,6 @@ class Publisher:
         metadata = future.result()
         self.metrics.published.inc()
         self.last_ack = time.monotonic()
-        log.debug(
-            "bulletin_published",
-            bulletin_id=bulletin.bulletin_id,
-            origin=bulletin.origin,
-            partition=metadata.partition,
-            offset=metadata.offset,
-        )
         return DeliveryResult(
             bulletin.bulletin_id, metadata.topic, metadata.partition, metadata.offset
         )

@@ -33,7 +33,10 @@ class PublisherSettings(KafkaSettings):
         default=None,
         description="Override of the outbound topic (tests); default outbound(agency).",
     )
-    max_bulletin_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=8_388_608)
+    # The router refuses records over DEFAULT_MAX_RECORD_BYTES; larger would only dead-letter.
+    max_bulletin_bytes: int = Field(
+        default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=DEFAULT_MAX_RECORD_BYTES
+    )
     delivery_timeout_s: float = Field(
         default=30.0,
         gt=0,
