@@ -26,10 +26,10 @@ from datetime import datetime, timedelta
 
 from enlace.errors import CodecError, SignatureError, ValidationError
 from schemas import headers as hdr
-from schemas.codec import DEFAULT_MAX_RECORD_BYTES, decode_bulletin
-from schemas.envelope import tearline_value_of
+from schemas.codec import DEFAULT_MAX_RECORD_BYTES, decode_bulletin, encode_bulletin, fingerprint
 from schemas.key_directory import KeyDirectory
 from schemas.models import ThreatBulletin
+from schemas.projection import tearline
 
 # Dead-letter reason codes that are not an error class's own ``reason``.
 EMPTY = "empty"
@@ -118,7 +118,8 @@ def admit(  # noqa: PLR0911, PLR0912 - one exit per check keeps the documented o
         return Refused(CLOCK_SKEW, f"issued_at {bulletin.issued_at} is older than the window")
     if signed.sig_tearline is None:
         return Refused("bad_header", f"header {hdr.SIG_TEARLINE!r} is missing")
-    tearline_value = tearline_value_of(value, max_bytes=limits.max_record_bytes)
+    # The projection is re-encoded with the writer schema of the value, as the originator did.
+    tearline_value = encode_bulletin(tearline(bulletin), writer=fingerprint(value))
     try:
         keys.verify(
             topic_agency, signed.key_id, tearline_value, signed.sig_tearline, at=received_at

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 from broker.admission import Admitted
 from broker.engine import OutRecord
@@ -11,8 +13,10 @@ from broker.release import ReleaseDecision
 from broker.trust import TrustScore
 from enlace.topics import AUDIT, DEADLETTER, feed
 from schemas import headers as hdr
-from schemas.codec import encode_audit
-from schemas.models import AuditRecord, Factor
+from schemas.catalog import Catalog
+from schemas.codec import AUDIT as AUDIT_SCHEMA
+from schemas.codec import encode
+from schemas.models import AuditRecord
 from schemas.vocab import ReleaseKind
 
 DLQ_REASON = "enlace-dlq-reason"
@@ -54,13 +58,49 @@ def release_record(admitted: Admitted, decision: ReleaseDecision) -> OutRecord:
     )
 
 
-def audit_factors(score: TrustScore | None) -> tuple[Factor, ...]:
+AuditFactor = dict[str, Any]
+
+
+def audit_factors(score: TrustScore | None) -> tuple[AuditFactor, ...]:
     """A score's factors in the audit schema's shape (costly: callers cache per pair)."""
     if score is None:
         return ()
     return tuple(
-        Factor(name=f.name, value=round(f.value, 6), note=f.note[:200]) for f in score.factors
+        {"name": f.name, "value": round(f.value, 6), "note": f.note[:200]} for f in score.factors
     )
+
+
+@cache
+def _audit_writer() -> bytes:
+    return Catalog.default().get(AUDIT_SCHEMA, AuditRecord.avro_version).fingerprint
+
+
+def _audit_out(datum: dict[str, Any]) -> OutRecord:
+    """Encode straight from the Avro datum: the router builds it from validated values and
+    fixed rule codes, and a pydantic round trip per decision would double the routing cost
+    (consumers of the audit topic still validate with ``decode_audit``)."""
+    key = f"{datum['bulletin_id']}/{datum['partner']}".encode("ascii")
+    return OutRecord(
+        topic=AUDIT, value=encode(datum, AUDIT_SCHEMA, writer=_audit_writer()), key=key
+    )
+
+
+def _audit_datum(
+    admitted: Admitted, *, partner: str, decision: str, rule: str, source: Source, now: datetime
+) -> dict[str, Any]:
+    return {
+        "bulletin_id": admitted.bulletin.bulletin_id,
+        "origin": admitted.bulletin.origin,
+        "partner": partner,
+        "decision": decision,
+        "rule": rule,
+        "score": None,
+        "factors": (),
+        "decided_at": now,
+        "source_topic": source.topic,
+        "source_partition": source.partition,
+        "source_offset": source.offset,
+    }
 
 
 def audit_record(
@@ -68,44 +108,35 @@ def audit_record(
     decision: ReleaseDecision,
     source: Source,
     now: datetime,
-    factors: tuple[Factor, ...] | None = None,
+    factors: tuple[AuditFactor, ...] | None = None,
 ) -> OutRecord:
-    score = decision.score
-    record = AuditRecord(
-        bulletin_id=admitted.bulletin.bulletin_id,
-        origin=admitted.bulletin.origin,
+    datum = _audit_datum(
+        admitted,
         partner=decision.partner,
         decision=decision.kind.value,
         rule=decision.rule.value,
-        score=round(score.value, 6) if score is not None else None,
-        factors=audit_factors(score) if factors is None else factors,
-        decided_at=now,
-        source_topic=source.topic,
-        source_partition=source.partition,
-        source_offset=source.offset,
+        source=source,
+        now=now,
     )
-    return _audit_out(record)
+    if decision.score is not None:
+        datum["score"] = round(decision.score.value, 6)
+        datum["factors"] = list(audit_factors(decision.score) if factors is None else factors)
+    return _audit_out(datum)
 
 
 def duplicate_audit(admitted: Admitted, source: Source, now: datetime) -> OutRecord:
     """One audit record for a publisher retry (same id, same bytes): dropped, not re-released."""
-    record = AuditRecord(
-        bulletin_id=admitted.bulletin.bulletin_id,
-        origin=admitted.bulletin.origin,
-        partner=admitted.bulletin.origin,
-        decision=DUPLICATE,
-        rule=DUPLICATE_RULE,
-        decided_at=now,
-        source_topic=source.topic,
-        source_partition=source.partition,
-        source_offset=source.offset,
+    origin = admitted.bulletin.origin
+    return _audit_out(
+        _audit_datum(
+            admitted,
+            partner=origin,
+            decision=DUPLICATE,
+            rule=DUPLICATE_RULE,
+            source=source,
+            now=now,
+        )
     )
-    return _audit_out(record)
-
-
-def _audit_out(record: AuditRecord) -> OutRecord:
-    key = f"{record.bulletin_id}/{record.partner}".encode("ascii")
-    return OutRecord(topic=AUDIT, value=encode_audit(record), key=key)
 
 
 def dead_letter(

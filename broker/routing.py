@@ -34,7 +34,6 @@ from enlace.logs import get_logger
 from enlace.registry import Registry
 from enlace.topics import ROUTER_SEEN, agency_of
 from schemas.key_directory import KeyDirectory
-from schemas.models import Factor
 
 log = get_logger(__name__)
 
@@ -52,7 +51,7 @@ class BatchScores:
     def __init__(self, source: ScoreSource) -> None:
         self._source = source
         self._scores: dict[tuple[str, str], TrustScore] = {}
-        self._factors: dict[tuple[str, str], tuple[Factor, ...]] = {}
+        self._factors: dict[tuple[str, str], tuple[outputs.AuditFactor, ...]] = {}
 
     def score(self, originator: str, partner: str, policy: Policy, now: datetime) -> TrustScore:
         pair = (originator, partner)
@@ -61,7 +60,7 @@ class BatchScores:
             found = self._scores[pair] = self._source.score(originator, partner, policy, now)
         return found
 
-    def factors(self, score: TrustScore | None) -> tuple[Factor, ...]:
+    def factors(self, score: TrustScore | None) -> tuple[outputs.AuditFactor, ...]:
         if score is None:
             return ()
         pair = (score.originator, score.partner)
