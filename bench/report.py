@@ -153,14 +153,16 @@ def hotspots_table(hotspots: Sequence[dict[str, Any]]) -> str:
     return markdown_table(header, body, ["left", "right", "right", "right"])
 
 
-def machine_line(machine: dict[str, Any]) -> str:
-    return ", ".join(f"{key}: {value}" for key, value in machine.items())
+def machine_lines(machine: dict[str, Any]) -> list[str]:
+    return [f"- {key}: {value}" for key, value in machine.items()]
 
 
 def render(result: BenchResult) -> str:
     """The whole report as Markdown."""
     parts = [
-        f"Machine: {machine_line(result.machine)}",
+        "Machine and run:",
+        "",
+        *machine_lines(result.machine),
         "",
         rows_table(result.rows) if result.rows else "(no pipeline rows measured)",
     ]

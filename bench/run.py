@@ -6,6 +6,7 @@ all deleted at the end. Progress goes to stderr, the report to stdout.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import pstats
 import signal
@@ -54,6 +55,7 @@ RAW = "Raw Kafka: produce → consume"
 COPY = "Raw transactional copy (router engine, no logic)"
 PUBLISH = "Enlace publish only"
 E2E = "Enlace end to end: publish → router → feed"
+IDLE_S = 3.0
 
 
 class Progress:
@@ -179,9 +181,12 @@ class Run:
         async with self._producer() as producer, Tracker(self.settings, [topic]) as tracker:
             await flat_out(producer, tracker, topic, payload, count=100, drain_s=30)
             self.progress(f"raw Kafka at {plan.rate:g}/s for {plan.seconds:g} s")
+            cpu = self._cpu()
             m = await fixed_rate(producer, tracker, topic, payload, per_second=plan.rate,
                                  count=plan.fixed_count, drain_s=plan.drain_s)  # fmt: skip
-            self.result.rows.append(row(RAW, f"fixed {plan.rate:g}/s", m, "msg/s"))
+            self.result.rows.append(
+                row(RAW, f"fixed {plan.rate:g}/s", m, "msg/s", cpu=(cpu.stop(), "msg"))
+            )
             self.progress(f"raw Kafka flat out, {plan.raw_count} records")
             cpu = self._cpu()
             m = await flat_out(producer, tracker, topic, payload, count=plan.raw_count,
@@ -230,10 +235,13 @@ class Run:
                     self.result.problems.append("the copier did not start copying in time")
                     return
                 self.progress(f"copy at {plan.rate:g}/s for {plan.seconds:g} s")
+                cpu = self._cpu(copier=child.pid)
                 m = await fixed_rate(producer, tracker, t["copy_in"], payload,
                                      per_second=plan.rate, count=plan.fixed_count,
                                      drain_s=plan.drain_s)  # fmt: skip
-                self.result.rows.append(row(COPY, f"fixed {plan.rate:g}/s", m, "msg/s"))
+                self.result.rows.append(
+                    row(COPY, f"fixed {plan.rate:g}/s", m, "msg/s", cpu=(cpu.stop(), "msg"))
+                )
                 self.progress(f"copy flat out, {plan.copy_count} records")
                 cpu = self._cpu(copier=child.pid)
                 m = await flat_out(producer, tracker, t["copy_in"], payload,
@@ -274,6 +282,7 @@ class Run:
                     return
                 self.result.rows.append(self._startup_row(time.perf_counter() - launched, backlog))
                 self.progress(f"router live: {m.records / m.count:.2f} releases per bulletin")
+                await self._idle(router)
                 if profile is not None:
                     router.send(signal.SIGUSR1)
                 self.progress(f"end to end at {plan.rate:g}/s for {plan.seconds:g} s")
@@ -311,6 +320,17 @@ class Run:
             " from the start (on a shared broker: every earlier run's records)"
         )
         return Row("Router start-up", "launch", self.plan.warm_up, None, "", None, note)
+
+    async def _idle(self, router: Child) -> None:
+        """CPU with the router, its clients and the feed reader connected but no traffic: the
+        floor every loaded row stands on (polling, heartbeats, trust snapshots)."""
+        self.progress(f"router idle for {IDLE_S:g} s")
+        cpu = self._cpu(router=router.pid)
+        await asyncio.sleep(IDLE_S)
+        use = cpu.stop()
+        note = use.describe(0)
+        self.result.rows.append(Row("Enlace idle: router up, no traffic", f"{IDLE_S:g} s", 0,
+                                    None, "", None, note, use.as_dict()))  # fmt: skip
 
     @staticmethod
     async def _txns_since(log: Path, before: TxnCounters | None) -> TxnCounters | None:

@@ -9,15 +9,19 @@ import cProfile
 import pstats
 
 import pytest
+from aiokafka import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import generate_latest
 
 from bench.cpu import CpuUse
 from bench.exchange import rename, rename_in_text
 from bench.micro import top_functions
 from bench.plan import Plan
 from bench.report import BenchResult, MicroCost, Row, markdown_table, render
+from bench.scrape import metrics_url, parse_counters
 from bench.stats import due, latencies, percentile, rate, summarize_seconds
+from broker.metrics import RouterMetrics
 from enlace.registry import check_agency_id
 
 finite = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False)
@@ -143,7 +147,7 @@ def test_render_shows_rows_micro_costs_and_dashes_for_missing_values() -> None:
         problems=["something went wrong"],
     )
     text = render(result)
-    assert "Machine: cores: 2, python: 3.11.7" in text
+    assert "- cores: 2\n- python: 3.11.7\n" in text
     assert "| Raw Kafka           | fixed 50/s |" in text
     assert "15.0" in text  # p50 of 10 and 20 ms
     assert "2,608 bulletin/s" in text
@@ -184,3 +188,19 @@ def test_top_functions_lists_the_heaviest_first() -> None:
     assert all("test_bench" not in entry["function"] for entry in cumulative), (
         "the cumulative view keeps only project and aiokafka functions"
     )
+
+
+def test_router_counters_from_its_metrics_and_their_difference() -> None:
+    metrics = RouterMetrics()
+    tp = TopicPartition("enlace.outbound.pa-senafront", 0)
+    metrics.committed(tp, records=5, outputs=100, seconds=0.2)
+    before = parse_counters(generate_latest(metrics.registry).decode())
+    metrics.committed(tp, records=3, outputs=60, seconds=0.1)
+    metrics.aborted(tp, "fenced")
+    delta = parse_counters(generate_latest(metrics.registry).decode()) - before
+    assert (delta.committed, delta.aborted, delta.records) == (1.0, 1.0, 3.0)
+    assert delta.seconds == pytest.approx(0.1)
+    assert delta.describe() == "1 transactions, 3.0 bulletins and 100 ms each, 1 aborted"
+    line = '{"event": "router_started", "metrics": "http://127.0.0.1:40123/metrics"}'
+    assert metrics_url(f"noise\n{line}\n") == "http://127.0.0.1:40123/metrics"
+    assert metrics_url('{"metrics": "http://evil.example/metrics"}') is None
