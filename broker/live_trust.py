@@ -4,7 +4,7 @@ every receipts topic and the audit topic, read to their end (for ``enlace trust`
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from broker.ledger import TrustLedger
 from broker.policy import Policy
@@ -25,7 +25,13 @@ async def live_ledger(
     timeout: float = 60.0,  # noqa: ASYNC109 - one bound for the whole read
 ) -> TrustLedger:
     state = TrustState(policy)
-    feed = TrustFeed(settings, state, keys, receipt_topics=[receipts(a) for a in registry.ids])
+    feed = TrustFeed(
+        settings,
+        state,
+        keys,
+        receipt_topics=[receipts(a) for a in registry.ids],
+        audit_horizon=timedelta(days=6 * policy.evidence.reciprocity.half_life_days),
+    )
     await feed.start()
     try:
         async with asyncio.timeout(timeout):

@@ -65,6 +65,8 @@ class Router:
             receipt_topics=[receipts(a) for a in registry.ids],
             on_reject=self._reject_event,
             on_event=lambda kind: self.metrics.trust_events.labels(kind.value).inc(),
+            # Six reciprocity half-lives: older releases weigh under 2 %.
+            audit_horizon=timedelta(days=6 * policy.evidence.reciprocity.half_life_days),
         )
         self.seen = SeenIndex(limits.max_past + limits.max_future)
         self._seen_loader = SeenLoader(settings, self.seen)

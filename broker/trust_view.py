@@ -148,6 +148,7 @@ class TrustFeed:
         audit_topic: str = AUDIT,
         on_reject: Callable[[RejectedEvent], None] = lambda _r: None,
         on_event: Callable[[TrustEventKind], None] = lambda _k: None,
+        audit_horizon: timedelta | None = None,
     ) -> None:
         self._settings = settings
         self.state = state
@@ -156,6 +157,7 @@ class TrustFeed:
         self._audit_topic = audit_topic
         self._on_reject = on_reject
         self._on_event = on_event
+        self._audit_horizon = audit_horizon
         self._consumer: AIOKafkaConsumer | None = None
         self._live_from: dict[TopicPartition, int] = {}
 
@@ -167,12 +169,28 @@ class TrustFeed:
             await consumer.start()
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
+            await self._skip_old_audit(consumer, partitions)
             # Records below these offsets are history, rebuilt at every start.
             self._live_from = dict(await consumer.end_offsets(partitions))
         except AIOKafkaError as exc:
             await consumer.stop()
             raise KafkaError(f"trust feed could not start: {exc!r}") from exc
         self._consumer = consumer
+
+    async def _skip_old_audit(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> None:
+        """Start the audit topic at the horizon: it is kept forever, and releases older than a
+        few reciprocity half-lives no longer weigh (receipts are read from the start)."""
+        if self._audit_horizon is None:
+            return
+        audit = [tp for tp in partitions if tp.topic == self._audit_topic]
+        since_ms = int((datetime.now(UTC) - self._audit_horizon).timestamp() * 1000)
+        found = await consumer.offsets_for_times(dict.fromkeys(audit, since_ms))
+        ends = await consumer.end_offsets(audit)
+        for tp in audit:
+            at = found.get(tp)
+            consumer.seek(tp, at.offset if at is not None else ends[tp])
 
     async def stop(self) -> None:
         if self._consumer is not None:

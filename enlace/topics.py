@@ -21,8 +21,18 @@ AUDIT = "enlace.audit"
 DEADLETTER = "enlace.deadletter"
 # Router-owned state (not in DESIGN.md's table): ids already routed, for replay protection.
 ROUTER_SEEN = "enlace.router.seen"
+DAY_MS = 24 * 3600 * 1000
 # Compacted and time-bounded: the router only needs ids younger than its replay window.
-SEEN_RETENTION_MS = 8 * 24 * 3600 * 1000
+SEEN_RETENTION_MS = 8 * DAY_MS
+# Kafka's default retention (7 days) would silently drop what an agency offline for a week
+# has not read yet, and the audit trail and trust evidence are meant to outlive it.
+RETENTION_MS = {
+    "outbound": 14 * DAY_MS,  # the router reads within seconds; two weeks covers an outage
+    "feed": 30 * DAY_MS,  # a partner may be offline for weeks
+    "receipts": -1,  # trust evidence: incidents weigh for years (180-day half-life)
+    "audit": -1,  # the audit trail is kept
+    "deadletter": 90 * DAY_MS,
+}
 
 log = get_logger(__name__)
 
@@ -60,11 +70,19 @@ def exchange_topics(
 ) -> list[TopicSpec]:
     """Every topic DESIGN.md names, for these agencies."""
     common = (("min.insync.replicas", str(min_insync)),)
+
+    def kept(kind: str) -> tuple[tuple[str, str], ...]:
+        return (*common, ("retention.ms", str(RETENTION_MS[kind])))
+
     specs: list[TopicSpec] = []
     for agency in agencies:
         specs.extend(
-            TopicSpec(name, partitions, replication, common)
-            for name in (outbound(agency), feed(agency), receipts(agency))
+            TopicSpec(name, partitions, replication, kept(kind))
+            for kind, name in (
+                ("outbound", outbound(agency)),
+                ("feed", feed(agency)),
+                ("receipts", receipts(agency)),
+            )
         )
     specs.append(
         TopicSpec(
@@ -74,8 +92,8 @@ def exchange_topics(
             (*common, ("cleanup.policy", "compact"), ("min.cleanable.dirty.ratio", "0.1")),
         )
     )
-    specs.append(TopicSpec(AUDIT, partitions, replication, common))
-    specs.append(TopicSpec(DEADLETTER, 1, replication, common))
+    specs.append(TopicSpec(AUDIT, partitions, replication, kept("audit")))
+    specs.append(TopicSpec(DEADLETTER, 1, replication, kept("deadletter")))
     specs.append(
         TopicSpec(
             ROUTER_SEEN,

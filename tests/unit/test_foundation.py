@@ -61,6 +61,9 @@ def test_topic_names_follow_the_design() -> None:
     }  # fmt: skip
     assert ("cleanup.policy", "compact") in specs["enlace.trust.scores"].configs
     assert all(("min.insync.replicas", "2") in s.configs for s in specs.values())
+    assert ("retention.ms", "-1") in specs["enlace.audit"].configs
+    assert ("retention.ms", "-1") in specs["enlace.receipts.cr-msp"].configs
+    assert ("retention.ms", str(30 * 24 * 3600 * 1000)) in specs["enlace.feed.cr-msp"].configs
 
 
 def test_cluster_node_properties() -> None:
