@@ -26,13 +26,23 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 def _text_rule(min_len: int, max_len: int, *, multiline: bool) -> Callable[[str], str]:
     allowed_controls = {"\n", "\t"} if multiline else set()
+    # One regex pass finds any candidate (Cc controls, bidi controls); the slow loop below only
+    # runs to name the offending character. Decoding validates every string of every record.
+    suspicious = re.compile(
+        "[\x00-\x08\x0b-\x1f\x7f-\x9f" + "".join(sorted(_BIDI_CONTROLS)) + "]"
+        if multiline
+        else "[\x00-\x1f\x7f-\x9f" + "".join(sorted(_BIDI_CONTROLS)) + "]"
+    )
 
     def check(value: str) -> str:
-        value = unicodedata.normalize("NFC", value)
+        if not unicodedata.is_normalized("NFC", value):
+            value = unicodedata.normalize("NFC", value)
         if not min_len <= len(value) <= max_len:
             raise ValueError(f"must be {min_len}-{max_len} characters after NFC (got {len(value)})")
         if min_len and not value.strip():
             raise ValueError("must not be blank")
+        if suspicious.search(value) is None:
+            return value
         for char in value:
             if char in _BIDI_CONTROLS:
                 raise ValueError(f"must not contain bidirectional control U+{ord(char):04X}")
