@@ -16,6 +16,7 @@ from rich.live import Live
 
 from enlace.demo.accounting import Verdict
 from enlace.demo.runner import Demo, DemoOptions, DemoState
+from enlace.errors import EnvironmentProblem
 from enlace.localkafka import DEFAULT_DATA_DIR, LocalKafka
 from enlace.logs import configure_logging, get_logger
 from enlace.registry import Registry
@@ -54,7 +55,13 @@ def demo(
         running = any(node.alive for node in kafka.status())
         console.print("Kafka: " + ("using the running local broker" if running else
                                    "starting a local broker (first run fetches it)…"))  # fmt: skip
-        spec = kafka.up(1)
+        try:
+            spec = kafka.up(1)
+        except EnvironmentProblem as exc:
+            raise EnvironmentProblem(
+                f"{exc}; to run the demo on the broker already listening there, "
+                "export ENLACE_KAFKA_BOOTSTRAP=127.0.0.1:9092"
+            ) from exc
         settings = KafkaSettings(kafka_bootstrap=spec.bootstrap)
         started_kafka = None if running else kafka
     options = DemoOptions(
