@@ -8,8 +8,10 @@ import json
 import logging
 import sys
 import tempfile
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 import structlog
 
@@ -62,10 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     log_path = RESULTS_DIR / f"bench-{stamp}.log"
-    # Services log at INFO (the router's per-bulletin line is part of its cost); into a file,
-    # so the report on stdout stays readable.
+    with log_path.open("a", encoding="utf-8") as log_file:
+        route_logs(log_file)
+        result = measure(plan, stamp, private_kafka=args.private_kafka, log_path=log_path)
+    out = args.out or RESULTS_DIR / f"bench-{stamp}.json"
+    out.write_text(json.dumps(result.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"JSON written to {out}", file=sys.stderr)
+    sys.stdout.write(render(result))
+    return 1 if result.problems else 0
+
+
+def route_logs(log_file: TextIO) -> None:
+    """Services log at INFO (the router's per-bulletin line is part of its cost), into a
+    file so that the report on stdout stays readable."""
     configure_logging("INFO", "json")
-    log_file = log_path.open("a", encoding="utf-8")
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=log_file))
     # aiokafka logs through the standard library (e.g. a leader not elected yet on a fresh
     # topic, which it retries): into the same file.
@@ -74,40 +86,40 @@ def main(argv: list[str] | None = None) -> int:
         handlers=[logging.StreamHandler(log_file)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def measure(plan: Plan, stamp: str, *, private_kafka: bool, log_path: Path) -> BenchResult:
     progress = Progress()
     progress(f"logs of this run: {log_path}")
     settings = KafkaSettings()
     with (
         tempfile.TemporaryDirectory(prefix="enlace-bench-") as tmp,
-        kafka_for_bench(settings, progress, private=args.private_kafka) as (kafka, broker),
+        kafka_for_bench(settings, progress, private=private_kafka) as (kafka, broker),
     ):
         workdir = Path(tmp)
         token = new_token()
         exchange = build_exchange(workdir, token)
-        result = BenchResult(machine=describe(kafka, plan, broker, exchange), config=vars(plan))
+        result = BenchResult(machine=describe(kafka, plan, broker, exchange), config=asdict(plan))
         progress(f"run {token} on {broker}")
         run = Run(kafka, plan, exchange=exchange, workdir=workdir, result=result, progress=progress)
         try:
             asyncio.run(run_all(run))
+        except Exception as exc:  # noqa: BLE001 - a failed phase still reports what was measured
+            result.problems.append(f"run stopped early: {exc!r} (see {log_path})")
         finally:
             for name in ("router.log", "copier.log", "router.prof"):
                 child_log = workdir / name
                 if child_log.exists():
                     (RESULTS_DIR / f"bench-{stamp}-{name}").write_bytes(child_log.read_bytes())
+        result.problems += [
+            f"{r.stage} ({r.load}): {r.note}"
+            for r in result.rows
+            if "NOT ARRIVED" in r.note or "NOT ACKNOWLEDGED" in r.note
+        ]
         result.machine["load average at end"] = machine.load_average()
         result.machine["payload"] = f"{run.payload.size} bytes per record (value + headers)"
-    out = args.out or RESULTS_DIR / f"bench-{stamp}.json"
-    out.write_text(json.dumps(result.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-    progress(f"total {progress_total(progress):.0f} s; JSON written to {out}")
-    sys.stdout.write(render(result))
-    log_file.close()
-    return 0
-
-
-def progress_total(progress: Progress) -> float:
-    import time  # noqa: PLC0415 - tiny helper
-
-    return time.perf_counter() - progress.started
+    progress(f"total {progress.elapsed:.0f} s")
+    return result
 
 
 if __name__ == "__main__":
