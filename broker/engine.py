@@ -9,9 +9,12 @@ router uses the pre-KIP-447 pattern:
 * producers are created on assignment and closed on revocation, and revocation waits for the
   batch in flight to commit (one lock around batch processing and rebalance callbacks);
 * after fencing, the new owner re-reads the committed offset of each assigned partition and
-  seeks there, so a zombie's commit that raced the rebalance is seen, never replayed;
-* outputs and ``send_offsets_to_transaction`` ride in the same transaction; any failure
-  aborts it, recreates the producer and seeks back to the committed offset.
+  seeks there, so a zombie's commit that raced the rebalance is seen, never replayed; records
+  below it that a late lazy offset reset hands back are skipped;
+* outputs and ``send_offsets_to_transaction`` ride in the same transaction. Any failure (a
+  broker outage included) aborts it and closes the producer; the partition's next batch
+  recreates the producer, re-reads the committed offset and seeks there. A batch that is not
+  committed never moves the position forward.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from enlace.logs import get_logger
 from enlace.settings import KafkaSettings
 
 log = get_logger(__name__)
+
+RECOVERY_TIMEOUT_S = 30.0
+RECOVERY_BACKOFF_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -149,11 +155,7 @@ class TransactionalEngine:
                 continue
             async with self._lock:
                 await asyncio.gather(
-                    *(
-                        self._commit_partition(tp, records)
-                        for tp, records in batch.items()
-                        if records and tp in self._producers
-                    )
+                    *(self._process(tp, records) for tp, records in batch.items() if records)
                 )
 
     async def __aenter__(self) -> TransactionalEngine:
@@ -164,6 +166,26 @@ class TransactionalEngine:
         await self.stop()
 
     # -- transactions --------------------------------------------------------------------
+    async def _process(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> None:
+        """Commit one partition's batch, or make sure it will be fetched again.
+
+        Invariant: a batch that is not committed never moves the position forward. Every
+        path that drops one seeks back to the committed position we know.
+        """
+        assert self._consumer is not None
+        if tp not in self._consumer.assignment():
+            return  # revoked while fetching: the new owner reads it from the commit
+        if tp not in self._producers:
+            # No producer: a failed transaction, a broker outage or a failed assignment.
+            # Re-initialise (which resolves any transaction of ours left open), re-read the
+            # committed offset and seek there; the records come again on the next fetch.
+            self._consumer.seek(tp, self._next_offset.get(tp, records[0].offset))
+            await self._recover(tp)
+            return
+        await self._commit_partition(tp, records)
+
     async def _commit_partition(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
     ) -> None:
@@ -188,14 +210,14 @@ class TransactionalEngine:
             # Another instance owns this partition now; it will process these records.
             log.warning("router_fenced", topic=tp.topic, partition=tp.partition)
             self._observer.aborted(tp, "fenced")
-            await self._drop_producer(tp)
+            await self._abandon(tp, records[0].offset)
             return
-        except (TimeoutError, AIOKafkaError, OSError) as exc:
+        except (TimeoutError, AIOKafkaError, OSError, KafkaError) as exc:
             log.warning(
                 "router_txn_aborted", topic=tp.topic, partition=tp.partition, error=repr(exc)
             )
             self._observer.aborted(tp, type(exc).__name__)
-            await self._recover(tp)
+            await self._abandon(tp, records[0].offset)
             return
         self._next_offset[tp] = records[-1].offset + 1
         for apply in outcome.on_commit:
@@ -204,18 +226,39 @@ class TransactionalEngine:
             tp, len(records), len(outcome.outputs), time.perf_counter() - started
         )
 
+    async def _abandon(self, tp: TopicPartition, first_offset: int) -> None:
+        """Give up this batch: back to the last commit we know, producer closed; the next
+        batch of the partition recovers (the outcome of the failed commit may be unknown)."""
+        assert self._consumer is not None
+        if tp in self._consumer.assignment():
+            self._consumer.seek(tp, self._next_offset.get(tp, first_offset))
+        producer = self._producers.pop(tp, None)
+        if producer is not None:
+            await asyncio.gather(producer.stop(), return_exceptions=True)
+
     async def _drop_producer(self, tp: TopicPartition) -> None:
         producer = self._producers.pop(tp, None)
         self._next_offset.pop(tp, None)
         if producer is not None:
             await asyncio.gather(producer.stop(), return_exceptions=True)
 
-    async def _recover(self, tp: TopicPartition) -> None:
-        """Fresh producer (resolves any half-finished transaction) and back to the commit point."""
-        await self._drop_producer(tp)
-        await self._open_producer(tp)
-        await self._handler.prepare({tp})
-        await self._seek_committed({tp})
+    async def _recover(self, tp: TopicPartition) -> bool:
+        """Fresh producer (init_transactions resolves any half-finished transaction of this
+        id), state caught up, and the consumer at the authoritative committed offset."""
+        try:
+            async with asyncio.timeout(RECOVERY_TIMEOUT_S):
+                await self._open_producer(tp)
+                await self._handler.prepare({tp})
+                await self._seek_committed({tp})
+        except (TimeoutError, AIOKafkaError, OSError, KafkaError) as exc:
+            log.warning(
+                "router_recovery_failed", topic=tp.topic, partition=tp.partition, error=repr(exc)
+            )
+            await self._abandon(tp, self._next_offset.get(tp, 0))
+            await asyncio.sleep(RECOVERY_BACKOFF_S)
+            return False
+        log.info("router_partition_recovered", topic=tp.topic, partition=tp.partition)
+        return True
 
     # -- rebalance -----------------------------------------------------------------------
     async def _open_producer(self, tp: TopicPartition) -> None:
@@ -242,10 +285,18 @@ class TransactionalEngine:
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._lock:
             fresh = {tp for tp in assigned if tp not in self._producers}
-            await asyncio.gather(*(self._open_producer(tp) for tp in fresh))
-            await self._handler.prepare(assigned)
-            # The committed offsets aiokafka fetched may predate the fence above.
-            await self._seek_committed(assigned)
+            try:
+                await asyncio.gather(*(self._open_producer(tp) for tp in fresh))
+                await self._handler.prepare(assigned)
+                # The committed offsets aiokafka fetched may predate the fence above.
+                await self._seek_committed(assigned)
+            except (TimeoutError, AIOKafkaError, OSError, KafkaError) as exc:
+                # Partitions left without a producer recover on their first batch.
+                log.warning("router_assign_incomplete", error=repr(exc))
+                for tp in assigned:
+                    producer = self._producers.pop(tp, None)
+                    if producer is not None:
+                        await asyncio.gather(producer.stop(), return_exceptions=True)
             log.info("router_assigned", partitions=len(assigned), new=len(fresh))
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,11 @@ import yaml
 from broker.policy import Policy
 from enlace import clients
 from enlace.settings import KafkaSettings
-from enlace.topics import AUDIT, feed, outbound
-from schemas import headers as hdr
-from schemas.codec import decode_audit
+from enlace.topics import outbound
 from schemas.envelope import seal
 from schemas.samples import sample_bulletin
 from schemas.vocab import Category, Classification
-from tests.support import MiniExchange, Record, build_exchange
+from tests.support import MiniExchange, build_exchange, check_exactly_once
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -141,45 +138,6 @@ async def routed_by(path: Path, at_least: int, within: float = 60.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{path.name} did not route {at_least} bulletins in {within}s")
-
-
-async def audits_until(ex: MiniExchange, ids: set[str], per_bulletin: int) -> list[Any]:
-    want = len(ids) * per_bulletin
-
-    def kept(r: Record) -> bool:
-        return decode_audit(r.value).bulletin_id in ids
-
-    records = await ex.read(AUDIT, until=lambda f: len(f) >= want, keep=kept, within=120,
-                            settle=3.0)  # fmt: skip
-    return [decode_audit(r.value) for r in records]
-
-
-async def check_exactly_once(ex: MiniExchange, ids: set[str]) -> Counter[str]:
-    partners_per_bulletin = len(ex.registry) - 1
-    audits = await audits_until(ex, ids, partners_per_bulletin)
-    per_pair = Counter((a.bulletin_id, a.partner) for a in audits)
-    assert {a.bulletin_id for a in audits} == ids, "a bulletin was lost"
-    duplicated = [pair for pair, n in per_pair.items() if n > 1]
-    assert not duplicated, f"{len(duplicated)} (bulletin, partner) decisions duplicated"
-    assert len(per_pair) == len(ids) * partners_per_bulletin
-    assert not [a for a in audits if a.decision == "DUPLICATE"]
-
-    released = Counter(
-        (a.bulletin_id, a.partner, a.decision) for a in audits if a.decision != "WITHHELD"
-    )
-    delivered: Counter[tuple[str, str, str]] = Counter()
-    for agency in ex.registry.ids:
-        want = sum(1 for (_, p, _) in released if p == agency)
-
-        def enough(found: list[Record], want: int = want) -> bool:
-            return len(found) >= want
-
-        records = await ex.read(feed(agency), until=enough, within=60, settle=1.0)
-        for r in records:
-            kind = (hdr.text(r.headers, hdr.RELEASE) or "").upper()
-            delivered[(r.key.decode(), agency, kind)] += 1
-    assert delivered == released, "feeds differ from the audited decisions"
-    return Counter(a.decision for a in audits)
 
 
 @pytest.mark.timeout(300)
