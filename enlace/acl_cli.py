@@ -135,7 +135,7 @@ def acl_provision(
             parallel=settings.acl_parallel or None,
         )
     )
-    console.print(
+    typer.echo(
         f"credentials set: {len(report.credentials_set)}, unchanged: "
         f"{len(report.credentials_kept)}; ACLs added: {len(report.acls_added)}, removed: "
         f"{len(report.acls_removed)}; {report.jvm_launches} JVM launches, "

@@ -1,0 +1,252 @@
+"""The ACL plan against a real SASL/SCRAM broker with the StandardAuthorizer, principal by
+principal (Kafka's EndToEndAuthorizationTest is the model): what each may do works, and the
+broker refuses everything else with an authorization error, not a silent timeout.
+
+``cr-msp2`` shares a name prefix with ``cr-msp``: a prefixed per-agency ACL would leak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
+from aiokafka.structs import TopicPartition
+
+from broker.settings import RouterSettings
+from enlace import clients, topics
+from enlace.localkafka import DEFAULT_LIBS, LocalKafka
+from enlace.provisioning import AdminConnection, ProvisionReport, load_credentials, provision
+from enlace.security import OPERATOR_USER, ROUTER_USER, acl_plan, consumer_group
+from enlace.settings import KafkaSettings
+from enlace.topics import ensure_topics, exchange_topics
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+PORT = 9692
+AGENCIES = ("cr-msp", "cr-msp2", "pa-senafront")
+ROUTER_PREFIX = RouterSettings().router_prefix
+# A refusal arrives in one round trip; a wait this long means the broker did not refuse.
+REFUSAL_S = 15.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SecureExchange:
+    kafka: LocalKafka
+    conn: AdminConnection
+    credentials: Path
+    first: ProvisionReport
+
+    def as_(self, name: str) -> KafkaSettings:
+        password = load_credentials(self.credentials)[name]
+        return self.conn.client_settings(name, password)
+
+    async def provision(self, agencies: tuple[str, ...] = AGENCIES, **kw: Any) -> ProvisionReport:
+        return await provision(agencies, self.conn, credentials_path=self.credentials, env={}, **kw)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def secure(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SecureExchange]:
+    root = tmp_path_factory.mktemp("secure-acl")
+    kafka = LocalKafka(root / "kafka", DEFAULT_LIBS)
+    await asyncio.to_thread(kafka.up, 1, port=PORT, secure=True)
+    try:
+        conn = AdminConnection.from_cluster(kafka.data_dir)
+        admin = conn.client_settings(conn.username, conn.password)
+        specs = exchange_topics(AGENCIES, partitions=1, replication=1, min_insync=1)
+        await ensure_topics(admin, specs)
+        credentials = root / "state" / "credentials.json"
+        first = await provision(AGENCIES, conn, credentials_path=credentials, env={})
+        yield SecureExchange(kafka, conn, credentials, first)
+    finally:
+        await asyncio.to_thread(kafka.down)
+
+
+@contextlib.asynccontextmanager
+async def running(client: T) -> AsyncIterator[T]:
+    """Start and always stop (a client whose start was refused still holds sockets)."""
+    assert isinstance(client, AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient)
+    try:
+        await client.start()
+        yield client
+    finally:
+        if isinstance(client, AIOKafkaAdminClient):
+            await client.close()
+        else:
+            await client.stop()
+
+
+async def produce(settings: KafkaSettings, topic: str, value: bytes = b"v") -> int:
+    async with running(clients.producer(settings, request_timeout_ms=5_000)) as producer:
+        return int((await producer.send_and_wait(topic, value, key=b"k")).offset)
+
+
+async def read(
+    settings: KafkaSettings, topic: str, group: str | None, want: int = 1
+) -> list[bytes]:
+    """Read ``want`` records and commit them to ``group``, as the consumer service does."""
+    consumer = clients.consumer(settings, topic, group_id=group, request_timeout_ms=5_000)
+    values: list[bytes] = []
+    async with running(consumer):
+        while len(values) < want:
+            batch = await consumer.getmany(timeout_ms=200)
+            values += [r.value for records in batch.values() for r in records if r.value]
+        if group is not None:
+            await consumer.commit()
+    return values
+
+
+async def refused(
+    action: Callable[[], Awaitable[object]], error: type[Exception], name: str | None
+) -> None:
+    with pytest.raises(error) as caught:
+        await asyncio.wait_for(action(), REFUSAL_S)
+    if name is not None:
+        assert name in str(caught.value)
+
+
+async def visible_topics(settings: KafkaSettings) -> set[str]:
+    admin = AIOKafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=5_000)
+    async with running(admin):
+        return set(await admin.list_topics())
+
+
+async def test_provisioning_creates_every_principal_privately_and_is_idempotent(
+    secure: SecureExchange,
+) -> None:
+    first = secure.first
+    assert set(first.credentials_set) == {*AGENCIES, ROUTER_USER, OPERATOR_USER}
+    assert set(first.acls_added) == set(acl_plan(AGENCIES, ROUTER_PREFIX))
+    assert stat.S_IMODE(secure.credentials.stat().st_mode) == 0o600
+    again = await secure.provision()
+    assert not again.changed, again
+    assert again.jvm_launches == 2  # read users + list ACLs, nothing to apply
+    print(f"\nfirst provisioning {first.seconds:.1f}s / {first.jvm_launches} JVM launches; "
+          f"idempotent re-run {again.seconds:.1f}s / {again.jvm_launches}")  # fmt: skip
+
+
+async def test_agency_writes_only_its_own_outbound_and_receipts(secure: SecureExchange) -> None:
+    cr = secure.as_("cr-msp")
+    assert await produce(cr, topics.outbound("cr-msp")) >= 0
+    assert await produce(cr, topics.receipts("cr-msp")) >= 0
+    for topic in (
+        topics.outbound("pa-senafront"),
+        topics.outbound("cr-msp2"),  # same name prefix: literal ACLs keep it out
+        topics.receipts("pa-senafront"),
+        topics.feed("cr-msp"),  # its own feed is read-only: only the router writes feeds
+        topics.AUDIT,
+    ):
+        await refused(partial(produce, cr, topic), TopicAuthorizationFailedError, topic)
+
+
+async def test_agency_reads_only_its_own_feed_and_sees_only_its_topics(
+    secure: SecureExchange,
+) -> None:
+    router = secure.as_(ROUTER_USER)
+    for agency in ("cr-msp", "cr-msp2"):
+        await produce(router, topics.feed(agency), f"for {agency}".encode())
+    cr = secure.as_("cr-msp")
+    got = await asyncio.wait_for(read(cr, topics.feed("cr-msp"), consumer_group("cr-msp")), 30)
+    assert got == [b"for cr-msp"]
+
+    own_group = consumer_group("cr-msp")
+    for topic in (topics.feed("cr-msp2"), topics.feed("pa-senafront"), topics.outbound("cr-msp")):
+        await refused(partial(read, cr, topic, own_group), TopicAuthorizationFailedError, topic)
+    other_group = consumer_group("pa-senafront")
+    await refused(
+        lambda: read(cr, topics.feed("cr-msp"), other_group),
+        GroupAuthorizationFailedError,
+        other_group,
+    )
+    # Metadata is filtered too: other agencies' topics are not even listed.
+    assert await visible_topics(cr) == {
+        topics.outbound("cr-msp"),
+        topics.feed("cr-msp"),
+        topics.receipts("cr-msp"),
+    }
+    operator = secure.as_(OPERATOR_USER)
+    assert await visible_topics(operator) == {
+        topics.AUDIT,
+        topics.DEADLETTER,
+        topics.TRUST_SCORES,
+    }
+
+
+async def test_router_copies_outbound_to_a_feed_in_a_transaction_under_its_prefix(
+    secure: SecureExchange,
+) -> None:
+    source = topics.outbound("pa-senafront")
+    await produce(secure.as_("pa-senafront"), source, b"bulletin-1")
+    router = secure.as_(ROUTER_USER)
+    group = RouterSettings().group_id
+    tp = TopicPartition(source, 0)
+    consumer = clients.consumer(router, source, group_id=group, request_timeout_ms=5_000)
+    txn_id = f"{ROUTER_PREFIX}{source}.0"  # broker/engine.py TransactionalEngine.transactional_id
+    producer = clients.producer(router, transactional_id=txn_id, request_timeout_ms=5_000)
+    async with running(consumer), running(producer):
+        records: list[Any] = []
+        async with asyncio.timeout(30):
+            while not records:
+                records = (await consumer.getmany(tp, timeout_ms=200)).get(tp, [])
+        async with asyncio.timeout(30), producer.transaction():
+            for record in records:
+                await producer.send(topics.feed("cr-msp"), record.value, key=record.key)
+                await producer.send(topics.AUDIT, b"audit:" + record.value, key=record.key)
+            await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, group)
+        # The offsets commit with the transaction; the coordinator shows them once it is done.
+        async with asyncio.timeout(15):
+            while await consumer.committed(tp) != records[-1].offset + 1:
+                await asyncio.sleep(0.1)
+
+    cr = secure.as_("cr-msp")
+    got = await asyncio.wait_for(
+        read(cr, topics.feed("cr-msp"), consumer_group("cr-msp"), want=1), 30
+    )
+    assert got == [b"bulletin-1"]  # the earlier record of this feed was committed already
+    operator = secure.as_(OPERATOR_USER)
+    audit = await asyncio.wait_for(read(operator, topics.AUDIT, None, want=1), 30)
+    assert audit == [b"audit:bulletin-1"]
+
+    async def rogue_transaction() -> None:
+        rogue = clients.producer(router, transactional_id="rogue.0", request_timeout_ms=5_000)
+        async with running(rogue):
+            pass
+
+    await refused(rogue_transaction, TransactionalIdAuthorizationFailed, "rogue.0")
+    # The router writes feeds but never reads them back.
+    feed = topics.feed("cr-msp")
+    await refused(lambda: read(router, feed, group), TopicAuthorizationFailedError, feed)
+
+
+async def test_prune_revokes_a_departed_agency_and_provision_restores_it(
+    secure: SecureExchange,
+) -> None:
+    remaining = ("cr-msp", "pa-senafront")
+    pruned = await secure.provision(remaining, prune=True)
+    assert pruned.acls_removed
+    assert {b.principal for b in pruned.acls_removed} == {"User:cr-msp2"}
+    gone = secure.as_("cr-msp2")
+    outbound = topics.outbound("cr-msp2")
+    # With no Write left anywhere, its idempotent producer is refused a producer id at once.
+    await refused(partial(produce, gone, outbound), ClusterAuthorizationFailedError, None)
+
+    restored = await secure.provision()
+    assert {b.principal for b in restored.acls_added} == {"User:cr-msp2"}
+    assert await produce(gone, outbound) >= 0
