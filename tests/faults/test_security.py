@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import TopicPartition
 
+from broker.policy import Policy
+from broker.router import Router
 from broker.settings import RouterSettings
 from enlace import clients, topics
 from enlace.localkafka import DEFAULT_LIBS, LocalKafka
@@ -35,6 +38,10 @@ from enlace.provisioning import AdminConnection, ProvisionReport, load_credentia
 from enlace.security import OPERATOR_USER, ROUTER_USER, acl_plan, consumer_group
 from enlace.settings import KafkaSettings
 from enlace.topics import ensure_topics, exchange_topics
+from schemas.codec import decode_audit
+from schemas.envelope import seal
+from schemas.samples import sample_bulletin
+from tests.support import build_exchange
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -53,13 +60,24 @@ class SecureExchange:
     conn: AdminConnection
     credentials: Path
     first: ProvisionReport
+    agencies: list[str]  # provisioned now; tests may add some
 
     def as_(self, name: str) -> KafkaSettings:
         password = load_credentials(self.credentials)[name]
         return self.conn.client_settings(name, password)
 
-    async def provision(self, agencies: tuple[str, ...] = AGENCIES, **kw: Any) -> ProvisionReport:
-        return await provision(agencies, self.conn, credentials_path=self.credentials, env={}, **kw)
+    @property
+    def admin(self) -> KafkaSettings:
+        return self.conn.client_settings(self.conn.username, self.conn.password)
+
+    async def provision(self, agencies: list[str] | None = None, **kw: Any) -> ProvisionReport:
+        return await provision(
+            self.agencies if agencies is None else agencies,
+            self.conn,
+            credentials_path=self.credentials,
+            env={},
+            **kw,
+        )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -74,7 +92,7 @@ async def secure(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Secu
         await ensure_topics(admin, specs)
         credentials = root / "state" / "credentials.json"
         first = await provision(AGENCIES, conn, credentials_path=credentials, env={})
-        yield SecureExchange(kafka, conn, credentials, first)
+        yield SecureExchange(kafka, conn, credentials, first, list(AGENCIES))
     finally:
         await asyncio.to_thread(kafka.down)
 
@@ -208,7 +226,7 @@ async def test_router_copies_outbound_to_a_feed_in_a_transaction_under_its_prefi
         async with asyncio.timeout(30), producer.transaction():
             for record in records:
                 await producer.send(topics.feed("cr-msp"), record.value, key=record.key)
-                await producer.send(topics.AUDIT, b"audit:" + record.value, key=record.key)
+                await producer.send(topics.DEADLETTER, b"dl:" + record.value, key=record.key)
             await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, group)
         # The offsets commit with the transaction; the coordinator shows them once it is done.
         async with asyncio.timeout(15):
@@ -221,8 +239,8 @@ async def test_router_copies_outbound_to_a_feed_in_a_transaction_under_its_prefi
     )
     assert got == [b"bulletin-1"]  # the earlier record of this feed was committed already
     operator = secure.as_(OPERATOR_USER)
-    audit = await asyncio.wait_for(read(operator, topics.AUDIT, None, want=1), 30)
-    assert audit == [b"audit:bulletin-1"]
+    dead = await asyncio.wait_for(read(operator, topics.DEADLETTER, None, want=1), 30)
+    assert dead == [b"dl:bulletin-1"]
 
     async def rogue_transaction() -> None:
         rogue = clients.producer(router, transactional_id="rogue.0", request_timeout_ms=5_000)
@@ -238,7 +256,7 @@ async def test_router_copies_outbound_to_a_feed_in_a_transaction_under_its_prefi
 async def test_prune_revokes_a_departed_agency_and_provision_restores_it(
     secure: SecureExchange,
 ) -> None:
-    remaining = ("cr-msp", "pa-senafront")
+    remaining = [a for a in secure.agencies if a != "cr-msp2"]
     pruned = await secure.provision(remaining, prune=True)
     assert pruned.acls_removed
     assert {b.principal for b in pruned.acls_removed} == {"User:cr-msp2"}
@@ -250,3 +268,39 @@ async def test_prune_revokes_a_departed_agency_and_provision_restores_it(
     restored = await secure.provision()
     assert {b.principal for b in restored.acls_added} == {"User:cr-msp2"}
     assert await produce(gone, outbound) >= 0
+
+
+async def test_the_real_router_releases_under_its_least_privilege_principal(
+    secure: SecureExchange,
+) -> None:
+    """broker.router.Router itself (consumer group, transactions, trust feed, seen index,
+    side producer, score publisher) with only the router's ACLs; agencies as themselves."""
+    ex = await build_exchange(secure.admin, countries=("PA", "CR"))
+    pa, cr = ex.agency("PA"), ex.agency("CR")
+    ex.policy = Policy.model_validate({"agreements": [{"between": [pa, cr], "level": "full"}]})
+    secure.agencies.extend([pa, cr])
+    added = await secure.provision()
+    assert {b.principal for b in added.acls_added} == {f"User:{pa}", f"User:{cr}"}
+    as_router = secure.as_(ROUTER_USER)
+    settings = ex.router_settings(
+        router_prefix=ROUTER_PREFIX,
+        kafka_security_protocol=as_router.kafka_security_protocol,
+        kafka_sasl_username=as_router.kafka_sasl_username,
+        kafka_sasl_password=as_router.kafka_sasl_password,
+    )
+    bulletin = sample_bulletin(pa)
+    sample_id = str(bulletin.bulletin_id)
+    sealed = seal(bulletin, ex.keys[pa])
+    async with Router(settings, ex.registry, ex.policy, ex.directory):
+        async with running(clients.producer(secure.as_(pa))) as producer:
+            await producer.send_and_wait(
+                topics.outbound(pa), sealed.value, key=sealed.key, headers=sealed.headers
+            )
+        got = await asyncio.wait_for(read(secure.as_(cr), topics.feed(cr), consumer_group(cr)), 60)
+        # Operators watch what the router wrote: its audit trail and its trust scores.
+        operator = secure.as_(OPERATOR_USER)
+        audit = await asyncio.wait_for(read(operator, topics.AUDIT, None), 30)
+        scores = await asyncio.wait_for(read(operator, topics.TRUST_SCORES, None), 30)
+    assert got[0] in (sealed.value, sealed.tearline_value)
+    assert decode_audit(audit[0]).bulletin_id == sample_id
+    assert {json.loads(v)["originator"] for v in scores} <= {pa, cr}
