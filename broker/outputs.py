@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -25,6 +25,10 @@ DLQ_TOPIC = "enlace-dlq-topic"
 DLQ_PARTITION = "enlace-dlq-partition"
 DLQ_OFFSET = "enlace-dlq-offset"
 MAX_DLQ_MESSAGE = 1000
+
+# On every audit record: "DECISION|origin|partner|bulletin id|decided-at ms", so readers that
+# only need who got what (the router's trust feed) skip the Avro decode.
+AUDIT_SUMMARY = "enlace-audit"
 
 DUPLICATE = "DUPLICATE"
 DUPLICATE_RULE = "duplicate"
@@ -80,9 +84,37 @@ def _audit_out(datum: dict[str, Any]) -> OutRecord:
     fixed rule codes, and a pydantic round trip per decision would double the routing cost
     (consumers of the audit topic still validate with ``decode_audit``)."""
     key = f"{datum['bulletin_id']}/{datum['partner']}".encode("ascii")
+    decided_ms = int(datum["decided_at"].timestamp() * 1000)
+    fields = (datum["decision"], datum["origin"], datum["partner"], datum["bulletin_id"])
+    summary = "|".join((*fields, str(decided_ms)))
     return OutRecord(
-        topic=AUDIT, value=encode(datum, AUDIT_SCHEMA, writer=_audit_writer()), key=key
+        topic=AUDIT,
+        value=encode(datum, AUDIT_SCHEMA, writer=_audit_writer()),
+        key=key,
+        headers=((AUDIT_SUMMARY, summary.encode("ascii")),),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseSummary:
+    decision: str
+    origin: str
+    partner: str
+    bulletin_id: str
+    at: datetime
+
+
+def release_summary(headers: hdr.Headers | None) -> ReleaseSummary | None:
+    """The ``enlace-audit`` header of an audit record, or None when absent or malformed."""
+    raw = hdr.header(headers, AUDIT_SUMMARY) if headers else None
+    if raw is None:
+        return None
+    parts = raw.decode("ascii", "replace").split("|")
+    if len(parts) != 5 or not parts[4].isdigit():
+        return None
+    decision, origin, partner, bulletin_id, ms = parts
+    at = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+    return ReleaseSummary(decision, origin, partner, bulletin_id, at)
 
 
 def _audit_datum(

@@ -13,6 +13,8 @@ reading both sources from the beginning. Evidence rules that keep partners hones
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +25,7 @@ from aiokafka.errors import KafkaError as AIOKafkaError
 
 from broker.evidence import EvidenceClass, classify_receipt, evidence_from_event
 from broker.ledger import TrustLedger
+from broker.outputs import release_summary
 from broker.policy import Policy
 from broker.trust import TrustScore
 from enlace import clients
@@ -60,11 +63,16 @@ class TrustState:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.ledger = TrustLedger.for_policy(policy)
+        self._deadline = timedelta(minutes=policy.evidence.receipt_deadline_minutes)
         self._released: dict[ReleaseKey, datetime] = {}
-        self._awaiting_receipt: dict[ReleaseKey, datetime] = {}
+        # Releases in arrival order (about time order), to forget them without a full scan.
+        self._release_order: deque[tuple[datetime, ReleaseKey]] = deque()
+        # Receipt deadlines as a heap: a sweep costs what expires, not what is remembered.
+        self._deadlines: list[tuple[datetime, ReleaseKey]] = []
+        self._awaiting_receipt: set[ReleaseKey] = set()
         # Releases already counted as a missing receipt: a receipt after that adds nothing more.
         self._missed: set[ReleaseKey] = set()
-        self._counted: set[tuple[str, str, str, TrustEventKind]] = set()
+        self._counted: dict[ReleaseKey, set[TrustEventKind]] = {}
         self._orphans: dict[ReleaseKey, list[TrustEvent]] = {}
         self.events_applied = 0
 
@@ -73,7 +81,9 @@ class TrustState:
         if key in self._released:
             return
         self._released[key] = at
-        self._awaiting_receipt[key] = at
+        self._release_order.append((at, key))
+        self._awaiting_receipt.add(key)
+        heapq.heappush(self._deadlines, (at + self._deadline, key))
         self.ledger.record_release(originator, partner, at)
         for event in self._orphans.pop(key, ()):
             self.event(event)
@@ -89,12 +99,12 @@ class TrustState:
             if key not in self._released:
                 self._orphans.setdefault(key, []).append(event)
                 return None
-            marker = (*key, kind)
-            if marker in self._counted:
+            counted = self._counted.setdefault(key, set())
+            if kind in counted:
                 return None
-            self._counted.add(marker)
+            counted.add(kind)
             if kind is TrustEventKind.RECEIPT:
-                self._awaiting_receipt.pop(key, None)
+                self._awaiting_receipt.discard(key)
                 if key in self._missed:
                     return None
                 receipt_class = classify_receipt(
@@ -116,20 +126,28 @@ class TrustState:
 
     def sweep(self, now: datetime) -> int:
         """Missing receipts past the deadline; forget old releases and stale orphans."""
-        deadline = timedelta(minutes=self.policy.evidence.receipt_deadline_minutes)
-        missing = [(k, at) for k, at in self._awaiting_receipt.items() if at + deadline <= now]
-        for (originator, partner, bulletin_id), at in missing:
-            del self._awaiting_receipt[originator, partner, bulletin_id]
-            self._missed.add((originator, partner, bulletin_id))
-            self.ledger.record_missing_receipt(originator, partner, at + deadline, bulletin_id)
+        missing = 0
+        while self._deadlines and self._deadlines[0][0] <= now:
+            due, key = heapq.heappop(self._deadlines)
+            if key not in self._awaiting_receipt:
+                continue
+            self._awaiting_receipt.discard(key)
+            self._missed.add(key)
+            originator, partner, bulletin_id = key
+            self.ledger.record_missing_receipt(originator, partner, due, bulletin_id)
+            missing += 1
         horizon = now - RELEASE_MEMORY
-        for key in [k for k, at in self._released.items() if at < horizon]:
-            del self._released[key]
+        while self._release_order and self._release_order[0][0] < horizon:
+            _, key = self._release_order.popleft()
+            self._released.pop(key, None)
             self._missed.discard(key)
-        orphan_horizon = now - ORPHAN_WAIT
-        for key in [k for k, evs in self._orphans.items() if evs[-1].occurred_at < orphan_horizon]:
-            del self._orphans[key]
-        return len(missing)
+            self._counted.pop(key, None)
+        if self._orphans:
+            orphan_horizon = now - ORPHAN_WAIT
+            stale = [k for k, evs in self._orphans.items() if evs[-1].occurred_at < orphan_horizon]
+            for key in stale:
+                del self._orphans[key]
+        return missing
 
     def score(self, originator: str, partner: str, policy: Policy, now: datetime) -> TrustScore:
         return self.ledger.score(originator, partner, policy, now)
@@ -246,6 +264,13 @@ class TrustFeed:
             self._on_event(kind)
 
     def _apply_audit(self, record: ConsumerRecord[Any, Any]) -> None:
+        summary = release_summary(record.headers)
+        if summary is not None:
+            # The router's own summary header: no Avro decode for the 10 records a bulletin
+            # makes (this is most of the trust feed's work, and of a router's start-up).
+            if summary.decision in RELEASED:
+                self.state.release(summary.origin, summary.partner, summary.bulletin_id, summary.at)
+            return
         try:
             audit = decode_audit(record.value or b"")
         except (CodecError, ValidationError) as exc:
