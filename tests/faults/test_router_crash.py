@@ -129,7 +129,7 @@ async def publish_stream(ex: MiniExchange, origins: list[str], total: int) -> se
     return ids
 
 
-async def routed_by(path: Path, at_least: int, within: float = 60.0) -> None:
+async def routed_by(path: Path, at_least: int, within: float = 120.0) -> None:
     """Wait until the router logging to ``path`` has routed ``at_least`` bulletins."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
