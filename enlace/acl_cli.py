@@ -137,19 +137,22 @@ def acl_provision(
     )
     typer.echo(
         f"credentials set: {len(report.credentials_set)}, unchanged: "
-        f"{len(report.credentials_kept)}; ACLs added: {len(report.acls_added)}, removed: "
-        f"{len(report.acls_removed)}; {report.jvm_launches} JVM launches, "
-        f"{report.seconds:.1f}s"
+        f"{len(report.credentials_kept)}, removed: {len(report.users_removed)}; ACLs added: "
+        f"{len(report.acls_added)}, removed: {len(report.acls_removed)}; "
+        f"{report.jvm_launches} JVM launches, {report.seconds:.1f}s"
     )
     if report.credentials_set:
         console.print(f"passwords are in {settings.credentials_path} (mode 0600)")
-    if report.acls_stale:
+    if report.acls_stale or report.users_stale:
         console.print(
-            f"[yellow]{len(report.acls_stale)} ACL(s) of Enlace principals are not in the plan "
-            "(an agency left the registry?); --prune removes them[/yellow]"
+            f"[yellow]{len(report.acls_stale)} ACL(s) and {len(report.users_stale)} user(s) of "
+            "Enlace principals are not in the plan (an agency left the registry?); --prune "
+            "removes them[/yellow]"
         )
+        for name in report.users_stale:
+            typer.echo(f"  user {name}")
         for binding in report.acls_stale:
-            console.print("  " + " ".join(_describe(binding)) + f" {binding.operation.value}")
+            typer.echo("  " + " ".join(_describe(binding)) + f" {binding.operation.value}")
 
 
 @acl_app.command("credentials")
@@ -164,7 +167,11 @@ def acl_credentials(
             f"no stored password for {name!r} in {settings.credentials_path} (run `enlace acl "
             f"provision`, or it comes from {password_env_var(name)})"
         )
-    typer.echo("ENLACE_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT")
+    protocol = settings.kafka_security_protocol
+    typer.echo(
+        "ENLACE_KAFKA_SECURITY_PROTOCOL="
+        + (protocol if protocol.startswith("SASL") else "SASL_PLAINTEXT")
+    )
     typer.echo(f"ENLACE_KAFKA_SASL_USERNAME={name}")
     typer.echo(f"ENLACE_KAFKA_SASL_PASSWORD={shlex.quote(stored[name])}")
 

@@ -37,9 +37,11 @@ from enlace.security import (
     acl_command_args,
     acl_diff,
     acl_plan,
+    is_managed_principal,
     parse_acl_list,
     parse_scram_users,
     principals,
+    user,
 )
 from enlace.settings import KafkaSettings
 
@@ -216,6 +218,8 @@ class KafkaTools:
         self._semaphore = asyncio.Semaphore(max(1, parallel))
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._archive = libs.parent / "tools.jsa"
+        # Scrubbed from error messages: a tool may echo a malformed config line back.
+        self._secrets = {conn.password} - {""}
 
     async def __aenter__(self) -> Self:
         await asyncio.to_thread(fetch_jars, self.libs)
@@ -236,7 +240,10 @@ class KafkaTools:
         assert self._tmp is not None, "use `async with KafkaTools(...)`"
         return Path(self._tmp.name)
 
-    def secret_file(self, name: str, content: str) -> Path:
+    def secret_file(self, name: str, content: str, secret: str) -> Path:
+        """A 0600 file in the private work dir; ``secret`` is scrubbed from tool errors."""
+        if secret:
+            self._secrets.add(secret)
         path = self._work / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -273,8 +280,11 @@ class KafkaTools:
                 self._adopt_archive(dumped, proc.returncode == 0)
         stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         if proc.returncode != 0:
-            # The tools print their error on stdout; neither stream carries a secret.
-            detail = (stdout + stderr).strip()[-1500:]
+            # The tools print their error on stdout.
+            detail = (stdout + stderr).strip()
+            for secret in self._secrets:
+                detail = detail.replace(secret, "***")
+            detail = detail[-1500:]
             raise KafkaError(f"{main_class.rsplit('.', 1)[-1]} {args[0]} failed: {detail}")
         return stdout
 
@@ -314,14 +324,18 @@ class ProvisionReport:
     credentials_kept: tuple[str, ...]
     acls_added: tuple[AclBinding, ...]
     acls_removed: tuple[AclBinding, ...]
-    # Bindings of Enlace principals that the plan no longer lists (removed with prune=True).
+    # Bindings and users of Enlace principals the plan no longer names (prune removes them).
     acls_stale: tuple[AclBinding, ...]
+    users_removed: tuple[str, ...]
+    users_stale: tuple[str, ...]
     jvm_launches: int
     seconds: float
 
     @property
     def changed(self) -> bool:
-        return bool(self.credentials_set or self.acls_added or self.acls_removed)
+        return bool(
+            self.credentials_set or self.acls_added or self.acls_removed or self.users_removed
+        )
 
 
 async def read_state(tools: KafkaTools) -> tuple[set[str], set[AclBinding]]:
@@ -333,6 +347,23 @@ async def read_state(tools: KafkaTools) -> tuple[set[str], set[AclBinding]]:
         ]
     )
     return parse_scram_users(users_out), parse_acl_list(acls_out)
+
+
+def _set_password_step(tools: KafkaTools, name: str, password: str) -> tuple[str, list[str]]:
+    secret = tools.secret_file(
+        f"scram-{name}.properties", f"{SCRAM_MECHANISM}=password={password}\n", password
+    )
+    return CONFIG_COMMAND, [
+        "--alter", "--add-config-file", str(secret), "--entity-type", "users",
+        "--entity-name", name,
+    ]  # fmt: skip
+
+
+def _delete_user_step(name: str) -> tuple[str, list[str]]:
+    return CONFIG_COMMAND, [
+        "--alter", "--delete-config", SCRAM_MECHANISM, "--entity-type", "users",
+        "--entity-name", name,
+    ]  # fmt: skip
 
 
 async def provision(
@@ -351,7 +382,8 @@ async def provision(
 
     Idempotent: a second run reads the state (two JVM launches) and changes nothing.
     Passwords are saved (0600) before the broker learns them, so a failed run never leaves a
-    user whose password is lost.
+    user whose password is lost. With ``prune``, Enlace principals that the plan no longer
+    names (an agency that left the registry) lose their ACLs and their SCRAM credential.
     """
     started = time.monotonic()
     plan = acl_plan(agencies, router_prefix)
@@ -366,40 +398,40 @@ async def provision(
         to_set = [
             n for n in names if reset_passwords or n in resolved.unsynced or n not in existing_users
         ]
+        departed = sorted(
+            u for u in existing_users if u not in names and is_managed_principal(user(u))
+        )
         diff = acl_diff(plan, existing_acls)
-        steps: list[tuple[str, Sequence[str]]] = []
-        for name in to_set:
-            secret = tools.secret_file(
-                f"scram-{name}.properties",
-                f"{SCRAM_MECHANISM}=password={resolved.passwords[name]}\n",
-            )
-            steps.append(
-                (
-                    CONFIG_COMMAND,
-                    ["--alter", "--add-config-file", str(secret), "--entity-type", "users",
-                     "--entity-name", name],
-                )
-            )  # fmt: skip
+        steps = [_set_password_step(tools, n, resolved.passwords[n]) for n in to_set]
         steps += [(ACL_COMMAND, args) for args in acl_command_args(diff.missing, "add")]
         if prune:
             steps += [(ACL_COMMAND, args) for args in acl_command_args(diff.extra, "remove")]
+            steps += [_delete_user_step(name) for name in departed]
         await tools.run_all(steps)
         launches = tools.launches
+    if prune and any(name in resolved.stored for name in departed):
+        # A departed agency's password has no use left; do not keep a secret around.
+        save_credentials(
+            credentials_path, {k: v for k, v in resolved.stored.items() if k not in departed}
+        )
     report = ProvisionReport(
         credentials_set=tuple(to_set),
         credentials_kept=tuple(n for n in names if n not in to_set),
         acls_added=diff.missing,
         acls_removed=diff.extra if prune else (),
         acls_stale=() if prune else diff.extra,
+        users_removed=tuple(departed) if prune else (),
+        users_stale=() if prune else tuple(departed),
         jvm_launches=launches,
         seconds=time.monotonic() - started,
     )
     log.info(
         "acl_provisioned",
         users_set=len(report.credentials_set),
+        users_removed=len(report.users_removed),
         acls_added=len(report.acls_added),
         acls_removed=len(report.acls_removed),
-        acls_stale=len(report.acls_stale),
+        stale=len(report.acls_stale) + len(report.users_stale),
         jvm_launches=launches,
         seconds=round(report.seconds, 1),
     )

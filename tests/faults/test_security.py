@@ -22,8 +22,8 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
-    ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
+    KafkaConnectionError,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
 )
@@ -256,18 +256,22 @@ async def test_router_copies_outbound_to_a_feed_in_a_transaction_under_its_prefi
 async def test_prune_revokes_a_departed_agency_and_provision_restores_it(
     secure: SecureExchange,
 ) -> None:
+    gone = secure.as_("cr-msp2")
     remaining = [a for a in secure.agencies if a != "cr-msp2"]
     pruned = await secure.provision(remaining, prune=True)
-    assert pruned.acls_removed
     assert {b.principal for b in pruned.acls_removed} == {"User:cr-msp2"}
-    gone = secure.as_("cr-msp2")
+    assert len(pruned.acls_removed) == 8
+    assert pruned.users_removed == ("cr-msp2",)
+    assert "cr-msp2" not in load_credentials(secure.credentials)
     outbound = topics.outbound("cr-msp2")
-    # With no Write left anywhere, its idempotent producer is refused a producer id at once.
-    await refused(partial(produce, gone, outbound), ClusterAuthorizationFailedError, None)
+    # Its SCRAM credential is gone too: it cannot even log in (aiokafka logs
+    # SaslAuthenticationFailed and gives up bootstrapping on a broker that is up).
+    await refused(partial(produce, gone, outbound), KafkaConnectionError, None)
 
     restored = await secure.provision()
     assert {b.principal for b in restored.acls_added} == {"User:cr-msp2"}
-    assert await produce(gone, outbound) >= 0
+    assert restored.credentials_set == ("cr-msp2",)
+    assert await produce(secure.as_("cr-msp2"), outbound) >= 0
 
 
 async def test_the_real_router_releases_under_its_least_privilege_principal(
