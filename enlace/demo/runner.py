@@ -364,6 +364,13 @@ class Demo:
             self.state.latencies.append(max(0.0, time.time() - published))
             self.state.delivered.add(time.monotonic())
         verdict = feedback_for(delivery.agency, self._rng.random())
+        leak = self.state.leak
+        if (
+            leak is not None
+            and leak.leaked_at is not None
+            and (delivery.bulletin.origin, delivery.agency) == (leak.originator, leak.partner)
+        ):
+            verdict = None  # the story: under investigation, it stops answering that originator
         if verdict is not None and bid in self.state.books.published:
             self._feedback.append((delivery.agency, delivery.bulletin.origin, bid, verdict))
 

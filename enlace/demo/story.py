@@ -10,7 +10,8 @@ with the same ``--seed`` tells the same story.
   what they get (``actioned`` feedback → trust rises), some only find it useful, one never
   answers (its trust only moves with receipts and reciprocity).
 * Halfway through, the **leak**: the originator reports an ``INCIDENT_LEAK`` against one of
-  its closest partners, whose access falls at once.
+  its closest partners, whose access falls at once; under investigation, that partner stops
+  sending feedback to that originator (receipts still flow), so its access stays down.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ coloured by the classification each pair reaches, the leak, and every metrics en
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 
@@ -23,6 +24,11 @@ REACH_STYLE: dict[str | None, str] = {
     None: "red",
 }
 REACH_LETTER = {"SECRET": "S", "CONFIDENTIAL": "C", "RESTRICTED": "R", "UNCLASSIFIED": "U"}
+
+
+def _truncated(score: float) -> str:
+    """Two decimals, truncated: 0.5996 shown as 0.60 would contradict its classification."""
+    return f"{math.floor(score * 100) / 100:.2f}"
 
 
 def _ms(value: float | None) -> str:
@@ -87,7 +93,7 @@ def matrix(state: DemoState, agencies: tuple[str, ...]) -> RenderableType:
             else:
                 letter = REACH_LETTER.get(snap.reaches or "", "-")
                 style = REACH_STYLE.get(snap.reaches, "")
-                cells.append(Text(f"{snap.score:.2f}{letter}", style=style))
+                cells.append(Text(f"{_truncated(snap.score)}{letter}", style=style))
         table.add_row(*cells)
     return table
 
@@ -99,7 +105,7 @@ def leak_panel(state: DemoState) -> RenderableType:
     snap = state.scores.get((leak.originator, leak.partner))
     lines = [
         f"{leak.originator} → {leak.partner}: current score "
-        + (f"{snap.score:.2f} ({snap.reaches or 'nothing'})" if snap else "…"),
+        + (f"{_truncated(snap.score)} ({snap.reaches or 'nothing'})" if snap else "…"),
         "before the leak: " + _counts(leak.before),
         "after the leak:  " + (_counts(leak.after) if leak.leaked_at else "(not yet)"),
     ]
