@@ -15,6 +15,8 @@ from enlace.errors import (
     UnknownFingerprint,
     ValidationError,
 )
+from enlace.registry import Registry
+from enlace.settings import DEFAULT_AGENCIES
 from schemas.catalog import Catalog
 from schemas.codec import (
     FINGERPRINT_SIZE,
@@ -32,19 +34,7 @@ from schemas.codec import (
 )
 from schemas.samples import fixed_bulletin, sample_audit, sample_bulletin, sample_event
 
-SEED_AGENCIES = (
-    "bz-bdf",
-    "ca-rcmp",
-    "co-ponal",
-    "cr-msp",
-    "do-dncd",
-    "sv-pnc",
-    "us-jiatfs",
-    "gt-pnc",
-    "hn-fusina",
-    "mx-sedena",
-    "pa-senafront",
-)
+SEED_AGENCIES = Registry.load(DEFAULT_AGENCIES).ids  # the seed registry's 11 agencies
 
 
 def test_framing_constants() -> None:

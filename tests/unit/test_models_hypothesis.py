@@ -10,6 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from enlace.registry import Registry
+from enlace.settings import DEFAULT_AGENCIES
 from schemas.codec import decode_bulletin, encode_bulletin
 from schemas.countries import ISO_3166_ALPHA2
 from schemas.models import ThreatBulletin, validate_bulletin
@@ -30,19 +32,7 @@ from schemas.vocab import (
     Tlp,
 )
 
-AGENCIES = (
-    "bz-bdf",
-    "ca-rcmp",
-    "co-ponal",
-    "cr-msp",
-    "do-dncd",
-    "sv-pnc",
-    "us-jiatfs",
-    "gt-pnc",
-    "hn-fusina",
-    "mx-sedena",
-    "pa-senafront",
-)
+AGENCIES = Registry.load(DEFAULT_AGENCIES).ids  # the seed registry's 11 agencies
 COUNTRIES = sorted(ISO_3166_ALPHA2)
 _BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"
 
