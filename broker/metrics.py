@@ -43,6 +43,12 @@ class RouterMetrics:
             ["reason"],
             registry=r,
         )
+        self.trust_events_rejected = Counter(
+            "enlace_router_trust_events_rejected_total",
+            "Trust events dead-lettered (bad signature, forged reporter...), by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.transactions = Counter(
             "enlace_router_transactions_total",
             "Kafka transactions by outcome.",
@@ -63,7 +69,13 @@ class RouterMetrics:
         )
         self.route_latency = Histogram(
             "enlace_publish_to_route_seconds",
-            "Bulletin issued_at to routing decision.",
+            "Bulletin issued_at to routing decision (includes the agency's own reporting delay).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.record_latency = Histogram(
+            "enlace_record_to_route_seconds",
+            "Outbound record timestamp (when the publisher sent it) to routing decision.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -219,7 +219,7 @@ class Router:
         record = rejected.record
         if rejected.replayed:
             return  # dead-lettered when it first arrived; history is re-read at every start
-        self.metrics.rejected.labels(rejected.reason).inc()
+        self.metrics.trust_events_rejected.labels(rejected.reason).inc()
         log.warning("trust_event_dead_lettered", reason=rejected.reason, topic=record.topic)
         out = dead_letter(
             key=f"{record.topic}/{record.partition}/{record.offset}".encode(),

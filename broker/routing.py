@@ -179,7 +179,9 @@ class RouterHandler:
         routed.extend(self._release(result, source, now, tallies, batch.scores))
         staged[key] = entry
         latency = max(0.0, (now - bulletin.issued_at).total_seconds())
+        in_kafka = max(0.0, now.timestamp() - record.timestamp / 1000)
         tallies.append(lambda: metrics.route_latency.observe(latency))
+        tallies.append(lambda: metrics.record_latency.observe(in_kafka))
         tallies.append(metrics.routed.labels(agency).inc)
         return routed
 

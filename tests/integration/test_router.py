@@ -56,6 +56,30 @@ async def router(exchange: MiniExchange) -> AsyncIterator[Router]:
         exchange.directory,
     ) as running:
         yield running
+        assert_books_balance(running)
+
+
+def assert_books_balance(router: Router) -> None:
+    """Every committed input record is exactly one of: routed, duplicate, dead-lettered."""
+
+    def total(name: str) -> float:
+        return sum(
+            sample.value
+            for metric in router.metrics.registry.collect()
+            for sample in metric.samples
+            if sample.name == name
+        )
+
+    consumed = total("enlace_router_records_consumed_total")
+    accounted = (
+        total("enlace_router_bulletins_routed_total")
+        + total("enlace_router_duplicates_total")
+        + total("enlace_router_rejected_total")
+    )
+    assert consumed == accounted, f"in {consumed} != routed + duplicates + dead letters {accounted}"
+    routed = total("enlace_router_bulletins_routed_total")
+    decisions = total("enlace_router_releases_total")
+    assert decisions == routed * (len(router.registry) - 1), "one decision per partner"
 
 
 def bulletin(ex: MiniExchange, origin_country: str = "PA", **overrides: Any) -> Any:
