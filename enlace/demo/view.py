@@ -121,10 +121,28 @@ def _counts(counter: Counter[str]) -> str:
 
 
 def endpoints(state: DemoState) -> RenderableType:
-    shown = [f"{name}: {url}" for name, url in state.endpoints]
-    if len(shown) > 6:
-        shown = [*shown[:3], f"... {len(shown) - 6} more ...", *shown[-3:]]
-    return Panel("\n".join(shown) or "-", title="metrics endpoints")
+    """Every service's /metrics: the router's URL, then producer/consumer ports per agency."""
+    router = [url for name, url in state.endpoints if name == "router"]
+    ports: dict[str, dict[str, str]] = {}
+    for name, url in state.endpoints:
+        role, _, agency = name.partition(" ")
+        if agency:
+            ports.setdefault(agency, {})[role] = url.rsplit(":", 1)[-1].removesuffix("/metrics")
+    grid = Table.grid(padding=(0, 3))
+    columns = 4
+    for _ in range(columns):
+        grid.add_column()
+    cells = [
+        f"{agency} [dim]p[/]{p.get('producer', '-')} [dim]c[/]{p.get('consumer', '-')}"
+        for agency, p in ports.items()
+    ]
+    for row in range(0, len(cells), columns):
+        grid.add_row(*cells[row : row + columns])
+    head = Text(
+        f"router {router[0] if router else '-'}   producers (p) and consumers (c): "
+        "http://127.0.0.1:PORT/metrics"
+    )
+    return Panel(Group(head, grid), title="metrics endpoints")
 
 
 def render(state: DemoState, agencies: tuple[str, ...]) -> RenderableType:
