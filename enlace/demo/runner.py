@@ -147,7 +147,7 @@ class Demo:
         )
         self._keys = agency_keys(self.registry, state_dir / "keys")
         keys_file = state_dir / "keys.yaml"
-        directory = write_key_directory(self._keys, keys_file)
+        write_key_directory(self._keys, keys_file)
         self._tails = Tails(
             self.settings, on_audit=self._on_audit, on_dead=self._on_dead, on_score=self._on_score
         )
@@ -170,20 +170,12 @@ class Demo:
         self._raw = clients.producer(self.settings)
         await self._raw.start()
         for index, agency in enumerate(self.registry.ids):
-            await self._start_agency(index, agency, directory, keys_file)
+            await self._start_agency(index, agency, keys_file)
         self._tasks.append(asyncio.create_task(self._send_feedback()))
 
-    async def _start_agency(self, index: int, agency: str, directory: object, keys: Path) -> None:
-        del directory
+    async def _start_agency(self, index: int, agency: str, keys: Path) -> None:
         publisher = Publisher(
-            PublisherSettings(
-                agency=agency,
-                kafka_bootstrap=self.settings.kafka_bootstrap,
-                kafka_security_protocol=self.settings.kafka_security_protocol,
-                kafka_sasl_username=self.settings.kafka_sasl_username,
-                kafka_sasl_password=self.settings.kafka_sasl_password,
-                keys_file=keys,
-            ),
+            PublisherSettings(**self._kafka_fields(), agency=agency, keys_file=keys),
             key=self._keys[agency],
             registry=self.registry,
         )
@@ -193,15 +185,11 @@ class Demo:
         store.parent.mkdir(parents=True, exist_ok=True)
         consumer = FeedConsumer(
             ConsumerSettings(
+                **self._kafka_fields(),
                 agency=agency,
                 sinks=(f"sqlite:{store}",),
                 keys_file=keys,
                 state_dir=self.options.state_dir,
-                kafka_bootstrap=self.settings.kafka_bootstrap,
-                kafka_security_protocol=self.settings.kafka_security_protocol,
-                kafka_sasl_username=self.settings.kafka_sasl_username,
-                kafka_sasl_password=self.settings.kafka_sasl_password,
-                agencies_file=self.options.agencies_file,
             ),
             key=self._keys[agency],
             on_delivery=self._on_delivery,
@@ -217,6 +205,14 @@ class Demo:
             await http.start()
             self._http.append(http)
             self.state.endpoints.append((f"{role} {agency}", f"{http.url}/metrics"))
+
+    def _kafka_fields(self) -> dict[str, Any]:
+        """The run's Kafka connection and layout, handed to every service it starts."""
+        fields = set(KafkaSettings.model_fields) - {"agencies_file"}
+        return {
+            **self.settings.model_dump(include=fields),
+            "agencies_file": self.options.agencies_file,
+        }
 
     def _port(self, offset: int) -> int:
         base = self.options.metrics_port_base
