@@ -15,6 +15,7 @@ from broker.settings import RouterSettings
 from enlace.clients import check_c_extensions
 from enlace.logs import configure_logging, get_logger
 from enlace.registry import Registry
+from enlace.runtime import freeze_heap, run_service
 from schemas.key_directory import KeyDirectory
 
 router_app = typer.Typer(help="The router: verification, trust, release, audit.")
@@ -45,7 +46,7 @@ def run(
     registry = Registry.load(settings.agencies_file)
     loaded_policy = Policy.load(settings.policy_file)
     directory = KeyDirectory.load(settings.keys_file)
-    asyncio.run(serve(Router(settings, registry, loaded_policy, directory)))
+    run_service(serve(Router(settings, registry, loaded_policy, directory)))
 
 
 async def serve(router: Router) -> None:
@@ -55,6 +56,7 @@ async def serve(router: Router) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await router.start()
+    freeze_heap()
     try:
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(router.wait())

@@ -9,6 +9,7 @@ decision.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -129,6 +130,23 @@ async def publish_stream(ex: MiniExchange, origins: list[str], total: int) -> se
     return ids
 
 
+async def assigned(paths: list[Path], partitions: int, within: float = 120.0) -> None:
+    """Wait until the routers logging to ``paths`` share ``partitions`` input partitions
+    (each one's latest assignment), so the stream starts with the group settled."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        latest: list[int] = []
+        for path in paths:
+            lines = [ln for ln in path.read_text().splitlines() if '"router_assigned"' in ln]
+            if lines:
+                latest.append(json.loads(lines[-1])["partitions"])
+        if len(latest) == len(paths) and sum(latest) == partitions:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"routers {[p.name for p in paths]} never shared {partitions} partitions")
+
+
 async def routed_by(path: Path, at_least: int, within: float = 120.0) -> None:
     """Wait until the router logging to ``path`` has routed ``at_least`` bulletins."""
     loop = asyncio.get_running_loop()
@@ -147,6 +165,7 @@ async def test_router_killed_mid_stream_releases_exactly_once(
     ex = exchange
     routers.append(RouterProcess(ex, tmp_path, "first"))
     origins = [ex.agency("PA"), ex.agency("US")]
+    await assigned([tmp_path / "first.log"], 12)
     stream = asyncio.create_task(publish_stream(ex, origins, BULLETINS))
     await routed_by(tmp_path / "first.log", 60)
     routers[0].kill()
@@ -170,6 +189,7 @@ async def test_two_routers_in_one_group_share_the_work_exactly_once(
     ex = exchange
     routers.extend([RouterProcess(ex, tmp_path, "a"), RouterProcess(ex, tmp_path, "b")])
     origins = [ex.agency("PA"), ex.agency("US"), ex.agency("CR")]
+    await assigned([tmp_path / "a.log", tmp_path / "b.log"], 12)
     stream = asyncio.create_task(publish_stream(ex, origins, BULLETINS))
     await routed_by(tmp_path / "a.log", 40)
     await routed_by(tmp_path / "b.log", 40)
