@@ -12,7 +12,7 @@ import typer
 
 from broker import cli as broker_cli
 from consumers import cli as consumers_cli
-from enlace import acl_cli, demo_cli, ops_cli
+from enlace import acl_cli, demo_cli, deploy_cli, ops_cli
 from enlace.errors import EnlaceError
 from producers import cli as producers_cli
 from schemas import cli as schemas_cli
@@ -25,7 +25,16 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (ops_cli, acl_cli, schemas_cli, broker_cli, producers_cli, consumers_cli, demo_cli):
+for module in (
+    ops_cli,
+    acl_cli,
+    deploy_cli,
+    schemas_cli,
+    broker_cli,
+    producers_cli,
+    consumers_cli,
+    demo_cli,
+):
     module.register(app)
 
 
