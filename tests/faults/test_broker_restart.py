@@ -119,7 +119,7 @@ async def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
     kafka, _ = own_broker
     ex = exchange
     pa = ex.agency("PA")
-    before, after = sealed_batch(ex, pa, 1200), sealed_batch(ex, pa, 150)
+    before, after = sealed_batch(ex, pa, 2000), sealed_batch(ex, pa, 150)
     await send_until_acked(ex, before, pa)
 
     loop = asyncio.get_running_loop()
@@ -128,8 +128,8 @@ async def test_broker_restart_mid_stream_loses_and_duplicates_nothing(
         assert loop.time() < deadline, "the router never started routing"
         await asyncio.sleep(0.02)
     # Mid-stream: the router still has a backlog, and with batches of 40 a transaction open.
-    await asyncio.to_thread(kafka.stop_node, 1, hard=hard)
     routed_at_outage = sample(router, "enlace_router_bulletins_routed_total", origin=pa)
+    await asyncio.to_thread(kafka.stop_node, 1, hard=hard)
     await asyncio.sleep(2.0)
     await asyncio.to_thread(kafka.start_node, 1)
     await send_until_acked(ex, after, pa)
