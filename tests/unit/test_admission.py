@@ -16,7 +16,9 @@ from schemas.envelope import Sealed, seal
 from schemas.key_directory import KeyDirectory
 from schemas.samples import sample_bulletin
 
-NOW = datetime.now(UTC)
+# One clock for the whole module: admission checks issued_at against `now`, so bulletins
+# made later in a long test session must not carry their own creation time.
+NOW = datetime.now(UTC).replace(microsecond=0)
 PA, CR = "pa-senafront", "cr-msp"
 KEYS = {a: AgencyKey.generate(a, valid_from=NOW - timedelta(days=30)) for a in (PA, CR)}
 DIRECTORY = KeyDirectory.from_keys(KEYS.values())
@@ -32,7 +34,7 @@ def run(
 
 
 def sealed(**overrides: object) -> Sealed:
-    return seal(sample_bulletin(PA, **overrides), KEYS[PA])
+    return seal(sample_bulletin(PA, **{"issued_at": NOW, **overrides}), KEYS[PA])
 
 
 def reason(result: Admitted | Refused) -> str:
@@ -87,7 +89,7 @@ def test_decode_failures_signed_by_the_right_key(value: bytes, expected: str) ->
 
 
 def test_body_origin_must_be_the_topic_agency() -> None:
-    cr_bulletin = seal(sample_bulletin(CR), KEYS[CR])
+    cr_bulletin = seal(sample_bulletin(CR, issued_at=NOW), KEYS[CR])
     # Signed by CR, headed as CR, but on PA's topic: forged origin comes first.
     assert reason(run(cr_bulletin.value, cr_bulletin.headers)) == "forged_origin"
     # Signed by PA with PA's headers but a body claiming CR.
