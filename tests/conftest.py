@@ -13,10 +13,16 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from enlace.localkafka import DEFAULT_LIBS, LocalKafka
 from enlace.settings import KafkaSettings
 from enlace.topics import TopicSpec, ensure_topics
+
+# Per-example deadlines measure the machine, not the code: on a shared 2-core box right after
+# the fault tests they flake. Properties still run every example.
+settings.register_profile("enlace", deadline=None, print_blob=True)
+settings.load_profile("enlace")
 
 TEST_KAFKA_PORT = 9192
 TEST_KAFKA_DIR = Path(__file__).resolve().parent.parent / ".enlace" / "test-kafka"
