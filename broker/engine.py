@@ -232,13 +232,15 @@ class TransactionalEngine:
         assert self._consumer is not None
         if tp in self._consumer.assignment():
             self._consumer.seek(tp, self._next_offset.get(tp, first_offset))
-        producer = self._producers.pop(tp, None)
-        if producer is not None:
-            await asyncio.gather(producer.stop(), return_exceptions=True)
+        await self._close_producer(tp)
 
     async def _drop_producer(self, tp: TopicPartition) -> None:
-        producer = self._producers.pop(tp, None)
+        """The partition is gone (revoked or stopping): forget its position too."""
         self._next_offset.pop(tp, None)
+        await self._close_producer(tp)
+
+    async def _close_producer(self, tp: TopicPartition) -> None:
+        producer = self._producers.pop(tp, None)
         if producer is not None:
             await asyncio.gather(producer.stop(), return_exceptions=True)
 
@@ -294,9 +296,7 @@ class TransactionalEngine:
                 # Partitions left without a producer recover on their first batch.
                 log.warning("router_assign_incomplete", error=repr(exc))
                 for tp in assigned:
-                    producer = self._producers.pop(tp, None)
-                    if producer is not None:
-                        await asyncio.gather(producer.stop(), return_exceptions=True)
+                    await self._close_producer(tp)
             log.info("router_assigned", partitions=len(assigned), new=len(fresh))
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import os
 import signal
 import time
@@ -45,10 +45,11 @@ def demo(
     dead-lettered) and every release was delivered exactly once.
     """
     settings = KafkaSettings()
-    configure_logging(settings.log_level, "json" if tui else settings.log_format)
     if tui:
         # The live view owns the terminal: service logs go to the state dir instead.
         _log_to_file(state_dir / "logs" / "demo.log", settings.log_level)
+    else:
+        configure_logging(settings.log_level, settings.log_format)
     started_kafka: LocalKafka | None = None
     if "ENLACE_KAFKA_BOOTSTRAP" not in os.environ:
         kafka = LocalKafka(DEFAULT_DATA_DIR)
@@ -141,24 +142,11 @@ async def _run(
 
 
 def _log_to_file(path: Path, level: str) -> None:
-    import logging  # noqa: PLC0415
-
-    import structlog  # noqa: PLC0415
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a", encoding="utf-8")
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=handle),
-    )
-    with contextlib.suppress(Exception):
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    handle = path.open("a", encoding="utf-8")  # open for the process's life
+    configure_logging(level, "json", file=handle)
+    # aiokafka logs reconnect errors through the standard library straight to the terminal.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 
 LogFormat = Literal["json", "console", "auto"]
 
 
-def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
-    """Configure structlog once per process; ``auto`` picks console on a TTY, JSON otherwise."""
-    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+def configure_logging(
+    level: str = "INFO", fmt: LogFormat = "auto", *, file: TextIO | None = None
+) -> None:
+    """Configure structlog once per process; ``auto`` picks console on a TTY, JSON otherwise.
+
+    ``file`` (default stderr) takes the lines elsewhere, e.g. while a live view owns the terminal.
+    """
+    out = file or sys.stderr
+    use_console = fmt == "console" or (fmt == "auto" and out.isatty())
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     )
@@ -29,7 +35,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
 
