@@ -45,6 +45,11 @@ class EvidenceClass(StrEnum):
         """Positive evidence raises alpha; everything else raises beta."""
         return self in _POSITIVE
 
+    @property
+    def claim(self) -> bool:
+        """The partner's own word about itself in its favour: weaker evidence, rate-bounded."""
+        return self in _CLAIMS
+
 
 _POSITIVE = frozenset(
     {
@@ -53,6 +58,7 @@ _POSITIVE = frozenset(
         EvidenceClass.FEEDBACK_USEFUL,
     }
 )
+_CLAIMS = frozenset({EvidenceClass.FEEDBACK_ACTIONED, EvidenceClass.FEEDBACK_USEFUL})
 CLASSES: tuple[EvidenceClass, ...] = tuple(EvidenceClass)
 _INDEX = {cls: i for i, cls in enumerate(CLASSES)}
 POSITIVE_MASK: tuple[bool, ...] = tuple(cls.positive for cls in CLASSES)
@@ -171,13 +177,16 @@ class PairEvidence:
         )
         return PairEvidence(to, counts, self.shared_out * rec, self.shared_in * rec)
 
-    def with_evidence(self, cls: EvidenceClass, at: float, decay: Decay) -> PairEvidence:
-        """Fold in one event at ``at``; a late-arriving older event counts already decayed."""
+    def with_evidence(
+        self, cls: EvidenceClass, at: float, decay: Decay, amount: float = 1.0
+    ) -> PairEvidence:
+        """Fold in ``amount`` events (a fraction when a claim is capped) at ``at``; a
+        late-arriving older event counts already decayed."""
         base = self.advanced(at, decay)
         pos, neg, _ = decay.factors(base.as_of - at)
         i = _INDEX[cls]
         counts = list(base.counts)
-        counts[i] += pos if cls.positive else neg
+        counts[i] += amount * (pos if cls.positive else neg)
         return PairEvidence(base.as_of, tuple(counts), base.shared_out, base.shared_in)
 
     def with_release(self, *, outbound: bool, at: float, decay: Decay) -> PairEvidence:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from broker.claims import ClaimBudget
 from broker.evidence import (
     Decay,
     Evidence,
@@ -29,22 +30,45 @@ Pair = tuple[str, str]
 
 
 class TrustLedger:
-    """Decayed evidence per directed pair (originator, partner)."""
+    """Decayed evidence per directed pair (originator, partner).
 
-    def __init__(self, decay: Decay) -> None:
+    With a :class:`ClaimBudget` (as :meth:`for_policy` builds it), a partner's claims about
+    itself count only as far as the pair's budget allows.
+    """
+
+    def __init__(
+        self,
+        decay: Decay,
+        claims: ClaimBudget | None = None,
+        claim_weights: dict[EvidenceClass, float] | None = None,
+    ) -> None:
         self._decay = decay
+        self._claims = claims
+        self._claim_weights = claim_weights or {}
         self._pairs: dict[Pair, PairEvidence] = {}
 
     @classmethod
     def for_policy(cls, policy: Policy) -> TrustLedger:
-        return cls(policy.evidence.decay)
+        ev = policy.evidence
+        budget = ClaimBudget(ev.claims.rate_per_day, ev.claims.burst)
+        weights = {c: ev.weights.of(c) for c in EvidenceClass if c.claim}
+        return cls(ev.decay, budget, weights)
 
-    def add(self, evidence: Evidence) -> None:
-        """Fold one piece of evidence into its pair."""
+    def add(self, evidence: Evidence) -> float:
+        """Fold one piece of evidence into its pair; returns the fraction of it that counted
+        (below 1 only for a claim beyond the pair's claim budget)."""
         pair = (evidence.originator, evidence.partner)
         at = evidence.at.timestamp()
+        amount = 1.0
+        if self._claims is not None and evidence.cls.claim:
+            amount = self._claims.spend(pair, self._claim_weights.get(evidence.cls, 1.0), at)
+            if amount <= 0.0:
+                return 0.0
+        elif self._claims is not None:
+            self._claims.open(pair, at)
         current = self._pairs.get(pair) or PairEvidence.empty(at)
-        self._pairs[pair] = current.with_evidence(evidence.cls, at, self._decay)
+        self._pairs[pair] = current.with_evidence(evidence.cls, at, self._decay, amount)
+        return amount
 
     def record_missing_receipt(
         self, originator: str, partner: str, at: datetime, bulletin_id: str | None = None
@@ -55,6 +79,8 @@ class TrustLedger:
     def record_release(self, originator: str, partner: str, at: datetime) -> None:
         """Count one release O→P (full or tearline) on both sides, for reciprocity."""
         ts = at.timestamp()
+        if self._claims is not None:
+            self._claims.open((originator, partner), ts)
         out = self._pairs.get((originator, partner)) or PairEvidence.empty(ts)
         self._pairs[originator, partner] = out.with_release(outbound=True, at=ts, decay=self._decay)
         back = self._pairs.get((partner, originator)) or PairEvidence.empty(ts)

@@ -196,7 +196,8 @@ class EvidenceWeights(_Strict):
     receipt_missing: float = Field(0.05, ge=0.0, le=100.0)
     feedback_actioned: float = Field(1.0, ge=0.0, le=100.0)
     feedback_useful: float = Field(0.3, ge=0.0, le=100.0)
-    feedback_not_useful: float = Field(0.02, ge=0.0, le=100.0)
+    # Honest "not useful" feedback about a bulletin must not cost the partner: lying would pay.
+    feedback_not_useful: float = Field(0.0, ge=0.0, le=100.0)
     incident_mishandling: float = Field(5.0, ge=0.0, le=1000.0)
     incident_leak: float = Field(16.0, ge=0.0, le=1000.0)
     incident_corruption: float = Field(20.0, ge=0.0, le=1000.0)
@@ -213,8 +214,19 @@ class ReciprocityParams(_Strict):
     half_life_days: float = Field(30.0, gt=0.0, le=3650.0)
 
 
+class ClaimParams(_Strict):
+    """How much a partner's claims about itself (positive feedback) may add: a token bucket per
+    directed pair, in pseudo-events at the claims' weights. It fills at ``rate_per_day`` up to
+    ``burst`` and starts empty; a claim counts for the fraction of its weight the bucket holds
+    when it arrives (dated by the router, never by the claim)."""
+
+    rate_per_day: float = Field(0.25, ge=0.0, le=100.0)
+    burst: float = Field(2.0, ge=0.0, le=100.0)
+
+
 class EvidenceParams(_Strict):
     weights: EvidenceWeights = EvidenceWeights()
+    claims: ClaimParams = ClaimParams()
     positive_half_life_days: float = Field(30.0, gt=0.0, le=3650.0)
     negative_half_life_days: float = Field(180.0, gt=0.0, le=3650.0)
     positive_cap: float = Field(30.0, gt=0.0, le=10_000.0)

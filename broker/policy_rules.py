@@ -58,6 +58,7 @@ def policy_problems(policy: Policy) -> Iterator[Problem]:
                 ),
             )
     yield from _leak_problems(policy)
+    yield from _claim_problems(policy)
     for originator, override in policy.overrides.items():
         allowed = {rule.partner for rule in override.always}
         for j, ref in enumerate(override.never):
@@ -100,6 +101,38 @@ def _leak_problems(policy: Policy) -> Iterator[Problem]:
                 "positive_cap or reciprocity.max_weight)"
             ),
         )
+
+
+def claim_burst_lift(policy: Policy) -> Iterator[tuple[str, float, float, Classification]]:
+    """For each agreement level that shares something: the prior score, the score after a full
+    bucket of claims on a fresh pair, and the next classification above the prior's."""
+    ev = policy.evidence
+    burst = ev.positive_cap * -math.expm1(-ev.claims.burst / ev.positive_cap)
+    ranked = sorted(policy.thresholds.items(), key=lambda kv: kv[0].rank)
+    for level, terms in policy.levels.items():
+        if not terms.categories:
+            continue
+        alpha = terms.prior_mean * terms.prior_strength
+        beta = (1.0 - terms.prior_mean) * terms.prior_strength
+        prior = alpha / (alpha + beta)
+        above = next(((c, t) for c, t in ranked if t > prior), None)
+        if above is not None:
+            yield level.value, prior, (alpha + burst) / (alpha + burst + beta), above[0]
+
+
+def _claim_problems(policy: Policy) -> Iterator[Problem]:
+    for level, prior, lifted, above in claim_burst_lift(policy):
+        threshold = policy.thresholds[above]
+        if lifted >= threshold:
+            yield (
+                ("evidence", "claims", "burst"),
+                (
+                    f"{policy.evidence.claims.burst} is too large: a burst of claims would lift a "
+                    f"fresh '{level}' partner from {prior:.3f} to {lifted:.3f}, past the "
+                    f"{above.value} threshold {threshold} (claims alone must never buy a "
+                    "classification)"
+                ),
+            )
 
 
 def _agreement_problems(entries: tuple[AgreementEntry, ...]) -> Iterator[Problem]:

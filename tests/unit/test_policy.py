@@ -174,6 +174,13 @@ def test_policy_error_is_a_config_error(tmp_path: Path) -> None:
             "evidence.negative_half_life_days (line 3): must be >= positive_half_life_days",
         ),
         (
+            "evidence:\n  claims:\n    burst: 6\n",
+            (
+                "evidence.claims.burst (line 3): 6.0 is too large: a burst of claims would lift "
+                "a fresh 'full' partner from 0.700 to 0.806, past the SECRET threshold 0.8"
+            ),
+        ),
+        (
             "evidence:\n  weights:\n    incident_leek: 20\n",
             "evidence.weights.incident_leek (line 3): Extra inputs are not permitted",
         ),

@@ -60,7 +60,7 @@ def test_show_matrix_marks_earned_secret(app: typer.Typer) -> None:
     header = next(line for line in out.splitlines() if "originator" in line)
     columns = [cell.strip() for cell in header.strip("┃").split("┃")]
     by_partner = dict(zip(columns, cells, strict=True))
-    assert by_partner["co-ponal"] == "0.85 S"  # SECRET earned with evidence
+    assert by_partner["co-ponal"] == "0.83 S"  # SECRET earned with evidence (claims capped)
     assert by_partner["do-dncd"] == "0.46 R"  # full agreement, but a leak
     assert by_partner["us-jiatfs"] == "-"  # the diagonal
 

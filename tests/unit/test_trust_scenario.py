@@ -14,7 +14,7 @@ import pytest
 
 from broker.evidence import Evidence, EvidenceClass
 from broker.ledger import TrustLedger
-from broker.policy import Policy
+from broker.policy import AgreementLevel, Policy
 from schemas.vocab import Classification
 
 POLICY_FILE = Path(__file__).resolve().parents[2] / "deploy" / "policy.yaml"
@@ -54,8 +54,15 @@ def _at_least(reached: Classification | None, level: Classification) -> bool:
 
 
 def simulate_year(
-    policy: Policy, *, seed: int = 2026, leak_day: int | None = LEAK_DAY, days: int = 365
+    policy: Policy,
+    *,
+    seed: int = 2026,
+    leak_day: int | None = LEAK_DAY,
+    days: int = 365,
+    claims_everything: bool = False,
 ) -> YearResult:
+    """``claims_everything``: P also claims FEEDBACK_ACTIONED for every bulletin it receives,
+    within a minute of the release (the dishonest partner of the issue)."""
     rng = random.Random(seed)
     ledger = TrustLedger.for_policy(policy)
     history: list[Day] = []
@@ -84,8 +91,13 @@ def simulate_year(
                 if roll < ACTIONED + USEFUL + NOT_USEFUL
                 else None
             )
+            if claims_everything:
+                feedback = EvidenceClass.FEEDBACK_ACTIONED
+                claimed_at = released + timedelta(minutes=1)
+            else:
+                claimed_at = released + timedelta(hours=6)
             if feedback is not None:
-                ledger.add(Evidence(ORIG, PART, feedback, released + timedelta(hours=6)))
+                ledger.add(Evidence(ORIG, PART, feedback, claimed_at))
         for n in range(IN_PER_DAY):
             ledger.record_release(PART, ORIG, base + timedelta(hours=8 + 2 * n))
         if day == leak_day:
@@ -140,6 +152,48 @@ def test_without_the_leak_p_keeps_secret(policy: Policy) -> None:
     assert all(d.reached is Classification.SECRET for d in clean.days[earned + 14 :])
 
 
+def test_claiming_actioned_on_everything_climbs_no_faster_than_the_honest_partner(
+    policy: Policy,
+) -> None:
+    honest = simulate_year(policy, leak_day=None)
+    dishonest = simulate_year(policy, leak_day=None, claims_everything=True)
+    honest_secret = honest.first(Classification.SECRET)
+    dishonest_secret = dishonest.first(Classification.SECRET)
+    assert honest_secret is not None
+    assert dishonest_secret is not None
+    assert dishonest_secret >= honest_secret
+    # Day by day, never more than a hair above the honest partner (same receipts, and the
+    # claim budget caps both partners' feedback at the same rate).
+    gaps = [d.score - h.score for d, h in zip(dishonest.days, honest.days, strict=True)]
+    assert max(gaps) <= 0.01
+
+
+def test_a_burst_of_claims_lifts_no_fresh_partner_a_classification(policy: Policy) -> None:
+    for level in ("full", "standard", "limited"):
+        ledger = TrustLedger.for_policy(policy)
+        prior = ledger.score(ORIG, PART, _with_level(policy, level), START)
+        for n in range(20):  # 20 claims within a minute, a day after the pair's first claim
+            at = START + timedelta(days=1, seconds=3 * n)
+            ledger.add(Evidence(ORIG, PART, EvidenceClass.FEEDBACK_ACTIONED, at))
+        after = ledger.score(ORIG, PART, _with_level(policy, level), START + timedelta(days=1))
+        assert policy.reached(after.value) == policy.reached(prior.value), level
+        assert after.value - prior.value < 0.1
+
+
+def test_a_full_bucket_of_claims_is_all_claims_can_add_at_once(policy: Policy) -> None:
+    ledger = TrustLedger.for_policy(policy)
+    ledger.add(Evidence(ORIG, PART, EvidenceClass.FEEDBACK_USEFUL, START))  # opens the bucket
+    later = START + timedelta(days=365)
+    counted = sum(
+        ledger.add(Evidence(ORIG, PART, EvidenceClass.FEEDBACK_ACTIONED, later)) for _ in range(100)
+    )
+    assert counted == pytest.approx(policy.evidence.claims.burst / 1.0)
+
+
+def _with_level(policy: Policy, level: str) -> Policy:
+    return policy.model_copy(update={"agreements": (), "default_agreement": AgreementLevel(level)})
+
+
 def _since_leak(day: int | None) -> int | None:
     return None if day is None else day - LEAK_DAY
 
@@ -158,6 +212,19 @@ def report(policy: Policy) -> str:
         f"SECRET regained: day {secret_again} ({_since_leak(secret_again)} d after the leak)",
         f"year-end score: {year.days[-1].score:.3f} (no leak: {clean.days[-1].score:.3f})",
     ]
+    claimer = simulate_year(policy, leak_day=None, claims_everything=True)
+    lines.append(
+        "claims ACTIONED on everything (no leak): SECRET day "
+        f"{claimer.first(Classification.SECRET)}"
+        f" (honest, no leak: day {clean.first(Classification.SECRET)}), year-end "
+        f"{claimer.days[-1].score:.3f} (honest {clean.days[-1].score:.3f})"
+    )
+    for month in range(12):
+        day = (START.replace(month=month + 1) - START).days + 14
+        lines.append(
+            f"  {START.replace(month=month + 1):%b} 15: honest {clean.days[day].score:.3f} "
+            f"claimer {claimer.days[day].score:.3f}"
+        )
     for month in range(12):
         day = (START.replace(month=month + 1) - START).days + 14
         d = year.days[day]
