@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 
 from broker.ledger import TrustLedger
 from broker.policy import Policy
-from broker.trust_view import TrustFeed, TrustState
+from broker.trust_state import TrustState
+from broker.trust_view import TrustFeed
 from enlace.registry import Registry
 from enlace.settings import KafkaSettings
 from enlace.topics import receipts
@@ -24,7 +25,7 @@ async def live_ledger(
     *,
     timeout: float = 60.0,  # noqa: ASYNC109 - one bound for the whole read
 ) -> TrustLedger:
-    state = TrustState(policy)
+    state = TrustState(policy, registry.ids)
     feed = TrustFeed(
         settings,
         state,

@@ -49,6 +49,26 @@ class RouterMetrics:
             ["reason"],
             registry=r,
         )
+        self.trust_events_ignored = Counter(
+            "enlace_router_trust_events_ignored_total",
+            "Valid trust events that added nothing (duplicate id, repeat, after a missing "
+            "receipt), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.trust_bounds_hit = Counter(
+            "enlace_router_trust_bounds_hit_total",
+            "Times a bound on trust state was reached (orphans, event_ids, claims, "
+            "deadletter_queue), by bound.",
+            ["bound"],
+            registry=r,
+        )
+        self.trust_records_skipped = Counter(
+            "enlace_router_trust_records_skipped_total",
+            "Audit or router-state records the router could not read and skipped, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.transactions = Counter(
             "enlace_router_transactions_total",
             "Kafka transactions by outcome.",

@@ -113,7 +113,10 @@ def release_summary(headers: hdr.Headers | None) -> ReleaseSummary | None:
     if len(parts) != 5 or not parts[4].isdigit():
         return None
     decision, origin, partner, bulletin_id, ms = parts
-    at = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+    try:
+        at = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
     return ReleaseSummary(decision, origin, partner, bulletin_id, at)
 
 

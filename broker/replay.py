@@ -93,10 +93,18 @@ class SeenIndex:
 class SeenLoader:
     """Reads ``enlace.router.seen`` (read_committed) up to its end into a :class:`SeenIndex`."""
 
-    def __init__(self, settings: KafkaSettings, index: SeenIndex, topic: str = ROUTER_SEEN) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        index: SeenIndex,
+        topic: str = ROUTER_SEEN,
+        *,
+        on_skipped: Callable[[str], None] = lambda _r: None,
+    ) -> None:
         self._settings = settings
         self._index = index
         self._topic = topic
+        self._on_skipped = on_skipped
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
@@ -129,9 +137,24 @@ class SeenLoader:
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for records in batch.values():
                 for rec in records:
-                    self._index.load(rec.key, decode_entry(rec.value) if rec.value else None)
+                    self._load(rec.key, rec.value)
                     read += 1
         return read
+
+    def _load(self, key: bytes | None, value: bytes | None) -> None:
+        """One entry; a record no router wrote (wrong size, no key) is skipped, counted."""
+        if key is None:
+            self._on_skipped("seen_malformed")
+            return
+        if value is None:
+            self._index.load(key, None)  # a tombstone
+            return
+        try:
+            entry = decode_entry(value)
+        except struct.error:
+            self._on_skipped("seen_malformed")
+            return
+        self._index.load(key, entry)
 
     async def _behind(self, ends: dict[TopicPartition, int]) -> bool:
         assert self._consumer is not None

@@ -23,7 +23,8 @@ from broker.policy import Policy
 from broker.replay import SeenIndex, SeenLoader
 from broker.routing import Clock, RouterHandler, RoutingContext, utc_now
 from broker.settings import RouterSettings
-from broker.trust_view import RejectedEvent, TrustFeed, TrustState
+from broker.trust_state import Folded, Outcome, TrustLimits, TrustState
+from broker.trust_view import RejectedEvent, TrustFeed
 from enlace import clients
 from enlace.errors import KafkaError, KafkaUnavailable
 from enlace.http import ServiceHttp
@@ -57,21 +58,51 @@ class Router:
             max_past=timedelta(seconds=settings.max_past_seconds),
         )
         self.context = RoutingContext(registry, policy, keys, limits)
-        self.trust = TrustState(policy)
+        trust_limits = TrustLimits(
+            max_past=timedelta(seconds=settings.trust_event_max_past_seconds),
+            max_future=limits.max_future,
+            orphans_per_reporter=settings.trust_orphans_per_reporter,
+            event_ids_per_reporter=settings.trust_event_ids_per_reporter,
+        )
+        self.trust = TrustState(
+            policy,
+            registry.ids,
+            trust_limits,
+            on_bound=lambda bound: self.metrics.trust_bounds_hit.labels(bound).inc(),
+        )
         self._trust_feed = TrustFeed(
             settings,
             self.trust,
             keys,
             receipt_topics=[receipts(a) for a in registry.ids],
             on_reject=self._reject_event,
-            on_event=lambda kind: self.metrics.trust_events.labels(kind.value).inc(),
+            on_folded=self._count_event,
+            on_skipped=lambda reason: self.metrics.trust_records_skipped.labels(reason).inc(),
             # Six reciprocity half-lives: older releases weigh under 2 %.
             audit_horizon=timedelta(days=6 * policy.evidence.reciprocity.half_life_days),
+            clock=clock,
+            live_share=settings.trust_live_share,
+        )
+        # Rejected trust events wait here for the one task that dead-letters them: a flood
+        # of junk costs a bounded queue, never a task per record.
+        self._rejected: asyncio.Queue[RejectedEvent] = asyncio.Queue(
+            settings.trust_deadletter_queue
         )
         self.seen = SeenIndex(limits.max_past + limits.max_future)
-        self._seen_loader = SeenLoader(settings, self.seen)
+        self._seen_loader = SeenLoader(
+            settings,
+            self.seen,
+            on_skipped=lambda reason: self.metrics.trust_records_skipped.labels(reason).inc(),
+        )
         self.handler = RouterHandler(
-            self.context, self.trust, self.seen, self._seen_loader, self.metrics, clock=clock
+            self.context,
+            self.trust,
+            self.seen,
+            self._seen_loader,
+            self.metrics,
+            clock=clock,
+            # The engine is built below: bind late.
+            partitions=lambda topic: self.engine.partition_count(topic),  # noqa: PLW0108
         )
         self.engine = TransactionalEngine(
             settings,
@@ -83,6 +114,7 @@ class Router:
             max_batch=settings.router_max_batch,
             poll_ms=settings.router_poll_ms,
             session_timeout_ms=settings.router_session_timeout_ms,
+            metadata_max_age_ms=settings.router_metadata_max_age_ms,
         )
         self.http = ServiceHttp(
             self.metrics.registry,
@@ -123,6 +155,7 @@ class Router:
             asyncio.create_task(self.engine.run(), name="router-engine"),
             asyncio.create_task(self._follow_trust(), name="router-trust"),
             asyncio.create_task(self._publish_scores(), name="router-scores"),
+            asyncio.create_task(self._send_rejected(), name="router-trust-deadletters"),
         ]
         self._ready = True
         log.info(
@@ -169,6 +202,8 @@ class Router:
             "assigned_partitions": len(self.engine.assignment),
             "replay_ids": len(self.seen),
             "trust_events": self.trust.events_applied,
+            "trust_orphans": self.trust.orphans(),
+            "trust_event_ids": self.trust.remembered_ids(),
         }
 
     async def _follow_trust(self) -> None:
@@ -213,26 +248,55 @@ class Router:
             with contextlib.suppress(AIOKafkaError):
                 await asyncio.gather(*futures)
 
+    def _count_event(self, folded: Folded) -> None:
+        if folded.outcome is Outcome.COUNTED and folded.kind is not None:
+            self.metrics.trust_events.labels(folded.kind.value).inc()
+        elif folded.outcome is Outcome.IGNORED:
+            self.metrics.trust_events_ignored.labels(folded.reason).inc()
+
     def _reject_event(self, rejected: RejectedEvent) -> None:
-        """A bad trust event: dead letter (each router instance reads every receipts topic,
-        so with N instances it may be dead-lettered N times; its key names its source)."""
-        record = rejected.record
+        """A bad trust event: counted, and queued for the dead-letter topic once per router
+        instance (each instance reads every receipts topic, so with N instances it may be
+        dead-lettered N times; its key names its source, for de-duplication downstream)."""
         if rejected.replayed:
             return  # dead-lettered when it first arrived; history is re-read at every start
         self.metrics.trust_events_rejected.labels(rejected.reason).inc()
-        log.warning("trust_event_dead_lettered", reason=rejected.reason, topic=record.topic)
-        out = dead_letter(
-            key=f"{record.topic}/{record.partition}/{record.offset}".encode(),
-            value=record.value,
-            headers=record.headers,
-            source=Source(record.topic, record.partition, record.offset),
-            reason=rejected.reason,
-            message=rejected.message,
-        )
-        if self._side_producer is not None:
-            task = asyncio.ensure_future(
-                self._side_producer.send(
-                    DEADLETTER, out.value, key=out.key, headers=list(out.headers)
+        record = rejected.record
+        log.warning("trust_event_rejected", reason=rejected.reason, topic=record.topic)
+        try:
+            self._rejected.put_nowait(rejected)
+        except asyncio.QueueFull:
+            # The record stays in the receipts topic (kept forever) and is counted above.
+            self.metrics.trust_bounds_hit.labels("deadletter_queue").inc()
+
+    async def _send_rejected(self) -> None:
+        """Dead-letter rejected trust events, a bounded batch at a time."""
+        while True:
+            batch = [await self._rejected.get()]
+            while len(batch) < 500 and not self._rejected.empty():
+                batch.append(self._rejected.get_nowait())
+            producer = self._side_producer
+            if producer is None:
+                continue
+            futures = []
+            for rejected in batch:
+                record = rejected.record
+                out = dead_letter(
+                    key=f"{record.topic}/{record.partition}/{record.offset}".encode(),
+                    value=record.value,
+                    headers=record.headers,
+                    source=Source(record.topic, record.partition, record.offset),
+                    reason=rejected.reason,
+                    message=rejected.message,
                 )
-            )
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+                try:
+                    futures.append(
+                        await producer.send(
+                            DEADLETTER, out.value, key=out.key, headers=list(out.headers)
+                        )
+                    )
+                except AIOKafkaError as exc:  # e.g. too large even for the dead letters
+                    log.warning("trust_deadletter_refused", reason=rejected.reason, error=repr(exc))
+            for result in await asyncio.gather(*futures, return_exceptions=True):
+                if isinstance(result, Exception):
+                    log.warning("trust_deadletter_failed", error=repr(result))

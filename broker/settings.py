@@ -25,10 +25,36 @@ class RouterSettings(KafkaSettings):
         le=300_000,
         description="How soon a crashed instance's partitions move to the others.",
     )
+    router_metadata_max_age_ms: int = Field(
+        default=30_000,
+        ge=1_000,
+        le=3_600_000,
+        description="How soon partitions added to an outbound topic are noticed (a rebalance).",
+    )
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=8_388_608)
     max_future_seconds: float = Field(default=300.0, ge=0)
     max_past_seconds: float = Field(default=7 * 86_400.0, ge=60)
     trust_snapshot_seconds: float = Field(default=5.0, gt=0)
+    trust_event_max_past_seconds: float = Field(
+        default=7 * 86_400.0,
+        ge=60,
+        description="How long before its arrival a trust event may claim to have occurred.",
+    )
+    trust_orphans_per_reporter: int = Field(
+        default=1_000, ge=1, le=1_000_000, description="Receipts waiting for their release."
+    )
+    trust_event_ids_per_reporter: int = Field(
+        default=20_000, ge=100, le=10_000_000, description="Event ids kept to drop duplicates."
+    )
+    trust_deadletter_queue: int = Field(
+        default=1_000, ge=1, le=1_000_000, description="Rejected trust events awaiting send."
+    )
+    trust_live_share: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="Most of the event loop live trust folding may take (routing keeps the rest).",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9180, ge=0, le=65_535)
     startup_timeout_seconds: float = Field(default=120.0, gt=0)

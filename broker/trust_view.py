@@ -1,20 +1,25 @@
-"""The router's live trust state: every receipts topic and the audit topic, read as a global
-table by every router instance, folded into a :class:`TrustLedger`.
+"""The router's trust feed: every receipts topic and the audit topic, read as a global table by
+every router instance and folded into a :class:`broker.trust_state.TrustState`.
 
 Nothing here is committed anywhere: on restart the state is rebuilt from Kafka alone by
-reading both sources from the beginning. Evidence rules that keep partners honest:
+reading both sources from the beginning (the audit topic from a horizon). No single record can
+stop it: every step of folding a record (timestamp, headers, signature, decode, fold) runs
+inside error handling that rejects or counts the record and goes on.
 
-* receipts and feedback count only for a bulletin the router actually released to the
-  reporter, once per (bulletin, partner, kind); a receipt read before its release's audit
-  record waits (bounded) for it;
-* a release with no receipt by the policy's deadline counts as a missing receipt;
-* every trust event must be signed by its reporter, the agency of its receipts topic.
+An event is dated by its observation (:func:`observed_at`): the record's timestamp when the
+broker set it (``LogAppendTime``, how ``enlace topics create`` makes the receipts topics),
+never after the router's clock; a writer-set timestamp (``CreateTime``) is the writer's claim,
+so a live record of that kind is dated when the router reads it.
+
+While live, folding yields to routing: records are folded in small chunks and the feed sleeps
+between chunks in proportion to the CPU it used, so a flood of receipts from one partner costs
+other agencies' bulletins a bounded share of the event loop.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import deque
+import asyncio
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,11 +28,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError as AIOKafkaError
 
-from broker.evidence import EvidenceClass, classify_receipt, evidence_from_event
-from broker.ledger import TrustLedger
 from broker.outputs import release_summary
-from broker.policy import Policy
-from broker.trust import TrustScore
+from broker.trust_state import Folded, Outcome, TrustState
 from enlace import clients
 from enlace.errors import CodecError, KafkaError, SignatureError, ValidationError
 from enlace.logs import get_logger
@@ -36,16 +38,21 @@ from enlace.topics import AUDIT, agency_of, partitions_of
 from schemas.codec import decode_audit
 from schemas.envelope import open_event
 from schemas.key_directory import KeyDirectory
-from schemas.models import TrustEvent
-from schemas.vocab import ReleaseKind, TrustEventKind
+from schemas.vocab import ReleaseKind
 
 log = get_logger(__name__)
 
-ORPHAN_WAIT = timedelta(minutes=5)
-RELEASE_MEMORY = timedelta(days=30)
 RELEASED = frozenset({ReleaseKind.FULL.value, ReleaseKind.TEARLINE.value})
+LOG_APPEND_TIME = 1  # Kafka's timestamp type of a broker-set timestamp
+INTERNAL_ERROR = "internal_error"
+CHUNK = 100  # records folded between two yields to the event loop
+FETCH_MAX = 1_000
 
-ReleaseKey = tuple[str, str, str]  # originator, partner, bulletin id
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,100 +64,15 @@ class RejectedEvent:
     replayed: bool = False
 
 
-class TrustState:
-    """Pure-ish fold of audit releases and trust events into a ledger (no I/O)."""
-
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-        self.ledger = TrustLedger.for_policy(policy)
-        self._deadline = timedelta(minutes=policy.evidence.receipt_deadline_minutes)
-        self._released: dict[ReleaseKey, datetime] = {}
-        # Releases in arrival order (about time order), to forget them without a full scan.
-        self._release_order: deque[tuple[datetime, ReleaseKey]] = deque()
-        # Receipt deadlines as a heap: a sweep costs what expires, not what is remembered.
-        self._deadlines: list[tuple[datetime, ReleaseKey]] = []
-        self._awaiting_receipt: set[ReleaseKey] = set()
-        # Releases already counted as a missing receipt: a receipt after that adds nothing more.
-        self._missed: set[ReleaseKey] = set()
-        self._counted: dict[ReleaseKey, set[TrustEventKind]] = {}
-        self._orphans: dict[ReleaseKey, list[TrustEvent]] = {}
-        self.events_applied = 0
-
-    def release(self, originator: str, partner: str, bulletin_id: str, at: datetime) -> None:
-        key = (originator, partner, bulletin_id)
-        if key in self._released:
-            return
-        self._released[key] = at
-        self._release_order.append((at, key))
-        self._awaiting_receipt.add(key)
-        heapq.heappush(self._deadlines, (at + self._deadline, key))
-        self.ledger.record_release(originator, partner, at)
-        for event in self._orphans.pop(key, ()):
-            self.event(event)
-
-    def event(self, event: TrustEvent) -> TrustEventKind | None:
-        """Fold one verified event; returns its kind if it counted as evidence."""
-        kind = event.kind
-        receipt_class = EvidenceClass.RECEIPT_ON_TIME
-        if kind is TrustEventKind.RECEIPT or kind.value.startswith("FEEDBACK_"):
-            if event.bulletin_id is None:
-                return None
-            key = (event.subject, event.reporter, event.bulletin_id)
-            if key not in self._released:
-                self._orphans.setdefault(key, []).append(event)
-                return None
-            counted = self._counted.setdefault(key, set())
-            if kind in counted:
-                return None
-            counted.add(kind)
-            if kind is TrustEventKind.RECEIPT:
-                self._awaiting_receipt.discard(key)
-                if key in self._missed:
-                    return None
-                receipt_class = classify_receipt(
-                    self._released[key], event.occurred_at, self.policy
-                )
-        evidence = evidence_from_event(
-            kind,
-            event.reporter,
-            event.subject,
-            event.occurred_at,
-            bulletin_id=event.bulletin_id,
-            receipt_class=receipt_class,
-        )
-        if evidence is None:
-            return None
-        self.ledger.add(evidence)
-        self.events_applied += 1
-        return kind
-
-    def sweep(self, now: datetime) -> int:
-        """Missing receipts past the deadline; forget old releases and stale orphans."""
-        missing = 0
-        while self._deadlines and self._deadlines[0][0] <= now:
-            due, key = heapq.heappop(self._deadlines)
-            if key not in self._awaiting_receipt:
-                continue
-            self._awaiting_receipt.discard(key)
-            self._missed.add(key)
-            originator, partner, bulletin_id = key
-            self.ledger.record_missing_receipt(originator, partner, due, bulletin_id)
-            missing += 1
-        horizon = now - RELEASE_MEMORY
-        while self._release_order and self._release_order[0][0] < horizon:
-            _, key = self._release_order.popleft()
-            self._released.pop(key, None)
-            self._missed.discard(key)
-            self._counted.pop(key, None)
-        if self._orphans:
-            orphan_horizon = now - ORPHAN_WAIT
-            stale = [k for k, evs in self._orphans.items() if evs[-1].occurred_at < orphan_horizon]
-            for key in stale:
-                del self._orphans[key]
-        return missing
-
-    def score(self, originator: str, partner: str, policy: Policy, now: datetime) -> TrustScore:
-        return self.ledger.score(originator, partner, policy, now)
+def observed_at(timestamp_ms: int, timestamp_type: int, now: datetime, *, live: bool) -> datetime:
+    """When the router holds a trust record to have happened (never after ``now``)."""
+    if timestamp_type != LOG_APPEND_TIME and live:
+        return now
+    try:
+        at = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return now  # a timestamp no calendar holds: only the router's own clock is left
+    return min(at, now)
 
 
 class TrustFeed:
@@ -165,8 +87,11 @@ class TrustFeed:
         receipt_topics: Iterable[str],
         audit_topic: str = AUDIT,
         on_reject: Callable[[RejectedEvent], None] = lambda _r: None,
-        on_event: Callable[[TrustEventKind], None] = lambda _k: None,
+        on_folded: Callable[[Folded], None] = lambda _f: None,
+        on_skipped: Callable[[str], None] = lambda _r: None,
         audit_horizon: timedelta | None = None,
+        clock: Clock = _utc_now,
+        live_share: float = 0.5,
     ) -> None:
         self._settings = settings
         self.state = state
@@ -174,8 +99,12 @@ class TrustFeed:
         self._receipt_topics = list(receipt_topics)
         self._audit_topic = audit_topic
         self._on_reject = on_reject
-        self._on_event = on_event
+        self._on_folded = on_folded
+        self._on_skipped = on_skipped
         self._audit_horizon = audit_horizon
+        self._clock = clock
+        # The most of the loop's time live folding may take (0 < share <= 1).
+        self._live_share = live_share
         self._consumer: AIOKafkaConsumer | None = None
         self._live_from: dict[TopicPartition, int] = {}
 
@@ -203,7 +132,7 @@ class TrustFeed:
         if self._audit_horizon is None:
             return
         audit = [tp for tp in partitions if tp.topic == self._audit_topic]
-        since_ms = int((datetime.now(UTC) - self._audit_horizon).timestamp() * 1000)
+        since_ms = int((self._clock() - self._audit_horizon).timestamp() * 1000)
         found = await consumer.offsets_for_times(dict.fromkeys(audit, since_ms))
         ends = await consumer.end_offsets(audit)
         for tp in audit:
@@ -224,57 +153,82 @@ class TrustFeed:
             behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
             if not behind:
                 return
-            await self.poll(timeout_ms=200)
+            await self.poll(timeout_ms=200, throttle=False)
 
-    async def poll(self, timeout_ms: int = 500) -> int:
+    async def poll(self, timeout_ms: int = 500, *, throttle: bool = True) -> int:
+        """Fetch and fold one batch; with ``throttle``, yield the loop between chunks."""
         assert self._consumer is not None, "start() first"
-        batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=5000)
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=FETCH_MAX)
         # Audit first: a receipt in the same batch then finds the release it acknowledges.
         ordered = sorted(batch.items(), key=lambda item: item[0].topic != self._audit_topic)
-        count = 0
-        for tp, records in ordered:
-            for record in records:
-                self._apply(tp.topic, record)
-                count += 1
-        return count
+        records = [(tp.topic, r) for tp, rs in ordered for r in rs]
+        for start in range(0, len(records), CHUNK):
+            began = time.perf_counter()
+            now = self._clock()
+            for topic, record in records[start : start + CHUNK]:
+                self.apply(topic, record, now)
+            spent = time.perf_counter() - began
+            pause = spent * (1.0 / self._live_share - 1.0) if throttle else 0.0
+            await asyncio.sleep(pause)
+        return len(records)
 
-    def _apply(self, topic: str, record: ConsumerRecord[Any, Any]) -> None:
+    def apply(self, topic: str, record: ConsumerRecord[Any, Any], now: datetime) -> None:
+        """Fold one record of any shape; never raises."""
         if topic == self._audit_topic:
-            self._apply_audit(record)
+            try:
+                self._apply_audit(record, now)
+            except Exception as exc:  # noqa: BLE001 - no audit record may stop the feed
+                log.warning("audit_record_skipped", offset=record.offset, error=repr(exc)[:200])
+                self._on_skipped("audit_error")
             return
-        at = datetime.fromtimestamp(record.timestamp / 1000, tz=UTC)
         replayed = record.offset < self._live_from.get(TopicPartition(topic, record.partition), 0)
         try:
-            event, signed = open_event(self._keys, record.value or b"", record.headers, at=at)
-        except (CodecError, SignatureError) as exc:
-            self._on_reject(RejectedEvent(record, exc.reason, str(exc), replayed))
-            return
-        except ValidationError as exc:
-            self._on_reject(RejectedEvent(record, "invalid", str(exc), replayed))
-            return
-        if signed.origin != agency_of(topic):
-            self._on_reject(
-                RejectedEvent(
-                    record, "forged_origin", f"{signed.origin} wrote on {topic}", replayed
-                )
-            )
-            return
-        kind = self.state.event(event)
-        if kind is not None:
-            self._on_event(kind)
+            rejected = self._apply_event(topic, record, now, replayed=replayed)
+        except Exception as exc:
+            # A bug must not stop the trust feed (and with it the router) on one record, nor
+            # again at every restart: the record is rejected and the feed goes on.
+            log.exception("trust_event_internal_error", topic=topic, offset=record.offset)
+            rejected = RejectedEvent(record, INTERNAL_ERROR, repr(exc)[:500], replayed)
+        if rejected is not None:
+            self._on_reject(rejected)
 
-    def _apply_audit(self, record: ConsumerRecord[Any, Any]) -> None:
+    def _apply_event(
+        self, topic: str, record: ConsumerRecord[Any, Any], now: datetime, *, replayed: bool
+    ) -> RejectedEvent | None:
+        observed = observed_at(record.timestamp, record.timestamp_type, now, live=not replayed)
+        try:
+            event, signed = open_event(self._keys, record.value or b"", record.headers, at=observed)
+        except (CodecError, SignatureError) as exc:
+            return RejectedEvent(record, exc.reason, str(exc), replayed)
+        except ValidationError as exc:
+            return RejectedEvent(record, "invalid", str(exc), replayed)
+        if signed.origin != agency_of(topic):
+            return RejectedEvent(
+                record, "forged_origin", f"{signed.origin} wrote on {topic}", replayed
+            )
+        folded = self.state.event(event, observed, now)
+        if folded.outcome is Outcome.REJECTED:
+            return RejectedEvent(record, folded.reason, folded.message, replayed)
+        self._on_folded(folded)
+        return None
+
+    def _apply_audit(self, record: ConsumerRecord[Any, Any], now: datetime) -> None:
         summary = release_summary(record.headers)
         if summary is not None:
             # The router's own summary header: no Avro decode for the 10 records a bulletin
             # makes (this is most of the trust feed's work, and of a router's start-up).
             if summary.decision in RELEASED:
-                self.state.release(summary.origin, summary.partner, summary.bulletin_id, summary.at)
+                self.state.release(
+                    summary.origin, summary.partner, summary.bulletin_id, summary.at, now
+                )
             return
         try:
             audit = decode_audit(record.value or b"")
         except (CodecError, ValidationError) as exc:
             log.warning("audit_undecodable", offset=record.offset, error=str(exc))
+            self._on_skipped("audit_undecodable")
             return
         if audit.decision in RELEASED:
-            self.state.release(audit.origin, audit.partner, audit.bulletin_id, audit.decided_at)
+            self.state.release(
+                audit.origin, audit.partner, audit.bulletin_id, audit.decided_at, now
+            )
