@@ -24,7 +24,7 @@ from broker.admission import Limits, admit
 from broker.metrics import RouterMetrics
 from broker.replay import SeenIndex
 from broker.routing import RouterHandler, RoutingContext
-from broker.trust_view import TrustState
+from broker.trust_state import TrustState
 from enlace.topics import outbound
 from schemas.codec import decode_audit, decode_bulletin, encode_audit, encode_bulletin
 from schemas.envelope import Sealed, seal
@@ -84,10 +84,11 @@ class HandlerRig:
         context = RoutingContext(ex.registry, ex.policy, ex.directory, limits)
         self.handler = RouterHandler(
             context,
-            TrustState(ex.policy),
+            TrustState(ex.policy, ex.registry.ids),
             SeenIndex(limits.max_past + limits.max_future),
             None,
             RouterMetrics(),
+            partitions=lambda _topic: 1,  # one partition: every bulletin's owner is 0
         )
         self.tp = TopicPartition(outbound(self.origin), 0)
         self.offset = 0

@@ -16,7 +16,8 @@ order and the first failure decides the dead-letter reason:
 10. tearline       ``tearline_mismatch`` (the router's projection does not verify against
                    the originator's tearline signature)
 
-Replay (``duplicate`` / ``id_conflict``) needs state and is checked by the caller.
+The partition (``wrong_partition``: not the bulletin id's owner partition) and replay
+(``duplicate`` / ``id_conflict``) need the record's place and state; the caller checks them.
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ ORIGIN_MISMATCH = "origin_mismatch"
 CLOCK_SKEW = "clock_skew"
 TEARLINE_MISMATCH = "tearline_mismatch"
 ID_CONFLICT = "id_conflict"
+WRONG_PARTITION = "wrong_partition"
 INTERNAL_ERROR = "internal_error"
 
 REASONS = (
     "oversize", EMPTY, "bad_header", FORGED_ORIGIN, "unknown_key", "key_not_of_agency",
     "revoked_key", "bad_signature", "bad_magic", "unknown_fingerprint", "truncated", "corrupt",
     "undecodable", INVALID, ORIGIN_MISMATCH, CLOCK_SKEW, TEARLINE_MISMATCH, ID_CONFLICT,
-    INTERNAL_ERROR,
+    WRONG_PARTITION, INTERNAL_ERROR,
 )  # fmt: skip
 
 

@@ -97,8 +97,10 @@ class TransactionalEngine:
         max_batch: int = 500,
         poll_ms: int = 100,
         session_timeout_ms: int = 10_000,
+        metadata_max_age_ms: int = 300_000,
     ) -> None:
         self._settings = settings
+        self._metadata_max_age_ms = metadata_max_age_ms
         self._handler = handler
         self._observer = observer
         self._topics = list(topics)
@@ -116,6 +118,13 @@ class TransactionalEngine:
     def transactional_id(self, tp: TopicPartition) -> str:
         return f"{self._prefix}{tp.topic}.{tp.partition}"
 
+    def partition_count(self, topic: str) -> int | None:
+        """Partitions of ``topic`` in the group consumer's metadata (None before start)."""
+        if self._consumer is None:
+            return None
+        found = self._consumer.partitions_for_topic(topic)
+        return len(found) if found else None
+
     @property
     def assignment(self) -> set[TopicPartition]:
         return set(self._producers)
@@ -129,6 +138,9 @@ class TransactionalEngine:
             max_poll_interval_ms=120_000,
             session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=max(1_000, self._session_timeout_ms // 5),
+            # A partition added to an input topic is noticed within this, and the group
+            # rebalances (the owner rule of each bulletin id changes only then).
+            metadata_max_age_ms=self._metadata_max_age_ms,
         )
         self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         try:

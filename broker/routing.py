@@ -15,7 +15,7 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from broker import outputs
-from broker.admission import INTERNAL_ERROR, Admitted, Limits, Refused, admit
+from broker.admission import INTERNAL_ERROR, WRONG_PARTITION, Admitted, Limits, Refused, admit
 from broker.engine import BatchOutcome, OutRecord
 from broker.metrics import RouterMetrics
 from broker.policy import Policy
@@ -32,7 +32,7 @@ from broker.replay import (
 from broker.trust import TrustScore
 from enlace.logs import get_logger
 from enlace.registry import Registry
-from enlace.topics import ROUTER_SEEN, agency_of
+from enlace.topics import ROUTER_SEEN, agency_of, owner_partition
 from schemas.key_directory import KeyDirectory
 
 log = get_logger(__name__)
@@ -76,6 +76,8 @@ class BatchState:
 
     now: datetime
     scores: BatchScores
+    # The input topic's partition count, when known: a bulletin has one owner partition.
+    partitions: int | None = None
     staged: dict[bytes, SeenEntry] = field(default_factory=dict)
 
 
@@ -102,7 +104,12 @@ class RouterHandler:
         metrics: RouterMetrics,
         *,
         clock: Clock = utc_now,
+        partitions: Callable[[str], int | None] = lambda _topic: None,
     ) -> None:
+        self._partitions = partitions
+        # Partition counts as of the last assignment: the owner rule changes only at a
+        # rebalance, when every instance has committed and the replay index is caught up.
+        self._counts: dict[str, int | None] = {}
         self._ctx = context
         self._trust = trust
         self._seen = seen
@@ -111,7 +118,9 @@ class RouterHandler:
         self._clock = clock
 
     async def prepare(self, assigned: set[TopicPartition]) -> None:
-        del assigned  # the seen index is global: catch up on every id committed so far
+        for topic in {tp.topic for tp in assigned}:
+            self._counts[topic] = self._partitions(topic)
+        # The seen index is global: catch up on every id committed so far.
         if self._seen_loader is not None:
             read = await self._seen_loader.catch_up()
             self._seen.prune(self._clock())
@@ -123,7 +132,9 @@ class RouterHandler:
         outcome = BatchOutcome()
         tallies: list[Callable[[], None]] = []
         agency = agency_of(tp.topic)
-        batch = BatchState(self._clock(), BatchScores(self._trust))
+        if tp.topic not in self._counts:
+            self._counts[tp.topic] = self._partitions(tp.topic)
+        batch = BatchState(self._clock(), BatchScores(self._trust), self._counts[tp.topic])
         for record in records:
             source = outputs.Source(tp.topic, tp.partition, record.offset)
             record_tallies: list[Callable[[], None]] = []
@@ -164,6 +175,16 @@ class RouterHandler:
         if isinstance(result, Refused):
             return [self._reject(record, source, result.reason, result.message, tallies)]
         bulletin = result.bulletin
+        if batch.partitions and source.partition != (
+            owner := owner_partition(bulletin.bulletin_id, batch.partitions)
+        ):
+            # Replay protection holds per owner partition: a bulletin elsewhere could be
+            # routed by another transaction at the same time (README, "Threat model").
+            message = (
+                f"bulletin {bulletin.bulletin_id} belongs on partition {owner} of "
+                f"{batch.partitions}, not {source.partition} (key it by its id)"
+            )
+            return [self._reject(record, source, WRONG_PARTITION, message, tallies)]
         key = seen_key(bulletin.origin, bulletin.bulletin_id)
         digest = digest_of(result.value)
         replay = self._seen.classify(key, digest, staged)

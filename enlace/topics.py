@@ -6,8 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from enlace.errors import KafkaError
 from enlace.logs import get_logger
@@ -57,6 +59,15 @@ def agency_of(topic: str) -> str:
     raise ValueError(f"{topic!r} is not a per-agency topic")
 
 
+def owner_partition(bulletin_id: str, partitions: int) -> int:
+    """The one partition of an outbound topic a bulletin belongs on: Kafka's default keyed
+    partitioner (murmur2 of the key, the bulletin id; Java's and aiokafka's, librdkafka's
+    ``murmur2_random``). The router refuses a bulletin anywhere else (``wrong_partition``), so
+    each bulletin id has one owner and is released at most once per partner."""
+    hashed: int = murmur2(bulletin_id.encode("ascii"))
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -72,7 +83,12 @@ def exchange_topics(
     common = (("min.insync.replicas", str(min_insync)),)
 
     def kept(kind: str) -> tuple[tuple[str, str], ...]:
-        return (*common, ("retention.ms", str(RETENTION_MS[kind])))
+        configs: tuple[tuple[str, str], ...] = (*common, ("retention.ms", str(RETENTION_MS[kind])))
+        if kind == "receipts":
+            # The router dates trust evidence by arrival: the broker sets the timestamp, the
+            # reporter cannot (README, "Threat model").
+            configs = (*configs, ("message.timestamp.type", "LogAppendTime"))
+        return configs
 
     specs: list[TopicSpec] = []
     for agency in agencies:
@@ -114,7 +130,9 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> 
     admin = AIOKafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=30_000)
     try:
         await admin.start()
+        specs = list(specs)
         existing = set(await admin.list_topics())
+        await _enforce_timestamps(admin, [s for s in specs if s.name in existing])
         wanted = [spec for spec in specs if spec.name not in existing]
         if not wanted:
             return []
@@ -138,6 +156,37 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> 
         raise KafkaError(f"topic provisioning failed: {exc!r}") from exc
     finally:
         await admin.close()
+
+
+TIMESTAMP_TYPE = "message.timestamp.type"
+
+
+async def _enforce_timestamps(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    """Topics that existed before their spec asked for broker-set timestamps get them: the
+    router's dating of trust evidence relies on it. Their other settings are set to the spec
+    too (Kafka's non-incremental AlterConfigs replaces a topic's dynamic configs)."""
+    wanted = {s.name: s for s in specs if dict(s.configs).get(TIMESTAMP_TYPE)}
+    if not wanted:
+        return
+    described = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, {TIMESTAMP_TYPE: None}) for name in wanted]
+    )
+    stale = [
+        name
+        for response in described
+        for _error, _message, _kind, name, entries in response.resources
+        for entry in entries
+        if entry[0] == TIMESTAMP_TYPE and entry[1] != dict(wanted[name].configs)[TIMESTAMP_TYPE]
+    ]
+    if not stale:
+        return
+    await admin.alter_configs(
+        [
+            ConfigResource(ConfigResourceType.TOPIC, name, dict(wanted[name].configs))
+            for name in stale
+        ]
+    )
+    log.info("topics_timestamps_enforced", topics=len(stale))
 
 
 async def partitions_of(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, list[int]]:

@@ -146,3 +146,40 @@ def test_kcat_sees_the_broker_and_a_provisioned_topic(
     (described,) = metadata["topics"]
     assert described["topic"] == topic
     assert len(described["partitions"]) == 2
+
+
+async def test_receipts_topics_get_broker_set_timestamps_even_when_created_before(
+    kafka_settings: KafkaSettings, unique: Callable[[str], str]
+) -> None:
+    """The router dates trust evidence by arrival: a writer cannot set a receipt's time, on
+    a topic provisioned now or one that existed before the rule (aligned by provisioning)."""
+    old, new = unique("aa-old"), unique("bb-new")
+    receipts_old = f"enlace.receipts.{old}"
+    await ensure_topics(kafka_settings, [TopicSpec(receipts_old, 1, 1)])  # CreateTime
+    specs = [
+        s
+        for s in exchange_topics([old, new], partitions=1, replication=1, min_insync=1)
+        if s.name.startswith("enlace.receipts.")
+    ]
+    await ensure_topics(kafka_settings, specs)
+    producer = clients.producer(kafka_settings)
+    await producer.start()
+    future_ms = 4_102_444_800_000  # the year 2100
+    try:
+        for spec in specs:
+            await producer.send_and_wait(spec.name, b"claimed", timestamp_ms=future_ms)
+    finally:
+        await producer.stop()
+    consumer = clients.consumer(kafka_settings, group_id=None)
+    await consumer.start()
+    try:
+        for spec in specs:
+            tp = TopicPartition(spec.name, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            records = await consumer.getmany(tp, timeout_ms=10_000)
+            (record,) = records[tp]
+            assert record.timestamp_type == 1, f"{spec.name} keeps the writer's timestamp"
+            assert record.timestamp < future_ms
+    finally:
+        await consumer.stop()
