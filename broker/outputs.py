@@ -19,6 +19,7 @@ from schemas.codec import encode
 from schemas.models import AuditRecord
 from schemas.vocab import ReleaseKind
 
+DLQ_PREFIX = "enlace-dlq-"
 DLQ_REASON = "enlace-dlq-reason"
 DLQ_MESSAGE = "enlace-dlq-message"
 DLQ_TOPIC = "enlace-dlq-topic"
@@ -191,5 +192,10 @@ def dead_letter(
         (DLQ_PARTITION, str(source.partition).encode("ascii")),
         (DLQ_OFFSET, str(source.offset).encode("ascii")),
     )
-    original = tuple((name, bytes(v) if v is not None else b"") for name, v in headers or ())
+    # A writer's own provenance headers are dropped: only the router says why and where from.
+    original = tuple(
+        (name, bytes(v) if v is not None else b"")
+        for name, v in headers or ()
+        if not name.startswith(DLQ_PREFIX)
+    )
     return OutRecord(topic=DEADLETTER, value=value or b"", key=key, headers=original + provenance)

@@ -54,6 +54,7 @@ NO_EVIDENCE = "no_evidence"
 AFTER_MISSING = "after_missing"
 # Bounds (counted when hit).
 BOUND_ORPHANS = "orphans"
+BOUND_ORPHAN_AGE = "orphan_age"  # an orphan waited longer than orphan_wait: dropped
 BOUND_EVENT_IDS = "event_ids"
 BOUND_CLAIMS = "claims"
 
@@ -141,14 +142,15 @@ class TrustState:
         bulletin_id: str,
         at: datetime,
         now: datetime | None = None,
-    ) -> int:
-        """Record a release (from the audit topic); returns how many waiting events counted."""
+    ) -> list[TrustEventKind]:
+        """Record a release (from the audit topic); returns the kinds of the waiting events
+        that counted now."""
         key = (originator, partner, bulletin_id)
         known = self._agencies
         if key in self._released or (
             known is not None and (originator not in known or partner not in known)
         ):
-            return 0
+            return []
         if now is not None:
             at = min(at, now)
         self._released[key] = at
@@ -156,12 +158,12 @@ class TrustState:
         self._awaiting_receipt.add(key)
         heapq.heappush(self._deadlines, (at + self._deadline, key))
         self.ledger.record_release(originator, partner, at)
-        counted = 0
+        counted: list[TrustEventKind] = []
         waiting = self._orphans.get(partner)
         for event_id in self._orphans_of.pop(key, ()):
             orphan = waiting.pop((key, event_id), None) if waiting is not None else None
             if orphan is not None and self._fold_released(orphan.event, key, orphan.observed):
-                counted += 1
+                counted.append(orphan.event.kind)
         return counted
 
     # -- events --------------------------------------------------------------------------
@@ -303,6 +305,7 @@ class TrustState:
                 if waiting[entry].observed >= orphan_horizon:
                     break
                 self._drop_orphan(reporter, waiting, entry)
+                self._on_bound(BOUND_ORPHAN_AGE)
         # An id older than this would be refused as clock_skew anyway if it came again.
         id_horizon = now - self.limits.max_past - self.limits.max_future
         for ids in self._event_ids.values():

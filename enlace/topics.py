@@ -161,6 +161,35 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> 
 TIMESTAMP_TYPE = "message.timestamp.type"
 
 
+async def _timestamp_types(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> dict[str, str]:
+    described = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, {TIMESTAMP_TYPE: None}) for name in topics]
+    )
+    return {
+        name: entry[1]
+        for response in described
+        for _error, _message, _kind, name, entries in response.resources
+        for entry in entries
+        if entry[0] == TIMESTAMP_TYPE
+    }
+
+
+async def writer_timestamped(settings: KafkaSettings, topics: Iterable[str]) -> list[str]:
+    """The topics among ``topics`` whose records keep the writer's timestamp (CreateTime)."""
+    names = list(topics)
+    if not names:
+        return []
+    admin = AIOKafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=30_000)
+    try:
+        await admin.start()
+        types = await _timestamp_types(admin, names)
+    except AIOKafkaError as exc:
+        raise KafkaError(f"cannot describe topic configs: {exc!r}") from exc
+    finally:
+        await admin.close()
+    return sorted(name for name, kind in types.items() if kind != "LogAppendTime")
+
+
 async def _enforce_timestamps(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
     """Topics that existed before their spec asked for broker-set timestamps get them: the
     router's dating of trust evidence relies on it. Their other settings are set to the spec
@@ -168,15 +197,9 @@ async def _enforce_timestamps(admin: AIOKafkaAdminClient, specs: list[TopicSpec]
     wanted = {s.name: s for s in specs if dict(s.configs).get(TIMESTAMP_TYPE)}
     if not wanted:
         return
-    described = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, name, {TIMESTAMP_TYPE: None}) for name in wanted]
-    )
+    types = await _timestamp_types(admin, wanted)
     stale = [
-        name
-        for response in described
-        for _error, _message, _kind, name, entries in response.resources
-        for entry in entries
-        if entry[0] == TIMESTAMP_TYPE and entry[1] != dict(wanted[name].configs)[TIMESTAMP_TYPE]
+        name for name, kind in types.items() if kind != dict(wanted[name].configs)[TIMESTAMP_TYPE]
     ]
     if not stale:
         return

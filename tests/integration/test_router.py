@@ -22,7 +22,7 @@ from schemas.envelope import seal, seal_event
 from schemas.key_directory import KeyDirectory
 from schemas.samples import sample_bulletin, sample_event
 from schemas.vocab import Category, Classification, TrustEventKind
-from tests.support import MiniExchange, Record, build_exchange
+from tests.support import MiniExchange, Record, audit_of, build_exchange
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,8 @@ def audits_of(records: list[Record], bulletin_ids: set[str]) -> list[Any]:
 
 async def read_audits(ex: MiniExchange, bulletin_ids: set[str], want: int) -> list[Any]:
     def kept(r: Record) -> bool:
-        return decode_audit(r.value).bulletin_id in bulletin_ids
+        audit = audit_of(r)
+        return audit is not None and audit.bulletin_id in bulletin_ids
 
     records = await ex.read(AUDIT, until=lambda found: len(found) >= want, keep=kept, settle=1.0)
     return [decode_audit(r.value) for r in records]

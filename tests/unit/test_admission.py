@@ -152,6 +152,16 @@ def test_dead_letter_keeps_the_original_and_says_why() -> None:
     assert len(headers["enlace-dlq-message"]) == 1000
 
 
+def test_a_writer_cannot_forge_the_dead_letter_provenance() -> None:
+    forged = [("enlace-dlq-reason", b"none"), ("enlace-dlq-topic", b"enlace.receipts.other")]
+    out = dead_letter(key=b"k", value=b"v", headers=[("enlace-origin", b"pa"), *forged],
+                      source=Source("enlace.receipts.pa", 0, 7), reason="bad_header",
+                      message="duplicated header")  # fmt: skip
+    assert hdr.text(out.headers, "enlace-dlq-reason") == "bad_header"  # once, the router's
+    assert hdr.text(out.headers, "enlace-dlq-topic") == "enlace.receipts.pa"
+    assert hdr.text(out.headers, "enlace-origin") == "pa"
+
+
 def test_duplicate_audit_names_the_origin() -> None:
     s = sealed()
     admitted = run(s.value, s.headers)

@@ -140,7 +140,7 @@ def test_events_about_unknown_agencies_or_oneself_are_refused() -> None:
 
 def test_releases_between_agencies_outside_the_registry_are_not_kept() -> None:
     s = state()
-    assert s.release("zz-other", PA, BID, T0) == 0
+    assert s.release("zz-other", PA, BID, T0) == []
     assert list(s.ledger.pairs()) == []
 
 
@@ -152,8 +152,8 @@ def test_orphans_are_bounded_per_reporter_and_by_age() -> None:
     assert s.orphans() == 10
     assert s.bounds_hit.count("orphans") == 15  # type: ignore[attr-defined]
     # The newest ten wait; an evicted one's release finds nothing to count.
-    assert s.release(PA, CR, bid_of(3), T0) == 0
-    assert s.release(PA, CR, bid_of(24), T0) == 1
+    assert s.release(PA, CR, bid_of(3), T0) == []
+    assert s.release(PA, CR, bid_of(24), T0) == [TrustEventKind.RECEIPT]
     s.sweep(T0 + timedelta(minutes=10))
     assert s.orphans() == 0
 
