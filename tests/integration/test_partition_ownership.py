@@ -4,8 +4,11 @@ partition, and the owner rule changes only at a rebalance (a partition-count inc
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
+import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiokafka import TopicPartition
@@ -13,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from broker.policy import Policy
 from broker.router import Router
+from enlace import clients
 from enlace.settings import KafkaSettings
 from enlace.topics import DEADLETTER, feed, outbound, owner_partition
 from schemas import headers as hdr
@@ -137,3 +141,41 @@ async def test_two_routers_release_a_bulletin_sent_to_both_partitions_once(
         assert len(audits) == 2, "one decision per partner, from one router"
         delivered = await ex.read(feed(us), until=lambda f: len(f) >= 1, settle=2.0)
         assert [r.key for r in delivered] == [sealed.key]
+
+
+async def test_kcat_with_the_murmur2_partitioner_publishes_on_owner_partitions(
+    kafka_settings: KafkaSettings,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., Awaitable[list[str]]],
+) -> None:
+    """What the README tells a partner using librdkafka: its default partitioner (CRC32) puts
+    most bulletins elsewhere, ``murmur2_random`` on their owner partition."""
+    kcat = shutil.which("kcat")
+    assert kcat is not None, "kcat is required: apt-get install kcat (make test installs it)"
+    (topic,) = await make_topics(unique("kcat-owner"), partitions=5)
+    ids = [str(uuid.uuid4()) for _ in range(20)]
+    for partitioner in ("murmur2_random", "consistent_random"):
+        lines = "".join(f"{i}\t{partitioner}\n" for i in ids).encode()
+        command = [kcat, "-b", kafka_settings.kafka_bootstrap, "-P", "-t", topic, "-K", "\t",
+                   "-X", f"partitioner={partitioner}"]  # fmt: skip
+        await asyncio.to_thread(subprocess.run, command, input=lines, check=True, timeout=60)
+    consumer = clients.consumer(kafka_settings, group_id=None)
+    await consumer.start()
+    owned: Counter[str] = Counter()
+    seen = 0
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(5)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = asyncio.get_running_loop().time() + 30
+        while seen < 2 * len(ids) and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    seen += 1
+                    if r.partition == owner_partition(r.key.decode(), 5):
+                        owned[r.value.decode()] += 1
+    finally:
+        await consumer.stop()
+    assert seen == 2 * len(ids)
+    assert owned["murmur2_random"] == len(ids)
+    assert owned["consistent_random"] < len(ids)
