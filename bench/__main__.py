@@ -17,6 +17,7 @@ import structlog
 
 from bench import machine
 from bench.exchange import build_exchange, new_token
+from bench.flood import run_flood
 from bench.kafka_env import kafka_for_bench
 from bench.plan import Plan
 from bench.report import BenchResult, render
@@ -46,6 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="start a private broker (127.0.0.1:9292) even if the configured one answers: "
         "no other traffic on it, so its CPU use is the bench's alone",
     )  # fmt: skip
+    parser.add_argument(
+        "--flood", action="store_true",
+        help="run only the flood phase: what junk trust events from one partner cost the "
+        "other agencies' latency and the router's memory",
+    )  # fmt: skip
+    parser.add_argument("--flood-events", type=int, help="junk trust events of --flood")
     parser.add_argument("--out", type=Path, help="JSON result path (default bench/results/)")
     return parser.parse_args(argv)
 
@@ -55,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     base = Plan.quick() if args.quick else Plan.standard()
     try:
         plan = base.with_overrides(
-            bulletins=args.bulletins, rate=args.rate, profile_router=args.profile_router
+            bulletins=args.bulletins,
+            rate=args.rate,
+            profile_router=args.profile_router,
+            flood_events=args.flood_events,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -66,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     log_path = RESULTS_DIR / f"bench-{stamp}.log"
     with log_path.open("a", encoding="utf-8") as log_file:
         route_logs(log_file)
-        result = measure(plan, stamp, private_kafka=args.private_kafka, log_path=log_path)
+        result = measure(
+            plan, stamp, private_kafka=args.private_kafka, log_path=log_path, flood=args.flood
+        )
     out = args.out or RESULTS_DIR / f"bench-{stamp}.json"
     out.write_text(json.dumps(result.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
     print(f"JSON written to {out}", file=sys.stderr)
@@ -88,7 +100,9 @@ def route_logs(log_file: TextIO) -> None:
     )
 
 
-def measure(plan: Plan, stamp: str, *, private_kafka: bool, log_path: Path) -> BenchResult:
+def measure(
+    plan: Plan, stamp: str, *, private_kafka: bool, log_path: Path, flood: bool = False
+) -> BenchResult:
     progress = Progress()
     progress(f"logs of this run: {log_path}")
     settings = KafkaSettings()
@@ -103,11 +117,11 @@ def measure(plan: Plan, stamp: str, *, private_kafka: bool, log_path: Path) -> B
         progress(f"run {token} on {broker}")
         run = Run(kafka, plan, exchange=exchange, workdir=workdir, result=result, progress=progress)
         try:
-            asyncio.run(run_all(run))
+            asyncio.run(run_flood(run) if flood else run_all(run))
         except Exception as exc:  # noqa: BLE001 - a failed phase still reports what was measured
             result.problems.append(f"run stopped early: {exc!r} (see {log_path})")
         finally:
-            for name in ("router.log", "copier.log", "router.prof"):
+            for name in ("router.log", "copier.log", "router.prof", "flood.log"):
                 child_log = workdir / name
                 if child_log.exists():
                     (RESULTS_DIR / f"bench-{stamp}-{name}").write_bytes(child_log.read_bytes())

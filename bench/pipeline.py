@@ -126,8 +126,10 @@ async def end_to_end_fixed(
     per_second: float,
     count: int,
     drain_s: float,
+    stop: asyncio.Event | None = None,
 ) -> tuple[Measured, int]:
-    """Offer ``count`` fresh bulletins at ``per_second`` (open loop, origins in turn)."""
+    """Offer ``count`` fresh bulletins at ``per_second`` (open loop, origins in turn), or
+    fewer if ``stop`` is set first."""
     await tracker.mark()
     origins = itertools.cycle(list(pubs))
     sent: dict[bytes, float] = {}
@@ -149,7 +151,7 @@ async def end_to_end_fixed(
         )
 
     started = time.perf_counter()
-    await paced(per_second, count, send)
+    await paced(per_second, count, send, stop)
     await asyncio.gather(*tasks)
     await wait_routed(tracker, set(keys), drain_s, router)
     return measured(keys, sent, tracker, started), len(failures.failed)

@@ -18,6 +18,11 @@ class Plan:
     partitions: int = 3
     drain_s: float = 60.0
     profile_router: bool = False
+    # The flood phase (``--flood``): junk trust events from one partner, fixed-rate rows.
+    flood_events: int = 100_000
+    flood_rate: float = 20.0
+    flood_seconds: float = 20.0  # baseline length, and the least the flood row lasts
+    flood_deadline_s: float = 180.0  # most the router may take to fold the flood
 
     @classmethod
     def standard(cls) -> Plan:
@@ -25,12 +30,24 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(bulletins=400, rate=50.0, seconds=4.0, micro_iterations=200, warm_up=12)
+        return cls(
+            bulletins=400, rate=50.0, seconds=4.0, micro_iterations=200, warm_up=12,
+            flood_events=10_000, flood_seconds=8.0, flood_deadline_s=60.0,
+        )  # fmt: skip
 
     def with_overrides(
-        self, *, bulletins: int | None, rate: float | None, profile_router: bool
+        self,
+        *,
+        bulletins: int | None,
+        rate: float | None,
+        profile_router: bool,
+        flood_events: int | None = None,
     ) -> Plan:
         plan = replace(self, profile_router=profile_router)
+        if flood_events is not None:
+            if flood_events < 1:
+                raise ValueError("--flood-events must be at least 1")
+            plan = replace(plan, flood_events=flood_events)
         if bulletins is not None:
             if bulletins < 1:
                 raise ValueError("--bulletins must be at least 1")
@@ -38,13 +55,18 @@ class Plan:
         if rate is not None:
             if rate <= 0:
                 raise ValueError("--rate must be positive")
-            plan = replace(plan, rate=rate)
+            plan = replace(plan, rate=rate, flood_rate=rate)
         return plan
 
     @property
     def fixed_count(self) -> int:
         """Records offered by each fixed-rate row."""
         return max(1, math.ceil(self.rate * self.seconds))
+
+    @property
+    def flood_fixed_count(self) -> int:
+        """Bulletins of the flood phase's baseline row."""
+        return max(1, math.ceil(self.flood_rate * self.flood_seconds))
 
     @property
     def raw_count(self) -> int:

@@ -50,6 +50,10 @@ class Child:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def send(self, sig: signal.Signals) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(sig)
@@ -61,6 +65,17 @@ class Child:
                 f"{self.name} exited with code {self._proc.returncode}; last log lines:\n"
                 + tail(self.log_path)
             )
+
+    async def wait(self, within: float) -> int | None:
+        """Wait up to ``within`` seconds for the child to exit by itself; its exit code, or
+        None if it is still running (or was never started)."""
+        proc = self._proc
+        if proc is None:
+            return None
+        try:
+            return await asyncio.to_thread(proc.wait, within)
+        except subprocess.TimeoutExpired:
+            return None
 
     async def stop(self, within: float = 30.0) -> int | None:
         """SIGTERM (clean stop: a profile gets written), SIGKILL after ``within`` seconds."""

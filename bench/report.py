@@ -56,9 +56,11 @@ class BenchResult:
     micro: list[MicroCost] = field(default_factory=list)
     hotspots: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # The flood phase's figures as data (``--flood``); its rows are in ``rows`` too.
+    flood: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "machine": self.machine,
             "config": self.config,
             "rows": [row.as_dict() for row in self.rows],
@@ -66,6 +68,9 @@ class BenchResult:
             "hotspots": self.hotspots,
             "problems": self.problems,
         }
+        if self.flood:
+            data["flood"] = self.flood
+        return data
 
 
 def markdown_table(
