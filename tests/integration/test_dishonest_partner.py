@@ -21,17 +21,16 @@ from broker.outputs import DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
 from broker.policy import Policy
 from broker.router import Router
 from enlace import clients
-from enlace.errors import CodecError, ValidationError
 from enlace.settings import KafkaSettings
 from enlace.topics import AUDIT, DEADLETTER, ROUTER_SEEN, feed, outbound, owner_partition, receipts
 from schemas import headers as hdr
-from schemas.codec import TRUST_EVENT, decode_audit, encode
+from schemas.codec import TRUST_EVENT, encode
 from schemas.envelope import Sealed, seal, seal_event
 from schemas.models import AuditRecord, TrustEvent
 from schemas.samples import sample_event
 from schemas.vocab import Classification, TrustEventKind
 from tests.integration.test_router import agreements_for, assert_books_balance, bulletin
-from tests.support import MiniExchange, Record, build_exchange
+from tests.support import MiniExchange, Record, audit_of, build_exchange
 
 pytestmark = pytest.mark.integration
 
@@ -85,18 +84,10 @@ async def until(check: Callable[[], bool], what: str, within: float = 30.0) -> N
 
 
 def last(record: Record, name: str) -> str | None:
-    """A header as text. A dead letter keeps the original's headers, which a forger may have
-    filled with its own ``enlace-dlq-*``; the router appends the real provenance last."""
+    """A header as text, the last if repeated: a dead letter keeps the original's headers
+    (whatever duplicates a malformed record carried), the router's provenance comes last."""
     values = [v for k, v in record.headers if k == name]
     return bytes(values[-1]).decode("utf-8", "replace") if values and values[-1] else None
-
-
-def audit_of(record: Record) -> AuditRecord | None:
-    """Decode an audit record; None for the garbage a test wrote to the shared topic."""
-    try:
-        return decode_audit(record.value or b"")
-    except (CodecError, ValidationError):
-        return None
 
 
 async def read_audits(ex: MiniExchange, ids: set[str], want: int) -> list[AuditRecord]:
