@@ -24,7 +24,7 @@ from schemas.envelope import Sealed, seal
 from schemas.samples import sample_bulletin
 from schemas.vocab import Category, Classification
 from tests.integration.test_router import assert_books_balance, read_audits
-from tests.support import MiniExchange, build_exchange
+from tests.support import MiniExchange, Record, build_exchange
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +61,18 @@ def owned_by(ex: MiniExchange, partition: int, of: int) -> Sealed:
             return seal(b, ex.keys[pa])
 
 
+async def one_wrong_partition(ex: MiniExchange, origin: str) -> list[Record]:
+    """The origin's dead letters: exactly one, refused as ``wrong_partition``."""
+    dead = await ex.read(
+        DEADLETTER,
+        until=lambda f: len(f) >= 1,
+        keep=lambda r: hdr.text(r.headers, "enlace-dlq-topic") == outbound(origin),
+        settle=1.0,
+    )
+    assert [hdr.text(r.headers, "enlace-dlq-reason") for r in dead] == ["wrong_partition"]
+    return dead
+
+
 async def until(check: object, within: float = 60.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -92,13 +104,7 @@ async def test_a_bulletin_resent_after_a_partition_increase_is_released_once(
     # A fresh bulletin on the partition that no longer owns its id is refused.
     stray = owned_by(ex, partition=1, of=2)
     await ex.publish(pa, stray)  # partition 0
-    dead = await ex.read(
-        DEADLETTER,
-        until=lambda f: len(f) >= 1,
-        keep=lambda r: hdr.text(r.headers, "enlace-dlq-topic") == outbound(pa),
-        settle=1.0,
-    )
-    assert [hdr.text(r.headers, "enlace-dlq-reason") for r in dead] == ["wrong_partition"]
+    dead = await one_wrong_partition(ex, pa)
     assert "belongs on partition 1 of 2" in (hdr.text(dead[0].headers, "enlace-dlq-message") or "")
 
     audits = await read_audits(ex, {moving.key.decode(), stray.key.decode()}, want=3)
@@ -130,13 +136,7 @@ async def test_two_routers_release_a_bulletin_sent_to_both_partitions_once(
         record = (sealed.key, sealed.value, sealed.headers)
         await ex.publish_raw(outbound(pa), [record], partition=0)
         await ex.publish_raw(outbound(pa), [record], partition=1)
-        dead = await ex.read(
-            DEADLETTER,
-            until=lambda f: len(f) >= 1,
-            keep=lambda r: hdr.text(r.headers, "enlace-dlq-topic") == outbound(pa),
-            settle=1.0,
-        )
-        assert [hdr.text(r.headers, "enlace-dlq-reason") for r in dead] == ["wrong_partition"]
+        await one_wrong_partition(ex, pa)
         audits = await read_audits(ex, {sealed.key.decode()}, want=2)
         assert len(audits) == 2, "one decision per partner, from one router"
         delivered = await ex.read(feed(us), until=lambda f: len(f) >= 1, settle=2.0)
