@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Iterator
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import KafkaError
 
 from enlace import clients
-from enlace.errors import KafkaError
+from enlace.errors import BrokerError
 from enlace.localkafka import DEFAULT_DATA_DIR, LocalKafka
 from enlace.settings import REPO_ROOT, KafkaSettings
 from enlace.topics import partitions_of
@@ -34,7 +34,7 @@ async def answers(settings: KafkaSettings, within: float = 5.0) -> bool:
         async with asyncio.timeout(within):
             await admin.start()
             await admin.list_topics()
-    except (TimeoutError, AIOKafkaError, OSError):
+    except (TimeoutError, KafkaError, OSError):
         return False
     else:
         return True
@@ -94,8 +94,8 @@ async def delete_topics(settings: KafkaSettings, names: Iterable[str]) -> None:
         doomed = [name for name in wanted if name in existing]
         if doomed:
             await admin.delete_topics(doomed, timeout_ms=30_000)
-    except AIOKafkaError as exc:
-        raise KafkaError(f"could not delete bench topics: {exc!r}") from exc
+    except KafkaError as exc:
+        raise BrokerError(f"could not delete bench topics: {exc!r}") from exc
     finally:
         await admin.close()
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from enlace import clients
+from enlace.errors import started
 from enlace.settings import KafkaSettings
 from enlace.topics import partitions_of
 
@@ -61,12 +62,12 @@ class Tracker:
 
     async def mark(self) -> None:
         """Forget what arrived so far and read on from the current end of every partition."""
-        assert self._consumer is not None, "start() first"
-        ends = await self._consumer.end_offsets(self._partitions)
+        consumer = started(self._consumer, "feed tracker")
+        ends = await consumer.end_offsets(self._partitions)
         for tp, end in ends.items():
             # An explicit seek: seek_to_end() resolves lazily and a fetch in flight could
             # still hand over older records.
-            self._consumer.seek(tp, end)
+            consumer.seek(tp, end)
         self.arrived = {}
         self.records = 0
         self.last_at = 0.0

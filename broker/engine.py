@@ -27,11 +27,10 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError as AIOKafkaError
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import KafkaError, ProducerFenced
 
 from enlace import clients
-from enlace.errors import KafkaError
+from enlace.errors import BrokerError, started
 from enlace.logs import get_logger
 from enlace.settings import KafkaSettings
 
@@ -145,8 +144,8 @@ class TransactionalEngine:
         self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         try:
             await self._consumer.start()
-        except AIOKafkaError as exc:
-            raise KafkaError(f"router consumer could not start: {exc!r}") from exc
+        except KafkaError as exc:
+            raise BrokerError(f"router consumer could not start: {exc!r}") from exc
 
     async def stop(self) -> None:
         """Stop after the batch in flight: its transaction commits or aborts, never half."""
@@ -159,8 +158,7 @@ class TransactionalEngine:
         await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
 
     async def run(self) -> None:
-        assert self._consumer is not None, "start() first"
-        consumer = self._consumer
+        consumer = started(self._consumer, "transactional engine")
         while not self._stopping.is_set():
             batch = await consumer.getmany(timeout_ms=self._poll_ms, max_records=self._max_batch)
             if not batch or self._stopping.is_set():
@@ -224,7 +222,7 @@ class TransactionalEngine:
             self._observer.aborted(tp, "fenced")
             await self._abandon(tp, records[0].offset)
             return
-        except (TimeoutError, AIOKafkaError, OSError, KafkaError) as exc:
+        except (TimeoutError, KafkaError, OSError, BrokerError) as exc:
             log.warning(
                 "router_txn_aborted", topic=tp.topic, partition=tp.partition, error=repr(exc)
             )
@@ -264,7 +262,7 @@ class TransactionalEngine:
                 await self._open_producer(tp)
                 await self._handler.prepare({tp})
                 await self._seek_committed({tp})
-        except (TimeoutError, AIOKafkaError, OSError, KafkaError) as exc:
+        except (TimeoutError, KafkaError, OSError, BrokerError) as exc:
             log.warning(
                 "router_recovery_failed", topic=tp.topic, partition=tp.partition, error=repr(exc)
             )
@@ -279,9 +277,9 @@ class TransactionalEngine:
         producer = clients.producer(self._settings, transactional_id=self.transactional_id(tp))
         try:
             await producer.start()  # init_transactions: fences any previous owner of the id
-        except AIOKafkaError as exc:
+        except KafkaError as exc:
             await producer.stop()
-            raise KafkaError(f"transactional producer for {tp} failed: {exc!r}") from exc
+            raise BrokerError(f"transactional producer for {tp} failed: {exc!r}") from exc
         self._producers[tp] = producer
 
     async def _seek_committed(self, partitions: set[TopicPartition]) -> None:
@@ -304,7 +302,7 @@ class TransactionalEngine:
                 await self._handler.prepare(assigned)
                 # The committed offsets aiokafka fetched may predate the fence above.
                 await self._seek_committed(assigned)
-            except (TimeoutError, AIOKafkaError, OSError, KafkaError) as exc:
+            except (TimeoutError, KafkaError, OSError, BrokerError) as exc:
                 # Partitions left without a producer recover on their first batch.
                 log.warning("router_assign_incomplete", error=repr(exc))
                 for tp in assigned:

@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import KafkaError
 
 from enlace import clients
-from enlace.errors import KafkaError
+from enlace.errors import BrokerError, started
 from enlace.settings import KafkaSettings
 from enlace.topics import ROUTER_SEEN, partitions_of
 
@@ -114,10 +114,10 @@ class SeenLoader:
             await self._consumer.start()
             self._consumer.assign([TopicPartition(self._topic, p) for p in layout[self._topic]])
             await self._consumer.seek_to_beginning()
-        except AIOKafkaError as exc:
+        except KafkaError as exc:
             await self._consumer.stop()
             self._consumer = None
-            raise KafkaError(f"cannot read {self._topic}: {exc!r}") from exc
+            raise BrokerError(f"cannot read {self._topic}: {exc!r}") from exc
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -129,8 +129,7 @@ class SeenLoader:
 
         Callers bound it with ``asyncio.timeout``.
         """
-        assert self._consumer is not None, "start() first"
-        consumer = self._consumer
+        consumer = started(self._consumer, "replay index loader")
         ends = await consumer.end_offsets(list(consumer.assignment()))
         read = 0
         while await self._behind(ends):

@@ -13,7 +13,7 @@ import json
 from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import KafkaError
 
 from broker.admission import Limits
 from broker.engine import TransactionalEngine
@@ -26,7 +26,7 @@ from broker.settings import RouterSettings
 from broker.trust_state import Folded, Outcome, TrustLimits, TrustState
 from broker.trust_view import RejectedEvent, TrustFeed
 from enlace import clients
-from enlace.errors import KafkaError, KafkaUnavailable
+from enlace.errors import BrokerError, KafkaUnavailable
 from enlace.http import ServiceHttp
 from enlace.logs import get_logger
 from enlace.registry import Registry
@@ -145,7 +145,7 @@ class Router:
         self._side_producer = clients.producer(self.settings)
         try:
             await self._side_producer.start()
-        except AIOKafkaError as exc:
+        except KafkaError as exc:
             raise KafkaUnavailable(f"cannot reach Kafka: {exc!r}") from exc
         await self._trust_feed.start()
         await self._trust_feed.catch_up()
@@ -195,7 +195,7 @@ class Router:
         done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if not task.cancelled() and task.exception() is not None:
-                raise KafkaError(f"router task {task.get_name()} failed") from task.exception()
+                raise BrokerError(f"router task {task.get_name()} failed") from task.exception()
 
     def _health(self) -> tuple[bool, dict[str, object]]:
         return self._ready, {
@@ -245,7 +245,7 @@ class Router:
                             key=f"{originator}->{partner}".encode(),
                         )
                     )
-            with contextlib.suppress(AIOKafkaError):
+            with contextlib.suppress(KafkaError):
                 await asyncio.gather(*futures)
 
     def _count_event(self, folded: Folded) -> None:
@@ -295,7 +295,7 @@ class Router:
                             DEADLETTER, out.value, key=out.key, headers=list(out.headers)
                         )
                     )
-                except AIOKafkaError as exc:  # e.g. too large even for the dead letters
+                except KafkaError as exc:  # e.g. too large even for the dead letters
                     log.warning("trust_deadletter_refused", reason=rejected.reason, error=repr(exc))
             for result in await asyncio.gather(*futures, return_exceptions=True):
                 if isinstance(result, Exception):

@@ -28,12 +28,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import KafkaError
 
 from broker.outputs import release_summary
 from broker.trust_state import Folded, Outcome, TrustState
 from enlace import clients
-from enlace.errors import CodecError, KafkaError, SignatureError, ValidationError
+from enlace.errors import BrokerError, CodecError, SignatureError, ValidationError, started
 from enlace.logs import get_logger
 from enlace.settings import KafkaSettings
 from enlace.topics import AUDIT, agency_of, partitions_of, writer_timestamped
@@ -118,9 +118,9 @@ class TrustFeed:
             await self._skip_old_audit(consumer, partitions)
             # Records below these offsets are history, rebuilt at every start.
             self._live_from = dict(await consumer.end_offsets(partitions))
-        except AIOKafkaError as exc:
+        except KafkaError as exc:
             await consumer.stop()
-            raise KafkaError(f"trust feed could not start: {exc!r}") from exc
+            raise BrokerError(f"trust feed could not start: {exc!r}") from exc
         self._consumer = consumer
         stale = await writer_timestamped(self._settings, self._receipt_topics)
         if stale:
@@ -153,8 +153,7 @@ class TrustFeed:
 
     async def catch_up(self) -> None:
         """Read both sources to their current end (callers bound it with a timeout)."""
-        assert self._consumer is not None, "start() first"
-        consumer = self._consumer
+        consumer = started(self._consumer, "trust feed")
         ends = await consumer.end_offsets(list(consumer.assignment()))
         while True:
             behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
@@ -164,8 +163,8 @@ class TrustFeed:
 
     async def poll(self, timeout_ms: int = 500, *, throttle: bool = True) -> int:
         """Fetch and fold one batch; with ``throttle``, yield the loop between chunks."""
-        assert self._consumer is not None, "start() first"
-        batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=FETCH_MAX)
+        consumer = started(self._consumer, "trust feed")
+        batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=FETCH_MAX)
         # Audit first: a receipt in the same batch then finds the release it acknowledges.
         ordered = sorted(batch.items(), key=lambda item: item[0].topic != self._audit_topic)
         records = [(tp.topic, r) for tp, rs in ordered for r in rs]

@@ -10,14 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka.errors import KafkaConnectionError
-from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from consumers.receipts import publish_events
 from consumers.settings import ConsumerSettings
 from consumers.store import BulletinStore
 from enlace import clients
-from enlace.errors import ConfigError, KafkaError, KafkaUnavailable
+from enlace.errors import BrokerError, ConfigError, KafkaUnavailable
 from enlace.logs import get_logger
 from schemas.models import TrustEvent
 from schemas.signing import AgencyKey
@@ -66,8 +65,8 @@ async def send_event(settings: ConsumerSettings, event: TrustEvent, key: AgencyK
         await publish_events(producer, topic, [event], key, timeout_s=settings.send_timeout_s)
     except KafkaConnectionError as exc:
         raise KafkaUnavailable(f"cannot reach Kafka: {exc}") from exc
-    except AIOKafkaError as exc:
-        raise KafkaError(f"cannot send the report: {exc!r}") from exc
+    except KafkaError as exc:
+        raise BrokerError(f"cannot send the report: {exc!r}") from exc
     finally:
         await producer.stop()
     log.info(

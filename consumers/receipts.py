@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import KafkaError
 
-from enlace.errors import ConfigError, DeliveryError
+from enlace.errors import ConfigError, DeliveryError, DeliveryTimeout
 from schemas.envelope import seal_event
 from schemas.models import TrustEvent
 from schemas.signing import AgencyKey
@@ -114,8 +114,10 @@ async def publish_events(
             ]
             await asyncio.gather(*futures)
     except TimeoutError as exc:
-        raise DeliveryError(f"{len(events)} trust events not acknowledged in {timeout_s}s") from exc
-    except AIOKafkaError as exc:
+        raise DeliveryTimeout(
+            f"{len(events)} trust events not acknowledged in {timeout_s}s"
+        ) from exc
+    except KafkaError as exc:
         raise DeliveryError(f"trust events to {topic} failed: {exc!r}") from exc
 
 

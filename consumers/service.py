@@ -26,8 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaConnectionError
-from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from consumers.metrics import ConsumerMetrics
 from consumers.receipt_sender import ReceiptSender
@@ -37,7 +36,7 @@ from consumers.settings import ConsumerSettings
 from consumers.sinks import Sink, SqliteSink, WriteResult, build_sink, parse_sink_uris
 from consumers.verify import open_feed_record
 from enlace import clients
-from enlace.errors import ConfigError, KafkaError, KafkaUnavailable, SinkError
+from enlace.errors import BrokerError, ConfigError, KafkaUnavailable, NotStarted, SinkError
 from enlace.logs import get_logger
 from enlace.registry import Registry
 from schemas.key_directory import KeyDirectory
@@ -224,16 +223,16 @@ class FeedConsumer:
             await consumer.start()
         except KafkaConnectionError as exc:
             raise KafkaUnavailable(f"cannot reach Kafka: {exc}") from exc
-        except AIOKafkaError as exc:
-            raise KafkaError(f"cannot start the feed consumer: {exc!r}") from exc
+        except KafkaError as exc:
+            raise BrokerError(f"cannot start the feed consumer: {exc!r}") from exc
 
     async def _stop_kafka(self) -> None:
         if self._consumer is not None:
-            with contextlib.suppress(AIOKafkaError):
+            with contextlib.suppress(KafkaError):
                 await self._consumer.stop()
             self._consumer = None
         if self._producer is not None and self._own_producer:
-            with contextlib.suppress(AIOKafkaError):
+            with contextlib.suppress(KafkaError):
                 await self._producer.stop()
             self._producer = None
 
@@ -275,7 +274,7 @@ class FeedConsumer:
     async def run(self) -> None:
         """Consume until :meth:`stop` or :meth:`request_stop`."""
         if not self._started or self._consumer is None:
-            raise ConfigError("FeedConsumer.run() before start()")
+            raise NotStarted("FeedConsumer.run() before start()")
         consumer = self._consumer
         self._idle.clear()
         try:
@@ -285,7 +284,7 @@ class FeedConsumer:
                         timeout_ms=self.settings.poll_timeout_ms,
                         max_records=self.settings.batch_max_records,
                     )
-                except AIOKafkaError as exc:
+                except KafkaError as exc:
                     self._log.warning("poll_failed", error=repr(exc))
                     continue
                 if batch:
@@ -421,7 +420,7 @@ class FeedConsumer:
             return
         try:
             await consumer.commit(offsets)
-        except AIOKafkaError as exc:
+        except KafkaError as exc:
             # A rebalance took the partition: the new owner re-reads from the last commit and
             # the store turns the repeats into no-ops.
             self._log.warning("commit_failed", error=repr(exc))

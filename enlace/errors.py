@@ -10,10 +10,11 @@ Control signals (stop requests, shutdown) are not errors and do not live here.
     ├── ConfigError                  settings, policy, registry or key directory is invalid
     │   └── RegistryError            unknown agency, malformed agency id
     ├── EnvironmentProblem           the machine lacks something (Java, Maven, a free port)
-    ├── KafkaError                   talking to Kafka failed
+    ├── BrokerError                  talking to Kafka failed
     │   ├── KafkaUnavailable         no broker answered within the deadline
     │   ├── KafkaLaunchError         the local launcher could not start / stop Kafka
-    │   └── DeliveryError            a record was not acknowledged (timeout, broker refusal)
+    │   └── DeliveryError            a record was not acknowledged (broker refusal)
+    │       └── DeliveryTimeout      ... within our deadline (it may still land: re-send)
     ├── CodecError                   bytes on the wire are not a bulletin we can read
     │   ├── BadMagic                 not Avro single-object encoding
     │   ├── UnknownFingerprint       writer schema not in the catalog
@@ -28,10 +29,15 @@ Control signals (stop requests, shutdown) are not errors and do not live here.
     │   ├── RevokedKey               key revoked or outside its validity window
     │   └── BadSignature             signature does not match the bytes
     ├── PolicyError                  trust policy file is invalid (also a ConfigError)
-    └── SinkError                    a consumer sink could not store a bulletin
+    ├── SinkError                    a consumer sink could not store a bulletin
+    └── NotStarted                   a component was used before start() (a caller's bug)
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class EnlaceError(Exception):
@@ -50,20 +56,24 @@ class EnvironmentProblem(EnlaceError):
     """The machine lacks something Enlace needs; the message says what to install or free."""
 
 
-class KafkaError(EnlaceError):
+class BrokerError(EnlaceError):
     """Talking to Kafka failed."""
 
 
-class KafkaUnavailable(KafkaError):
+class KafkaUnavailable(BrokerError):
     """No broker answered within the deadline."""
 
 
-class KafkaLaunchError(KafkaError):
+class KafkaLaunchError(BrokerError):
     """The local launcher could not start or stop Kafka."""
 
 
-class DeliveryError(KafkaError):
+class DeliveryError(BrokerError):
     """A record was not acknowledged by the broker."""
+
+
+class DeliveryTimeout(DeliveryError):
+    """A record was not acknowledged within our deadline; it may still be delivered."""
 
 
 class CodecError(EnlaceError):
@@ -132,3 +142,14 @@ class PolicyError(ConfigError):
 
 class SinkError(EnlaceError):
     """A consumer sink could not store a bulletin."""
+
+
+class NotStarted(EnlaceError):
+    """A component was used before ``start()`` (or after ``stop()``)."""
+
+
+def started(resource: T | None, what: str) -> T:
+    """``resource`` (a client a component opens in ``start()``), or :class:`NotStarted`."""
+    if resource is None:
+        raise NotStarted(f"{what} used before start()")
+    return resource

@@ -27,7 +27,7 @@ from typing import Self
 
 from pydantic import SecretStr
 
-from enlace.errors import ConfigError, KafkaError
+from enlace.errors import BrokerError, ConfigError
 from enlace.localkafka import ADMIN_USER, DEFAULT_LIBS, LocalKafka, fetch_jars, java_binary
 from enlace.logs import get_logger
 from enlace.security import (
@@ -251,7 +251,7 @@ class KafkaTools:
         return path
 
     async def run(self, main_class: str, *args: str) -> str:
-        """Run one CLI with the admin connection; its stdout, or KafkaError with its stderr."""
+        """Run one CLI with the admin connection; its stdout, or BrokerError with its stderr."""
         connection = [
             "--bootstrap-server", self.conn.bootstrap,
             "--command-config", str(self._work / "admin.properties"),
@@ -275,7 +275,7 @@ class KafkaTools:
             except TimeoutError as exc:
                 proc.kill()
                 await proc.wait()
-                raise KafkaError(f"{main_class} did not finish in {TOOL_TIMEOUT_S:.0f}s") from exc
+                raise BrokerError(f"{main_class} did not finish in {TOOL_TIMEOUT_S:.0f}s") from exc
             if dumped is not None:
                 self._adopt_archive(dumped, proc.returncode == 0)
         stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
@@ -285,7 +285,7 @@ class KafkaTools:
             for secret in self._secrets:
                 detail = detail.replace(secret, "***")
             detail = detail[-1500:]
-            raise KafkaError(f"{main_class.rsplit('.', 1)[-1]} {args[0]} failed: {detail}")
+            raise BrokerError(f"{main_class.rsplit('.', 1)[-1]} {args[0]} failed: {detail}")
         return stdout
 
     def _cds_flags(self) -> tuple[list[str], Path | None]:
@@ -304,13 +304,13 @@ class KafkaTools:
         dumped.unlink(missing_ok=True)
 
     async def run_all(self, invocations: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
-        """Run every invocation (``parallel`` at a time); KafkaError naming all failures."""
+        """Run every invocation (``parallel`` at a time); BrokerError naming all failures."""
         results = await asyncio.gather(
             *(self.run(main, *args) for main, args in invocations), return_exceptions=True
         )
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
-            raise KafkaError(
+            raise BrokerError(
                 f"{len(failures)} of {len(invocations)} provisioning step(s) failed; first: "
                 f"{failures[0]}"
             ) from failures[0]

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError as AIOKafkaError
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
-from enlace.errors import KafkaError
+from enlace.errors import BrokerError
 from enlace.logs import get_logger
 from enlace.settings import KafkaSettings
 
@@ -152,8 +151,8 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> 
             log.info("topics_race", topics=len(new))
         log.info("topics_created", count=len(wanted))
         return [spec.name for spec in wanted]
-    except AIOKafkaError as exc:
-        raise KafkaError(f"topic provisioning failed: {exc!r}") from exc
+    except KafkaError as exc:
+        raise BrokerError(f"topic provisioning failed: {exc!r}") from exc
     finally:
         await admin.close()
 
@@ -183,8 +182,8 @@ async def writer_timestamped(settings: KafkaSettings, topics: Iterable[str]) -> 
     try:
         await admin.start()
         types = await _timestamp_types(admin, names)
-    except AIOKafkaError as exc:
-        raise KafkaError(f"cannot describe topic configs: {exc!r}") from exc
+    except KafkaError as exc:
+        raise BrokerError(f"cannot describe topic configs: {exc!r}") from exc
     finally:
         await admin.close()
     return sorted(name for name, kind in types.items() if kind != "LogAppendTime")
@@ -213,7 +212,7 @@ async def _enforce_timestamps(admin: AIOKafkaAdminClient, specs: list[TopicSpec]
 
 
 async def partitions_of(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, list[int]]:
-    """Partition ids of each topic; KafkaError names the topics that do not exist.
+    """Partition ids of each topic; BrokerError names the topics that do not exist.
 
     (A group-less aiokafka consumer only knows metadata of topics it already follows.)
     """
@@ -222,8 +221,8 @@ async def partitions_of(settings: KafkaSettings, topics: Iterable[str]) -> dict[
     try:
         await admin.start()
         described = await admin.describe_topics(names)
-    except AIOKafkaError as exc:
-        raise KafkaError(f"cannot describe topics: {exc!r}") from exc
+    except KafkaError as exc:
+        raise BrokerError(f"cannot describe topics: {exc!r}") from exc
     finally:
         await admin.close()
     found = {
@@ -233,7 +232,7 @@ async def partitions_of(settings: KafkaSettings, topics: Iterable[str]) -> dict[
     }
     missing = [name for name in names if name not in found]
     if missing:
-        raise KafkaError(
+        raise BrokerError(
             f"topic(s) missing: {', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}; "
             "run `enlace topics create`"
         )

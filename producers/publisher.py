@@ -22,16 +22,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError as AIOKafkaError
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from enlace import clients
 from enlace.errors import (
     CodecError,
     ConfigError,
     DeliveryError,
+    DeliveryTimeout,
     EnlaceError,
     KafkaUnavailable,
+    NotStarted,
     RecordTooLarge,
     SignatureError,
     ValidationError,
@@ -90,7 +91,7 @@ def reason_of(error: EnlaceError) -> RejectReason:
         return "oversize"
     if isinstance(error, KafkaUnavailable):
         return "unavailable"
-    if isinstance(error, DeliveryError) and "not acknowledged" in str(error):
+    if isinstance(error, DeliveryTimeout):
         return "timeout"
     return "refused"
 
@@ -134,13 +135,13 @@ class Publisher:
     @property
     def agency(self) -> Agency:
         if self._agency is None:
-            raise RuntimeError("publisher not started")
+            raise NotStarted("publisher not started")
         return self._agency
 
     @property
     def key(self) -> AgencyKey:
         if self._key is None:
-            raise RuntimeError("publisher not started")
+            raise NotStarted("publisher not started")
         return self._key
 
     @property
@@ -188,7 +189,7 @@ class Publisher:
         try:
             await asyncio.wait_for(producer.start(), timeout)
             partitions = await asyncio.wait_for(producer.partitions_for(self.topic), timeout)
-        except (AIOKafkaError, TimeoutError, OSError) as exc:
+        except (KafkaError, TimeoutError, OSError) as exc:
             await close_producer(producer, self.settings.close_timeout_s)
             raise KafkaUnavailable(
                 f"cannot publish to {self.topic} via {self.settings.kafka_bootstrap}: {exc!r} "
@@ -218,7 +219,7 @@ class Publisher:
         """The Kafka client, replaced first if the last call left it wedged."""
         async with self._swap:
             if not self._running:
-                raise RuntimeError("publisher not started (use `async with Publisher(...)`)")
+                raise NotStarted("publisher not started (use `async with Publisher(...)`)")
             if self._producer is not None and not self._wedged:
                 return self._producer
             old, self._producer = self._producer, None
@@ -301,7 +302,7 @@ class Publisher:
                         )
                     except KafkaTimeoutError:
                         raise
-                    except AIOKafkaError as exc:
+                    except KafkaError as exc:
                         # Refused before sending (e.g. over the client's request size): only
                         # this record is affected.
                         refusal = DeliveryError(f"Kafka client refused the record: {exc!r}")
@@ -311,7 +312,7 @@ class Publisher:
                     sent.append(future)
         except (TimeoutError, KafkaTimeoutError) as exc:
             self._wedged = True
-            unsent = DeliveryError(
+            unsent = DeliveryTimeout(
                 f"not acknowledged: the Kafka client did not accept the record within "
                 f"{timeout:g} s ({exc!r}); nothing of it was sent"
             )
@@ -349,7 +350,7 @@ class Publisher:
             )
             return self._fail(
                 bulletin.bulletin_id,
-                DeliveryError(
+                DeliveryTimeout(
                     f"bulletin {bulletin.bulletin_id} not acknowledged within {timeout:g} s; "
                     "it may still be delivered: re-send it with the same id (the router "
                     "drops duplicates)"

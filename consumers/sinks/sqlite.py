@@ -12,7 +12,7 @@ from typing import TypeVar
 from consumers.records import Delivered, Item, Quarantined
 from consumers.sinks.base import Sink, WriteResult
 from consumers.store import BulletinStore, PendingReceipt
-from enlace.errors import SinkError
+from enlace.errors import NotStarted
 
 T = TypeVar("T")
 
@@ -28,7 +28,7 @@ class SqliteSink(Sink):
 
     async def _call(self, fn: Callable[[BulletinStore], T]) -> T:
         if self._executor is None or self._store is None:
-            raise SinkError(f"sink {self.name} is not started")
+            raise NotStarted(f"sink {self.name} is not started")
         store = self._store
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, store)

@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from enlace import clients
-from enlace.errors import CodecError, ValidationError
+from enlace.errors import CodecError, ValidationError, started
 from enlace.settings import KafkaSettings
 from enlace.topics import AUDIT, DEADLETTER, TRUST_SCORES, partitions_of
 from schemas.codec import decode_audit
@@ -68,8 +68,8 @@ class Tails:
             self._consumer = None
 
     async def poll(self) -> int:
-        assert self._consumer is not None, "start() first"
-        batch = await self._consumer.getmany(timeout_ms=250, max_records=5000)
+        consumer = started(self._consumer, "feed tail")
+        batch = await consumer.getmany(timeout_ms=250, max_records=5000)
         count = 0
         for tp, records in batch.items():
             for record in records:

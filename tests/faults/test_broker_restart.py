@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import KafkaError
 
 from broker.policy import Policy
 from broker.router import Router
@@ -78,7 +78,7 @@ async def send_until_acked(ex: MiniExchange, records: list[Sealed], origin: str)
             async with asyncio.timeout(20):
                 results = await asyncio.gather(*futures, return_exceptions=True)
             pending = [s for s, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
-        except (AIOKafkaError, TimeoutError, OSError):
+        except (KafkaError, TimeoutError, OSError):
             pass  # everything still pending is sent again
         finally:
             await asyncio.gather(producer.stop(), return_exceptions=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import KafkaError
 
 from enlace import clients
 from enlace.localkafka import DEFAULT_LIBS, ClusterSpec, LocalKafka, pid_alive
@@ -50,7 +50,7 @@ async def test_three_nodes_keep_every_acked_record_when_one_stops(
             value = f"rec-{i}".encode()
             try:
                 fut = await producer.send(topic, value, key=str(i % 17).encode())
-            except AIOKafkaError:
+            except KafkaError:
                 failed += 1
                 continue
             fut.add_done_callback(
@@ -111,7 +111,7 @@ async def test_secure_broker_requires_scram(tmp_path: Path) -> None:
             kafka_sasl_password="wrong-password",
         )
         producer = clients.producer(intruder, request_timeout_ms=5000)
-        with pytest.raises(AIOKafkaError):
+        with pytest.raises(KafkaError):
             await producer.start()
         await producer.stop()
     finally:

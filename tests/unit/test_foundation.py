@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,21 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     kwargs = settings.client_kwargs()
     assert kwargs["sasl_plain_password"] == "s3cret"
     assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+
+
+async def test_components_used_before_start_say_so_with_one_error() -> None:
+    from broker.replay import SeenIndex, SeenLoader
+    from consumers.sinks.sqlite import SqliteSink
+    from enlace.errors import EnlaceError, NotStarted
+    from producers.publisher import Publisher
+    from producers.settings import PublisherSettings
+
+    assert issubclass(NotStarted, EnlaceError)
+    loader = SeenLoader(KafkaSettings(), SeenIndex(timedelta(days=1)))
+    with pytest.raises(NotStarted, match="replay index loader used before start"):
+        await loader.catch_up()
+    publisher = Publisher(PublisherSettings(agency="pa-senafront"))
+    with pytest.raises(NotStarted, match="publisher not started"):
+        _ = publisher.agency
+    with pytest.raises(NotStarted, match="is not started"):
+        await SqliteSink("unused.db").write([])

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from enlace.errors import DeliveryError, KafkaUnavailable, RecordTooLarge, ValidationError
+from enlace.errors import (
+    DeliveryError,
+    DeliveryTimeout,
+    KafkaUnavailable,
+    RecordTooLarge,
+    ValidationError,
+)
 from producers.intake import HttpIntake
 from producers.publisher import DeliveryResult, PublishFailure, reason_of
 from producers.settings import PublisherSettings
@@ -21,8 +27,10 @@ def test_reasons_are_stable_codes() -> None:
     )
     assert reason_of(RecordTooLarge("x")) == "oversize"
     assert reason_of(KafkaUnavailable("x")) == "unavailable"
-    assert reason_of(DeliveryError("bulletin b not acknowledged within 3 s")) == "timeout"
+    assert reason_of(DeliveryTimeout("bulletin b not acknowledged within 3 s")) == "timeout"
     assert reason_of(DeliveryError("broker refused bulletin b")) == "refused"
+    # The type decides, never the wording.
+    assert reason_of(DeliveryError("not acknowledged: refused")) == "refused"
 
 
 class HalfDelivering:
