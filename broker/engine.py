@@ -30,6 +30,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from enlace import clients
+from enlace.closing import close_consumer, close_producer
 from enlace.errors import BrokerError, started
 from enlace.logs import get_logger
 from enlace.settings import KafkaSettings
@@ -152,10 +153,10 @@ class TransactionalEngine:
         self._stopping.set()
         async with self._lock:
             if self._consumer is not None:
-                await self._consumer.stop()
+                await close_consumer(self._consumer)
                 self._consumer = None
             producers, self._producers = list(self._producers.values()), {}
-        await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
+        await asyncio.gather(*(close_producer(p) for p in producers), return_exceptions=True)
 
     async def run(self) -> None:
         consumer = started(self._consumer, "transactional engine")
@@ -252,7 +253,7 @@ class TransactionalEngine:
     async def _close_producer(self, tp: TopicPartition) -> None:
         producer = self._producers.pop(tp, None)
         if producer is not None:
-            await asyncio.gather(producer.stop(), return_exceptions=True)
+            await asyncio.gather(close_producer(producer), return_exceptions=True)
 
     async def _recover(self, tp: TopicPartition) -> bool:
         """Fresh producer (init_transactions resolves any half-finished transaction of this
@@ -278,7 +279,7 @@ class TransactionalEngine:
         try:
             await producer.start()  # init_transactions: fences any previous owner of the id
         except KafkaError as exc:
-            await producer.stop()
+            await close_producer(producer)
             raise BrokerError(f"transactional producer for {tp} failed: {exc!r}") from exc
         self._producers[tp] = producer
 

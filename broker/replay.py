@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from enlace import clients
+from enlace.closing import close_consumer
 from enlace.errors import BrokerError, started
 from enlace.settings import KafkaSettings
 from enlace.topics import ROUTER_SEEN, partitions_of
@@ -115,13 +116,13 @@ class SeenLoader:
             self._consumer.assign([TopicPartition(self._topic, p) for p in layout[self._topic]])
             await self._consumer.seek_to_beginning()
         except KafkaError as exc:
-            await self._consumer.stop()
+            await close_consumer(self._consumer)
             self._consumer = None
             raise BrokerError(f"cannot read {self._topic}: {exc!r}") from exc
 
     async def stop(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await close_consumer(self._consumer)
             self._consumer = None
 
     async def catch_up(self) -> int:

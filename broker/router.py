@@ -26,6 +26,7 @@ from broker.settings import RouterSettings
 from broker.trust_state import Folded, Outcome, TrustLimits, TrustState
 from broker.trust_view import RejectedEvent, TrustFeed
 from enlace import clients
+from enlace.closing import close_producer
 from enlace.errors import BrokerError, KafkaUnavailable
 from enlace.http import ServiceHttp
 from enlace.logs import get_logger
@@ -178,7 +179,7 @@ class Router:
         await self._trust_feed.stop()
         await self._seen_loader.stop()
         if self._side_producer is not None:
-            await self._side_producer.stop()
+            await close_producer(self._side_producer)
             self._side_producer = None
         await self.http.stop()
         log.info("router_stopped")

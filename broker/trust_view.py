@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError
 from broker.outputs import release_summary
 from broker.trust_state import Folded, Outcome, TrustState
 from enlace import clients
+from enlace.closing import close_consumer
 from enlace.errors import BrokerError, CodecError, SignatureError, ValidationError, started
 from enlace.logs import get_logger
 from enlace.settings import KafkaSettings
@@ -119,7 +120,7 @@ class TrustFeed:
             # Records below these offsets are history, rebuilt at every start.
             self._live_from = dict(await consumer.end_offsets(partitions))
         except KafkaError as exc:
-            await consumer.stop()
+            await close_consumer(consumer)
             raise BrokerError(f"trust feed could not start: {exc!r}") from exc
         self._consumer = consumer
         stale = await writer_timestamped(self._settings, self._receipt_topics)
@@ -148,7 +149,7 @@ class TrustFeed:
 
     async def stop(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await close_consumer(self._consumer)
             self._consumer = None
 
     async def catch_up(self) -> None:

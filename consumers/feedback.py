@@ -16,6 +16,7 @@ from consumers.receipts import publish_events
 from consumers.settings import ConsumerSettings
 from consumers.store import BulletinStore
 from enlace import clients
+from enlace.closing import close_producer
 from enlace.errors import BrokerError, ConfigError, KafkaUnavailable
 from enlace.logs import get_logger
 from schemas.models import TrustEvent
@@ -68,7 +69,7 @@ async def send_event(settings: ConsumerSettings, event: TrustEvent, key: AgencyK
     except KafkaError as exc:
         raise BrokerError(f"cannot send the report: {exc!r}") from exc
     finally:
-        await producer.stop()
+        await close_producer(producer)
     log.info(
         "trust_event_sent",
         kind=event.kind.value,

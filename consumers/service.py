@@ -36,6 +36,7 @@ from consumers.settings import ConsumerSettings
 from consumers.sinks import Sink, SqliteSink, WriteResult, build_sink, parse_sink_uris
 from consumers.verify import open_feed_record
 from enlace import clients
+from enlace.closing import close_consumer, close_producer
 from enlace.errors import BrokerError, ConfigError, KafkaUnavailable, NotStarted, SinkError
 from enlace.logs import get_logger
 from enlace.registry import Registry
@@ -229,11 +230,11 @@ class FeedConsumer:
     async def _stop_kafka(self) -> None:
         if self._consumer is not None:
             with contextlib.suppress(KafkaError):
-                await self._consumer.stop()
+                await close_consumer(self._consumer)
             self._consumer = None
         if self._producer is not None and self._own_producer:
             with contextlib.suppress(KafkaError):
-                await self._producer.stop()
+                await close_producer(self._producer)
             self._producer = None
 
     def request_stop(self) -> None:

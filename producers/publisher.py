@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from enlace import clients
+from enlace.closing import close_producer
 from enlace.errors import (
     CodecError,
     ConfigError,
@@ -39,7 +40,6 @@ from enlace.errors import (
 )
 from enlace.logs import get_logger
 from enlace.registry import Agency, Registry
-from producers.closing import close_producer
 from producers.metrics import PublisherMetrics, RejectReason
 from producers.prepare import ORIGIN_FIELD, prepare
 from producers.settings import PublisherSettings

@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from enlace import clients
+from enlace.closing import close_consumer
 from enlace.errors import CodecError, ValidationError, started
 from enlace.settings import KafkaSettings
 from enlace.topics import AUDIT, DEADLETTER, TRUST_SCORES, partitions_of
@@ -64,7 +65,7 @@ class Tails:
 
     async def stop(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await close_consumer(self._consumer)
             self._consumer = None
 
     async def poll(self) -> int:

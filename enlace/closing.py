@@ -1,11 +1,13 @@
-"""Closing an aiokafka producer within a deadline, even when the broker is gone.
+"""Closing every aiokafka client the services own within a deadline, even when the broker
+is gone: :func:`close_producer` and :func:`close_consumer` are the only ways they stop.
 
 aiokafka has no public abort, and an idempotent producer's ``stop()`` flushes forever when
 no broker answers. A producer that still holds unacknowledged records is therefore aborted:
 its sender task is cancelled (so nothing is re-queued), every record future it holds fails
 with :class:`DeliveryError` (callers already reported those bulletins as not acknowledged),
 and its connections close. Everything that touches aiokafka's internals lives here, pinned
-to aiokafka 0.14 by the project's dependency range.
+to aiokafka 0.14 by the project's dependency range, and checked by a fast unit test
+(``tests/unit/test_closing.py``) that fails when those internals move.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import asyncio
 import copy
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from enlace.errors import DeliveryError
 from enlace.logs import get_logger
 
 log = get_logger(__name__)
+
+CLOSE_TIMEOUT_S = 10.0
 
 # Reaching into aiokafka below is deliberate (no public abort API); hence the SLF001 waivers.
 
@@ -56,7 +60,9 @@ async def abort(producer: AIOKafkaProducer, within: float) -> int:
     return failed
 
 
-async def close_producer(producer: AIOKafkaProducer, within: float, *, drain: bool = True) -> None:
+async def close_producer(
+    producer: AIOKafkaProducer, within: float = CLOSE_TIMEOUT_S, *, drain: bool = True
+) -> None:
     """Stop ``producer``: let it deliver what it holds for up to ``within`` s (``drain``),
     then abort whatever is still unacknowledged."""
     if holds_records(producer):
@@ -72,3 +78,13 @@ async def close_producer(producer: AIOKafkaProducer, within: float, *, drain: bo
         await asyncio.wait_for(producer.stop(), within)
     except TimeoutError:
         await abort(producer, within)
+
+
+async def close_consumer(consumer: AIOKafkaConsumer, within: float = CLOSE_TIMEOUT_S) -> None:
+    """Stop ``consumer`` (leaving its group, if any) for up to ``within`` s, then drop its
+    connections: a dead broker must not hold a service's shutdown."""
+    try:
+        await asyncio.wait_for(consumer.stop(), within)
+    except TimeoutError:
+        log.warning("consumer_stop_timed_out", within=within)
+        await consumer._client.close()  # noqa: SLF001 - no public forced close
