@@ -34,6 +34,7 @@ from enlace.closing import close_consumer, close_producer
 from enlace.errors import BrokerError, started
 from enlace.logs import get_logger
 from enlace.settings import KafkaSettings
+from enlace.topics import router_transactional_id
 
 log = get_logger(__name__)
 
@@ -116,7 +117,7 @@ class TransactionalEngine:
         self._stopping = asyncio.Event()
 
     def transactional_id(self, tp: TopicPartition) -> str:
-        return f"{self._prefix}{tp.topic}.{tp.partition}"
+        return router_transactional_id(tp.topic, tp.partition, self._prefix)
 
     def partition_count(self, topic: str) -> int | None:
         """Partitions of ``topic`` in the group consumer's metadata (None before start)."""

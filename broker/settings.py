@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from enlace.settings import DEFAULT_KEYS, DEFAULT_POLICY, KafkaSettings
+from enlace.topics import ROUTER_PREFIX, router_group
 from schemas.codec import DEFAULT_MAX_RECORD_BYTES
 
 
@@ -14,7 +15,7 @@ class RouterSettings(KafkaSettings):
     policy_file: Path = DEFAULT_POLICY
     keys_file: Path = DEFAULT_KEYS
     router_prefix: str = Field(
-        default="enlace.router.",
+        default=ROUTER_PREFIX,
         description="Prefix of the router's group id and transactional ids (for prefixed ACLs).",
     )
     router_max_batch: int = Field(default=500, ge=1, le=10_000)
@@ -61,4 +62,4 @@ class RouterSettings(KafkaSettings):
 
     @property
     def group_id(self) -> str:
-        return f"{self.router_prefix}routers"
+        return router_group(self.router_prefix)

@@ -88,7 +88,7 @@ class ConsumerSettings(KafkaSettings):
         return f"{self.topic_prefix}{topics.receipts(self.agency)}"
 
     def consumer_group(self) -> str:
-        return self.group_id or f"{self.topic_prefix}enlace.consumer.{self.agency}"
+        return self.group_id or topics.consumer_group(self.agency, self.topic_prefix)
 
     def default_store(self) -> Path:
         """Where the embedded SQLite store lives when no ``sqlite:`` sink is given."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from enlace.errors import EnvironmentProblem, KafkaLaunchError
 from enlace.logs import get_logger
-from enlace.settings import REPO_ROOT
+from enlace.settings import REPO_ROOT, SCRAM_MECHANISM
 
 KAFKA_VERSION = "4.4.0"
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
@@ -311,7 +311,7 @@ class LocalKafka:
             if spec.secure:
                 args += [
                     "--add-scram",
-                    f"SCRAM-SHA-512=[name={ADMIN_USER},password={spec.admin_password}]",
+                    f"{SCRAM_MECHANISM}=[name={ADMIN_USER},password={spec.admin_password}]",
                 ]
             run_java_tool(self.libs, "kafka.tools.StorageTool", *args)
 
@@ -413,8 +413,8 @@ def node_properties(spec: ClusterSpec, node_id: int, log_dir: Path) -> dict[str,
     }
     if spec.secure:
         props |= {
-            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
-            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
             "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": (
                 "org.apache.kafka.common.security.scram.ScramLoginModule required "
                 f'username="{ADMIN_USER}" password="{spec.admin_password}";'

@@ -32,7 +32,6 @@ from enlace.localkafka import ADMIN_USER, DEFAULT_LIBS, LocalKafka, fetch_jars, 
 from enlace.logs import get_logger
 from enlace.security import (
     DEFAULT_ROUTER_PREFIX,
-    SCRAM_MECHANISM,
     AclBinding,
     acl_command_args,
     acl_diff,
@@ -43,7 +42,7 @@ from enlace.security import (
     principals,
     user,
 )
-from enlace.settings import KafkaSettings
+from enlace.settings import SCRAM_MECHANISM, KafkaSettings
 
 CONFIG_COMMAND = "org.apache.kafka.tools.ConfigCommand"
 ACL_COMMAND = "org.apache.kafka.tools.AclCommand"

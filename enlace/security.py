@@ -25,16 +25,14 @@ from typing import Literal
 
 from enlace import topics
 from enlace.registry import AGENCY_ID_PATTERN
+from enlace.settings import SCRAM_MECHANISM
 
 ROUTER_USER = "enlace-router"
 OPERATOR_USER = "enlace-operator"
-# broker/settings.py RouterSettings.router_prefix: the router's group and transactional ids.
-DEFAULT_ROUTER_PREFIX = "enlace.router."
-# consumers/settings.py ConsumerSettings.consumer_group() without a topic prefix.
-CONSUMER_GROUP_PREFIX = "enlace.consumer."
+DEFAULT_ROUTER_PREFIX = topics.ROUTER_PREFIX
+CONSUMER_GROUP_PREFIX = topics.CONSUMER_GROUP_PREFIX
 # A prefix must end in one of these, or "enlace.router" would also grant "enlace.routerX...".
 PREFIX_DELIMITERS = (".", "-", "_")
-SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 
 class ResourceType(StrEnum):
@@ -92,10 +90,6 @@ def user(name: str) -> str:
     return f"User:{name}"
 
 
-def consumer_group(agency: str) -> str:
-    return f"{CONSUMER_GROUP_PREFIX}{agency}"
-
-
 def check_prefix(prefix: str) -> str:
     """A prefixed ACL name must end in a delimiter; return it or raise ``ValueError``."""
     if not prefix or not prefix.endswith(PREFIX_DELIMITERS):
@@ -142,7 +136,9 @@ def agency_bindings(agency: str) -> list[AclBinding]:
         *_grant(who, ResourceType.TOPIC, PatternType.LITERAL, own_writes, write),
         *_grant(who, ResourceType.TOPIC, PatternType.LITERAL, [topics.feed(agency)], read),
         # Describe is implied by Read; granted explicitly so feed and group share one launch.
-        *_grant(who, ResourceType.GROUP, PatternType.LITERAL, [consumer_group(agency)], read),
+        *_grant(
+            who, ResourceType.GROUP, PatternType.LITERAL, [topics.consumer_group(agency)], read
+        ),
     ]
 
 

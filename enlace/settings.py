@@ -17,6 +17,8 @@ DEFAULT_AGENCIES = REPO_ROOT / "deploy" / "agencies.yaml"
 DEFAULT_POLICY = REPO_ROOT / "deploy" / "policy.yaml"
 DEFAULT_KEYS = REPO_ROOT / "deploy" / "keys.yaml"
 DEFAULT_STATE_DIR = Path(".enlace")
+# The one SASL mechanism of the exchange: clients, brokers, provisioning and manifests.
+SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 
 class KafkaSettings(BaseSettings):
@@ -45,7 +47,7 @@ class KafkaSettings(BaseSettings):
             "security_protocol": self.kafka_security_protocol,
         }
         if self.kafka_security_protocol.startswith("SASL"):
-            kwargs["sasl_mechanism"] = "SCRAM-SHA-512"
+            kwargs["sasl_mechanism"] = SCRAM_MECHANISM
             kwargs["sasl_plain_username"] = self.kafka_sasl_username
             kwargs["sasl_plain_password"] = (
                 self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None

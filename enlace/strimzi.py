@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from enlace import topics
 from enlace.security import (
     ROUTER_USER,
     AclBinding,
@@ -42,7 +43,7 @@ class ClusterShape:
     storage: str = "100Gi"
     partitions: int = 3
     router_image: str = "enlace:0.1.0"
-    router_prefix: str = "enlace.router."
+    router_prefix: str = topics.ROUTER_PREFIX
 
 
 def _meta(name: str, shape: ClusterShape, **extra: Any) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Topic names of the exchange (DESIGN.md, "Kafka topics") and their idempotent provisioning."""
+"""Every name and format of the exchange in Kafka, and the topics' idempotent provisioning.
+
+Topics (DESIGN.md, "Kafka topics"), the router's and consumers' group ids, the router's
+transactional ids and the owner partition of a bulletin are made here and nowhere else: the
+services' settings, the engine, the ACL plan, the manifests and the tests all call these.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,10 @@ AUDIT = "enlace.audit"
 DEADLETTER = "enlace.deadletter"
 # Router-owned state (not in DESIGN.md's table): ids already routed, for replay protection.
 ROUTER_SEEN = "enlace.router.seen"
+# Groups and transactional ids. Prefixes end in a delimiter, so a prefixed ACL on them cannot
+# match a neighbour ("enlace.router." does not match "enlace.routerX").
+ROUTER_PREFIX = "enlace.router."
+CONSUMER_GROUP_PREFIX = "enlace.consumer."
 DAY_MS = 24 * 3600 * 1000
 # Compacted and time-bounded: the router only needs ids younger than its replay window.
 SEEN_RETENTION_MS = 8 * DAY_MS
@@ -48,6 +57,22 @@ def feed(agency: str) -> str:
 
 def receipts(agency: str) -> str:
     return f"{RECEIPTS_PREFIX}{agency}"
+
+
+def router_group(prefix: str = ROUTER_PREFIX) -> str:
+    """The consumer group every router instance joins."""
+    return f"{prefix}routers"
+
+
+def router_transactional_id(topic: str, partition: int, prefix: str = ROUTER_PREFIX) -> str:
+    """The transactional id of one input partition's producer (one per partition: aiokafka
+    speaks the v0 protocol, so whoever owns the partition owns the id and fences the last)."""
+    return f"{prefix}{topic}.{partition}"
+
+
+def consumer_group(agency: str, topic_prefix: str = "") -> str:
+    """The partner consumer's group: one per agency (``topic_prefix`` namespaces tests)."""
+    return f"{topic_prefix}{CONSUMER_GROUP_PREFIX}{agency}"
 
 
 def agency_of(topic: str) -> str:

@@ -26,7 +26,7 @@ from broker.policy import Policy
 from consumers.receipts import feedback_event, incident_event, publish_events
 from consumers.service import Delivery, FeedConsumer
 from consumers.settings import ConsumerSettings
-from enlace import clients
+from enlace import clients, topics
 from enlace.demo.accounting import Books, Verdict
 from enlace.demo.setup import RouterProcess, agency_keys, free_port, write_key_directory
 from enlace.demo.stats import LeakWatch, Rate, percentile
@@ -61,7 +61,7 @@ class DemoOptions:
     policy_file: Path
     metrics_port_base: int = 0  # 0: any free ports
     drain_seconds: float = 120.0
-    router_prefix: str = "enlace.router."
+    router_prefix: str = topics.ROUTER_PREFIX
 
 
 @dataclass

@@ -35,9 +35,9 @@ from broker.settings import RouterSettings
 from enlace import clients, topics
 from enlace.localkafka import DEFAULT_LIBS, LocalKafka
 from enlace.provisioning import AdminConnection, ProvisionReport, load_credentials, provision
-from enlace.security import OPERATOR_USER, ROUTER_USER, acl_plan, consumer_group
+from enlace.security import OPERATOR_USER, ROUTER_USER, acl_plan
 from enlace.settings import KafkaSettings
-from enlace.topics import ensure_topics, exchange_topics
+from enlace.topics import consumer_group, ensure_topics, exchange_topics, router_transactional_id
 from schemas.codec import decode_audit
 from schemas.envelope import seal
 from schemas.samples import sample_bulletin
@@ -216,7 +216,7 @@ async def test_router_copies_outbound_to_a_feed_in_a_transaction_under_its_prefi
     group = RouterSettings().group_id
     tp = TopicPartition(source, 0)
     consumer = clients.consumer(router, source, group_id=group, request_timeout_ms=5_000)
-    txn_id = f"{ROUTER_PREFIX}{source}.0"  # broker/engine.py TransactionalEngine.transactional_id
+    txn_id = router_transactional_id(source, 0, ROUTER_PREFIX)  # what the engine uses
     producer = clients.producer(router, transactional_id=txn_id, request_timeout_ms=5_000)
     async with running(consumer), running(producer):
         records: list[Any] = []

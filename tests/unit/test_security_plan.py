@@ -30,13 +30,13 @@ from enlace.security import (
     acl_plan,
     allowed,
     check_prefix,
-    consumer_group,
     parse_acl_list,
     parse_scram_users,
     principals,
     user,
 )
 from enlace.settings import DEFAULT_AGENCIES
+from enlace.topics import consumer_group, router_transactional_id
 
 REGISTRY_IDS = Registry.load(DEFAULT_AGENCIES).ids
 # Ids that share a prefix: a prefixed per-agency ACL would leak cr-msp2's feed to cr-msp.
@@ -121,8 +121,7 @@ def test_router_grants_cover_its_group_transactional_ids_and_new_agencies() -> N
     assert settings.router_prefix == DEFAULT_ROUTER_PREFIX
     plan = acl_plan(REGISTRY_IDS, settings.router_prefix)
     assert allowed(plan, ROUTER, ResourceType.GROUP, settings.group_id, Operation.READ)
-    # broker/engine.py TransactionalEngine.transactional_id: "<prefix><topic>.<partition>".
-    txn_id = f"{settings.router_prefix}{topics.outbound('cr-msp')}.2"
+    txn_id = router_transactional_id(topics.outbound("cr-msp"), 2, settings.router_prefix)
     assert allowed(plan, ROUTER, ResourceType.TRANSACTIONAL_ID, txn_id, Operation.WRITE)
     assert not allowed(plan, ROUTER, ResourceType.TRANSACTIONAL_ID, "rogue.0", Operation.WRITE)
     # An agency that joins later is routed before anyone re-provisions the router.
