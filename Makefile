@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 kafka-jars: $(STAMP)
-	$(BIN)/python -c 'from enlace.localkafka import fetch_jars; fetch_jars()'
+	$(BIN)/python -c 'from deploy.localkafka import fetch_jars; fetch_jars()'
 
 # promtool (deploy/ checks) and kcat (an independent Kafka client) are used by the tests.
 TOOLS_APT := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus kcat
@@ -35,6 +35,7 @@ tools:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy .

@@ -22,9 +22,9 @@ from bench.kafka_env import kafka_for_bench
 from bench.plan import Plan
 from bench.report import BenchResult, render
 from bench.run import Progress, Run, describe, run_all
-from enlace.clients import check_c_extensions
-from enlace.logs import configure_logging
-from enlace.settings import KafkaSettings
+from enlace.core.clients import check_c_extensions
+from enlace.core.logs import configure_logging
+from enlace.core.settings import KafkaSettings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -20,9 +20,9 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from broker.engine import BatchOutcome, OutRecord, TransactionalEngine
-from enlace.clients import check_c_extensions
-from enlace.logs import configure_logging
-from enlace.settings import KafkaSettings
+from enlace.core.clients import check_c_extensions
+from enlace.core.logs import configure_logging
+from enlace.core.settings import KafkaSettings
 
 
 class CopyHandler:

@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 
 from broker.policy import Policy
-from enlace.registry import Agency, Registry
-from enlace.settings import DEFAULT_AGENCIES, DEFAULT_POLICY
+from enlace.core.registry import Agency, Registry
+from enlace.core.settings import DEFAULT_AGENCIES, DEFAULT_POLICY
 from schemas.agency_key import AgencyKey
 from schemas.key_directory import KeyDirectory
 

@@ -30,7 +30,7 @@ from bench.report import Row, number
 from bench.run import Run, row
 from bench.scrape import TrustCounters, metrics_url, read_trust
 from bench.tracker import Tracker
-from enlace.topics import feed, receipts
+from enlace.core.topics import feed, receipts
 from producers.publisher import Publisher
 
 FLOOD_PARTNER = "cr-msp"  # writes the junk; receives releases, publishes nothing here

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.junk import load_records
-from enlace import clients
-from enlace.clients import check_c_extensions
-from enlace.settings import KafkaSettings
+from enlace.core import clients
+from enlace.core.clients import check_c_extensions
+from enlace.core.settings import KafkaSettings
 
 
 async def write(settings: KafkaSettings, topic: str, path: Path) -> dict[str, Any]:

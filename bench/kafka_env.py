@@ -15,11 +15,11 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from enlace import clients
-from enlace.errors import BrokerError
-from enlace.localkafka import DEFAULT_DATA_DIR, LocalKafka
-from enlace.settings import REPO_ROOT, KafkaSettings
-from enlace.topics import partitions_of
+from deploy.localkafka import DEFAULT_DATA_DIR, LocalKafka
+from enlace.core import clients
+from enlace.core.errors import BrokerError
+from enlace.core.settings import REPO_ROOT, KafkaSettings
+from enlace.core.topics import partitions_of
 
 BENCH_KAFKA_DIR = REPO_ROOT / ".enlace" / "bench-kafka"
 BENCH_KAFKA_PORT = 9292

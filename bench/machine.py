@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from enlace.localkafka import KAFKA_VERSION
-from enlace.settings import REPO_ROOT
+from deploy.localkafka import KAFKA_VERSION
+from enlace.core.settings import REPO_ROOT
 
 MEASURED_CODE = ("broker", "schemas", "producers", "enlace", "bench")
 

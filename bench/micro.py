@@ -25,7 +25,7 @@ from broker.metrics import RouterMetrics
 from broker.replay import SeenIndex
 from broker.routing import RouterHandler, RoutingContext
 from broker.trust_state import TrustState
-from enlace.topics import outbound
+from enlace.core.topics import outbound
 from schemas.codec import decode_audit, decode_bulletin, encode_audit, encode_bulletin
 from schemas.envelope import Sealed, seal
 from schemas.models import ThreatBulletin

@@ -19,7 +19,7 @@ from bench.procs import Child
 from bench.raw import Measured
 from bench.stats import latencies, summarize_seconds
 from bench.tracker import Tracker
-from enlace.settings import KafkaSettings
+from enlace.core.settings import KafkaSettings
 from producers.publisher import Publisher, PublishFailure
 from producers.settings import PublisherSettings
 from schemas.models import ThreatBulletin

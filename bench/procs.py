@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from enlace.errors import EnlaceError
+from enlace.core.errors import EnlaceError
 
 
 class ChildFailed(EnlaceError):

@@ -1,5 +1,5 @@
 """Raw Kafka traffic for the baselines: the same sealed payload under fresh keys, sent by an
-idempotent acks=all producer (``enlace.clients.producer``) and timed to its arrival."""
+idempotent acks=all producer (``enlace.core.clients.producer``) and timed to its arrival."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from bench.load import paced
 from bench.stats import LatencySummary, latencies, rate, summarize_seconds
 from bench.tracker import Tracker
-from enlace.errors import DeliveryError
+from enlace.core.errors import DeliveryError
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,9 @@ from bench.raw import Measured, Payload, fixed_rate, flat_out
 from bench.report import BenchResult, Row
 from bench.scrape import TxnCounters, read_counters
 from bench.tracker import Tracker
-from enlace import clients
-from enlace.settings import KafkaSettings
-from enlace.topics import (
+from enlace.core import clients
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import (
     AUDIT,
     ROUTER_SEEN,
     TopicSpec,

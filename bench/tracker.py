@@ -14,10 +14,10 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from enlace import clients
-from enlace.errors import started
-from enlace.settings import KafkaSettings
-from enlace.topics import partitions_of
+from enlace.core import clients
+from enlace.core.errors import started
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import partitions_of
 
 
 class Tracker:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from enlace.errors import CodecError, SignatureError, ValidationError
+from enlace.core.errors import CodecError, SignatureError, ValidationError
 from schemas import headers as hdr
 from schemas.codec import DEFAULT_MAX_RECORD_BYTES, decode_bulletin, encode_bulletin, fingerprint
 from schemas.key_directory import KeyDirectory

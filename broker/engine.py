@@ -29,12 +29,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, ProducerFenced
 
-from enlace import clients
-from enlace.closing import close_consumer, close_producer
-from enlace.errors import BrokerError, started
-from enlace.logs import get_logger
-from enlace.settings import KafkaSettings
-from enlace.topics import router_transactional_id
+from enlace.core import clients
+from enlace.core.closing import close_consumer, close_producer
+from enlace.core.errors import BrokerError, started
+from enlace.core.logs import get_logger
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import router_transactional_id
 
 log = get_logger(__name__)
 

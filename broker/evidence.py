@@ -16,12 +16,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from schemas.vocab import TrustEventKind
-
-if TYPE_CHECKING:
-    from broker.policy import Policy
 
 _LN2 = math.log(2.0)
 DAY = 86_400.0
@@ -86,9 +82,10 @@ class Evidence:
     bulletin_id: str | None = None
 
 
-def classify_receipt(released_at: datetime, receipt_at: datetime, policy: Policy) -> EvidenceClass:
+def classify_receipt(
+    released_at: datetime, receipt_at: datetime, deadline: timedelta
+) -> EvidenceClass:
     """On time if the receipt came within the policy's deadline after the release, else late."""
-    deadline = timedelta(minutes=policy.evidence.receipt_deadline_minutes)
     if receipt_at - released_at <= deadline:
         return EvidenceClass.RECEIPT_ON_TIME
     return EvidenceClass.RECEIPT_LATE

@@ -139,6 +139,7 @@ def build_ledger(
     missing receipt at the deadline, if the deadline is before ``now``.
     """
     ledger = TrustLedger.for_policy(policy)
+    deadline = timedelta(minutes=policy.evidence.receipt_deadline_minutes)
     past = [r for r in records if _when(r) <= now]
     releases: dict[tuple[str, str, str], datetime] = {}
     for record in past:
@@ -156,7 +157,7 @@ def build_ledger(
             receipted.add(key)
             released_at = record.released_at or releases.get(key)
             if released_at is not None:
-                receipt_class = classify_receipt(released_at, record.occurred_at, policy)
+                receipt_class = classify_receipt(released_at, record.occurred_at, deadline)
         evidence = evidence_from_event(
             record.kind,
             record.reporter,
@@ -167,7 +168,6 @@ def build_ledger(
         )
         if evidence is not None:
             ledger.add(evidence)
-    deadline = timedelta(minutes=policy.evidence.receipt_deadline_minutes)
     for (originator, partner, bulletin_id), released_at in releases.items():
         due = released_at + deadline
         if (originator, partner, bulletin_id) not in receipted and due <= now:

@@ -10,9 +10,9 @@ from broker.ledger import TrustLedger
 from broker.policy import Policy
 from broker.trust_state import TrustState
 from broker.trust_view import TrustFeed
-from enlace.registry import Registry
-from enlace.settings import KafkaSettings
-from enlace.topics import receipts
+from enlace.core.registry import Registry
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import receipts
 from schemas.key_directory import KeyDirectory
 
 

@@ -11,7 +11,7 @@ from broker.admission import Admitted
 from broker.engine import OutRecord
 from broker.release import ReleaseDecision
 from broker.trust import TrustScore
-from enlace.topics import AUDIT, DEADLETTER, feed
+from enlace.core.topics import AUDIT, DEADLETTER, feed
 from schemas import headers as hdr
 from schemas.catalog import Catalog
 from schemas.codec import AUDIT as AUDIT_SCHEMA

@@ -7,13 +7,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from broker.policy_source import SourceMap, format_path
+from broker.policy_terms import (
+    AgreementEntry,
+    AgreementLevel,
+    EvidenceParams,
+    LevelTerms,
+    OriginatorOverride,
+)
 from schemas.vocab import Classification
 
-if TYPE_CHECKING:
-    from broker.policy import AgreementEntry, Policy
+
+class Policy(Protocol):
+    """What the rules read of a policy (so the rules need not import the policy itself)."""
+
+    @property
+    def agreements(self) -> tuple[AgreementEntry, ...]: ...
+    @property
+    def levels(self) -> dict[AgreementLevel, LevelTerms]: ...
+    @property
+    def thresholds(self) -> dict[Classification, float]: ...
+    @property
+    def overrides(self) -> dict[str, OriginatorOverride]: ...
+    @property
+    def evidence(self) -> EvidenceParams: ...
+
 
 Problem = tuple[tuple[str | int, ...], str]
 

@@ -18,11 +18,11 @@ from enum import StrEnum
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from enlace import clients
-from enlace.closing import close_consumer
-from enlace.errors import BrokerError, started
-from enlace.settings import KafkaSettings
-from enlace.topics import ROUTER_SEEN, partitions_of
+from enlace.core import clients
+from enlace.core.closing import close_consumer
+from enlace.core.errors import BrokerError, started
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import ROUTER_SEEN, partitions_of
 
 _VALUE = struct.Struct(">32sq")  # sha256 digest, first-seen epoch milliseconds
 

@@ -25,13 +25,13 @@ from broker.routing import Clock, RouterHandler, RoutingContext, utc_now
 from broker.settings import RouterSettings
 from broker.trust_state import Folded, Outcome, TrustLimits, TrustState
 from broker.trust_view import RejectedEvent, TrustFeed
-from enlace import clients
-from enlace.closing import close_producer
-from enlace.errors import BrokerError, KafkaUnavailable
-from enlace.http import ServiceHttp
-from enlace.logs import get_logger
-from enlace.registry import Registry
-from enlace.topics import DEADLETTER, TRUST_SCORES, outbound, receipts
+from enlace.core import clients
+from enlace.core.closing import close_producer
+from enlace.core.errors import BrokerError, KafkaUnavailable
+from enlace.core.http import ServiceHttp
+from enlace.core.logs import get_logger
+from enlace.core.registry import Registry
+from enlace.core.topics import DEADLETTER, TRUST_SCORES, outbound, receipts
 from schemas.key_directory import KeyDirectory
 
 log = get_logger(__name__)

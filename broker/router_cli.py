@@ -12,10 +12,10 @@ import typer
 from broker.policy import Policy
 from broker.router import Router
 from broker.settings import RouterSettings
-from enlace.clients import check_c_extensions
-from enlace.logs import configure_logging, get_logger
-from enlace.registry import Registry
-from enlace.runtime import freeze_heap, run_service
+from enlace.core.clients import check_c_extensions
+from enlace.core.logs import configure_logging, get_logger
+from enlace.core.registry import Registry
+from enlace.core.runtime import freeze_heap, run_service
 from schemas.key_directory import KeyDirectory
 
 router_app = typer.Typer(help="The router: verification, trust, release, audit.")

@@ -30,9 +30,9 @@ from broker.replay import (
     seen_key,
 )
 from broker.trust import TrustScore
-from enlace.logs import get_logger
-from enlace.registry import Registry
-from enlace.topics import ROUTER_SEEN, agency_of, owner_partition
+from enlace.core.logs import get_logger
+from enlace.core.registry import Registry
+from enlace.core.topics import ROUTER_SEEN, agency_of, owner_partition
 from schemas.key_directory import KeyDirectory
 
 log = get_logger(__name__)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from enlace.settings import DEFAULT_KEYS, DEFAULT_POLICY, KafkaSettings
-from enlace.topics import ROUTER_PREFIX, router_group
+from enlace.core.settings import DEFAULT_KEYS, DEFAULT_POLICY, KafkaSettings
+from enlace.core.topics import ROUTER_PREFIX, router_group
 from schemas.codec import DEFAULT_MAX_RECORD_BYTES
 
 

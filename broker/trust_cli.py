@@ -25,9 +25,9 @@ from broker.policy import AgreementLevel, Policy
 from broker.policy_rules import max_after_leak
 from broker.trust import TrustScore
 from broker.trust_source import read_records
-from enlace.errors import PolicyError
-from enlace.registry import Registry
-from enlace.settings import DEFAULT_AGENCIES, DEFAULT_KEYS, DEFAULT_POLICY, KafkaSettings
+from enlace.core.errors import PolicyError
+from enlace.core.registry import Registry
+from enlace.core.settings import DEFAULT_AGENCIES, DEFAULT_KEYS, DEFAULT_POLICY, KafkaSettings
 from schemas.key_directory import KeyDirectory
 from schemas.vocab import Classification
 

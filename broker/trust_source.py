@@ -18,8 +18,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from broker.ledger import ObservedEvent, ObservedRelease
-from enlace.errors import ValidationError
-from enlace.registry import check_agency_id
+from enlace.core.errors import ValidationError
+from enlace.core.registry import check_agency_id
 from schemas.vocab import ReleaseKind, TrustEventKind
 
 AgencyId = Annotated[str, AfterValidator(check_agency_id)]

@@ -233,7 +233,7 @@ class TrustState:
             self._awaiting_receipt.discard(key)
             if key in self._missed:
                 return False
-            receipt_class = classify_receipt(self._released[key], observed, self.policy)
+            receipt_class = classify_receipt(self._released[key], observed, self._deadline)
         evidence = evidence_from_event(
             event.kind,
             event.reporter,

@@ -32,12 +32,12 @@ from aiokafka.errors import KafkaError
 
 from broker.outputs import release_summary
 from broker.trust_state import Folded, Outcome, TrustState
-from enlace import clients
-from enlace.closing import close_consumer
-from enlace.errors import BrokerError, CodecError, SignatureError, ValidationError, started
-from enlace.logs import get_logger
-from enlace.settings import KafkaSettings
-from enlace.topics import AUDIT, agency_of, partitions_of, writer_timestamped
+from enlace.core import clients
+from enlace.core.closing import close_consumer
+from enlace.core.errors import BrokerError, CodecError, SignatureError, ValidationError, started
+from enlace.core.logs import get_logger
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import AUDIT, agency_of, partitions_of, writer_timestamped
 from schemas.codec import decode_audit
 from schemas.envelope import open_event
 from schemas.key_directory import KeyDirectory

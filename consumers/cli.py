@@ -35,9 +35,9 @@ from consumers.service import FeedConsumer
 from consumers.settings import ConsumerSettings
 from consumers.sinks import parse_sink_uris
 from consumers.store import BulletinStore, InboxQuery
-from enlace.errors import ConfigError
-from enlace.http import ServiceHttp
-from enlace.logs import configure_logging, get_logger
+from enlace.core.errors import ConfigError
+from enlace.core.http import ServiceHttp
+from enlace.core.logs import configure_logging, get_logger
 from schemas.key_directory import KeyDirectory
 
 consumer_app = typer.Typer(help="The partner consumer service.", no_args_is_help=True)

@@ -15,10 +15,10 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from consumers.receipts import publish_events
 from consumers.settings import ConsumerSettings
 from consumers.store import BulletinStore
-from enlace import clients
-from enlace.closing import close_producer
-from enlace.errors import BrokerError, ConfigError, KafkaUnavailable
-from enlace.logs import get_logger
+from enlace.core import clients
+from enlace.core.closing import close_producer
+from enlace.core.errors import BrokerError, ConfigError, KafkaUnavailable
+from enlace.core.logs import get_logger
 from schemas.models import TrustEvent
 from schemas.signing import AgencyKey
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from consumers.store import InboxRow, QuarantineRow, StoredBulletin
-from enlace.errors import ConfigError, SignatureError
+from enlace.core.errors import ConfigError, SignatureError
 from schemas.key_directory import KeyDirectory
 
 _AGO = re.compile(r"^(?P<n>\d+)(?P<unit>[smhdw])$")

@@ -15,8 +15,8 @@ from aiokafka import AIOKafkaProducer
 
 from consumers.receipts import publish_events, receipt_event
 from consumers.sinks import SqliteSink
-from enlace.errors import DeliveryError
-from enlace.logs import get_logger
+from enlace.core.errors import DeliveryError
+from enlace.core.logs import get_logger
 from schemas.signing import AgencyKey
 
 log = get_logger(__name__)

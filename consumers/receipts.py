@@ -17,7 +17,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from enlace.errors import ConfigError, DeliveryError, DeliveryTimeout
+from enlace.core.errors import ConfigError, DeliveryError, DeliveryTimeout
 from schemas.envelope import seal_event
 from schemas.models import TrustEvent
 from schemas.signing import AgencyKey

@@ -35,11 +35,11 @@ from consumers.records import Delivered, Delivery, FeedRecord, Item, Quarantined
 from consumers.settings import ConsumerSettings
 from consumers.sinks import Sink, SqliteSink, WriteResult, build_sink, parse_sink_uris
 from consumers.verify import open_feed_record
-from enlace import clients
-from enlace.closing import close_consumer, close_producer
-from enlace.errors import BrokerError, ConfigError, KafkaUnavailable, NotStarted, SinkError
-from enlace.logs import get_logger
-from enlace.registry import Registry
+from enlace.core import clients
+from enlace.core.closing import close_consumer, close_producer
+from enlace.core.errors import BrokerError, ConfigError, KafkaUnavailable, NotStarted, SinkError
+from enlace.core.logs import get_logger
+from enlace.core.registry import Registry
 from schemas.key_directory import KeyDirectory
 from schemas.signing import AgencyKey
 
@@ -259,7 +259,7 @@ class FeedConsumer:
         self._log.info("consumer_stopped", delivered=self.delivered, quarantined=self.quarantined)
 
     def health(self) -> tuple[bool, dict[str, object]]:
-        """For :class:`enlace.http.ServiceHttp`."""
+        """For :class:`enlace.core.http.ServiceHttp`."""
         return self._started and self._failure is None, {
             "agency": self.agency,
             "failure": self._failure,

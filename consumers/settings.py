@@ -14,10 +14,10 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from enlace import topics
-from enlace.errors import ConfigError
-from enlace.registry import check_agency_id
-from enlace.settings import DEFAULT_KEYS, DEFAULT_STATE_DIR, KafkaSettings
+from enlace.core import topics
+from enlace.core.errors import ConfigError
+from enlace.core.registry import check_agency_id
+from enlace.core.settings import DEFAULT_KEYS, DEFAULT_STATE_DIR, KafkaSettings
 from schemas.codec import DEFAULT_MAX_RECORD_BYTES
 from schemas.signing import DEFAULT_KEY_DIR
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from consumers.records import Delivered, Quarantined, Release, StoreOutcome, iso
 from consumers.store_schema import MIGRATIONS, SCHEMA_VERSION
-from enlace.errors import SinkError
+from enlace.core.errors import SinkError
 from schemas.models import ThreatBulletin
 
 BUSY_TIMEOUT_MS = 10_000

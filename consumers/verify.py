@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from consumers.records import Delivered, FeedRecord, Quarantined, Release
-from enlace.errors import CodecError, SignatureError, ValidationError
+from enlace.core.errors import CodecError, SignatureError, ValidationError
 from schemas import headers as hdr
 from schemas.codec import decode_bulletin
 from schemas.key_directory import KeyDirectory

@@ -14,9 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-from enlace.logs import configure_logging
-from enlace.registry import Registry
-from enlace.settings import KafkaSettings
+from enlace.core.logs import configure_logging
+from enlace.core.registry import Registry
+from enlace.core.settings import KafkaSettings
 from producers.produce import EXIT_UNACKNOWLEDGED, produce_bytes
 from producers.service import PublisherService
 from producers.settings import OnError, PublisherSettings

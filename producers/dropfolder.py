@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from enlace.errors import ConfigError
+from enlace.core.errors import ConfigError
 
 SUFFIXES = (".json", ".jsonl", ".ndjson")
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".swp")

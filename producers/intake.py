@@ -24,8 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
-from enlace.errors import CodecError, SignatureError, ValidationError
-from enlace.logs import get_logger
+from enlace.core.errors import CodecError, SignatureError, ValidationError
+from enlace.core.logs import get_logger
 from producers.publisher import Clock, DeliveryResult, Publisher, PublishFailure, utc_now
 from producers.settings import PublisherSettings
 from schemas.envelope import Sealed

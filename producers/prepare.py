@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from enlace.errors import ValidationError
-from enlace.registry import Agency
+from enlace.core.errors import ValidationError
+from enlace.core.registry import Agency
 from producers.inputs import Item, Problem
 from schemas.models import ThreatBulletin, validate_bulletin
 
@@ -45,7 +45,7 @@ def prepare(
 
     Absent (or null) ``bulletin_id`` becomes ``bulletin_id`` if given, else a fresh uuid4;
     absent ``issued_at`` becomes ``now``; absent ``origin``/``origin_country`` become the
-    agency's. Raises :class:`~enlace.errors.ValidationError` with ``(field, rule)`` problems.
+    agency's. Raises :class:`~enlace.core.errors.ValidationError` with ``(field, rule)`` problems.
     """
     if isinstance(obj, ThreatBulletin):
         if obj.origin != agency.id:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from enlace.errors import KafkaUnavailable
+from enlace.core.errors import KafkaUnavailable
 from producers.inputs import ParsedInput, Problem, iter_chunks, parse_input
 from producers.prepare import prepare_items
 from producers.publisher import DeliveryResult, Publisher, PublishFailure, utc_now

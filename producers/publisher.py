@@ -24,9 +24,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from enlace import clients
-from enlace.closing import close_producer
-from enlace.errors import (
+from enlace.core import clients
+from enlace.core.closing import close_producer
+from enlace.core.errors import (
     CodecError,
     ConfigError,
     DeliveryError,
@@ -38,8 +38,8 @@ from enlace.errors import (
     SignatureError,
     ValidationError,
 )
-from enlace.logs import get_logger
-from enlace.registry import Agency, Registry
+from enlace.core.logs import get_logger
+from enlace.core.registry import Agency, Registry
 from producers.metrics import PublisherMetrics, RejectReason
 from producers.prepare import ORIGIN_FIELD, prepare
 from producers.settings import PublisherSettings

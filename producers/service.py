@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from enlace.http import ServiceHttp
-from enlace.logs import get_logger
-from enlace.registry import Registry
+from enlace.core.http import ServiceHttp
+from enlace.core.logs import get_logger
+from enlace.core.registry import Registry
 from producers.intake import HttpIntake
 from producers.metrics import PublisherMetrics
 from producers.publisher import Clock, Publisher, utc_now

@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from enlace.registry import check_agency_id
-from enlace.settings import KafkaSettings
-from enlace.topics import outbound
+from enlace.core.registry import check_agency_id
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import outbound
 from schemas.codec import DEFAULT_MAX_RECORD_BYTES
 
 OnError = Literal["skip", "abort"]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from enlace.registry import Agency, Registry
+from enlace.core.registry import Agency, Registry
 from producers.scenario import (
     COMMODITIES,
     COUNTRY_NAMES,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from enlace.errors import CodecError, SignatureError, ValidationError
-from enlace.logs import get_logger
+from enlace.core.errors import CodecError, SignatureError, ValidationError
+from enlace.core.logs import get_logger
 from producers.dropfolder import Claim, DropFolder, stable
 from producers.inputs import Problem, iter_chunks, parse_input
 from producers.prepare import prepare_items

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 from nacl.signing import SigningKey
 
-from enlace.errors import ConfigError
-from enlace.registry import check_agency_id
+from enlace.core.errors import ConfigError
+from enlace.core.registry import check_agency_id
 
 DEFAULT_KEY_DIR = Path("~/.enlace/keys")
 KEY_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from enlace.errors import CorruptRecord, TruncatedRecord
+from enlace.core.errors import CorruptRecord, TruncatedRecord
 
 MAX_DEPTH = 64
 ZERO_WIDTH_ALLOWANCE = 1024

@@ -17,7 +17,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import SchemaParseException
 
-from enlace.errors import ConfigError, UnknownFingerprint
+from enlace.core.errors import ConfigError, UnknownFingerprint
 from schemas.bounds import Node, compile_schema
 from schemas.fingerprint import canonical_form, schema_fingerprint
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from enlace.errors import ConfigError
+from enlace.core.errors import ConfigError
 from schemas.catalog import SCHEMA_DIR, Catalog, SchemaVersion
 from schemas.compat import full_transitive
 from schemas.lint import lint

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from enlace.errors import ConfigError
+from enlace.core.errors import ConfigError
 from schemas.agency_key import DEFAULT_KEY_DIR, AgencyKey
 from schemas.catalog import SCHEMA_DIR
 from schemas.check import check_schemas

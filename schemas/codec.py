@@ -16,7 +16,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from pydantic import ValidationError as PydanticValidationError
 
-from enlace.errors import (
+from enlace.core.errors import (
     BadMagic,
     CorruptRecord,
     RecordTooLarge,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from enlace.errors import KeyNotOfAgency
+from enlace.core.errors import KeyNotOfAgency
 from schemas import headers as hdr
 from schemas.catalog import Catalog
 from schemas.codec import (

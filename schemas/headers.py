@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from enlace.errors import HeaderError
+from enlace.core.errors import HeaderError
 
 ORIGIN = "enlace-origin"
 KEY_ID = "enlace-key-id"

@@ -25,7 +25,7 @@ from nacl.signing import VerifyKey
 from pydantic import AfterValidator, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from enlace.errors import BadSignature, ConfigError, KeyNotOfAgency, RevokedKey, UnknownKey
+from enlace.core.errors import BadSignature, ConfigError, KeyNotOfAgency, RevokedKey, UnknownKey
 from schemas.agency_key import SEED_SIZE, AgencyKey, check_key_id, unb64
 from schemas.fields import AgencyId, UtcTime, WireModel
 

@@ -1,7 +1,7 @@
 """The models of the exchange and the validation entry points producers and services use.
 
 ``validate_bulletin``/``validate_event``/``validate_audit`` turn pydantic's errors into one
-:class:`enlace.errors.ValidationError` whose ``problems`` are ``(field.path, rule)`` pairs.
+:class:`enlace.core.errors.ValidationError` whose ``problems`` are ``(field.path, rule)`` pairs.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from enlace.errors import ValidationError
+from enlace.core.errors import ValidationError
 from schemas.bulletin import (
     MAX_ENTITIES,
     MAX_IDENTIFIERS,

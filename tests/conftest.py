@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from enlace.localkafka import DEFAULT_LIBS, LocalKafka
-from enlace.settings import KafkaSettings
-from enlace.topics import TopicSpec, ensure_topics
+from deploy.localkafka import DEFAULT_LIBS, LocalKafka
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import TopicSpec, ensure_topics
 
 # Per-example deadlines measure the machine, not the code: on a shared 2-core box right after
 # the fault tests they flake. Properties still run every example.

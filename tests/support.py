@@ -19,11 +19,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from broker.policy import Policy
 from broker.settings import RouterSettings
-from enlace import clients
-from enlace.errors import CodecError, ValidationError
-from enlace.registry import Agency, Registry
-from enlace.settings import KafkaSettings
-from enlace.topics import (
+from enlace.core import clients
+from enlace.core.errors import CodecError, ValidationError
+from enlace.core.registry import Agency, Registry
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import (
     AUDIT,
     DEADLETTER,
     ensure_topics,

@@ -10,7 +10,7 @@ from consumers.sinks.jsonl import JsonlSink
 from consumers.sinks.sqlite import SqliteSink
 from consumers.sinks.stix import StixSink
 from consumers.sinks.webhook import WebhookSink
-from enlace.errors import ConfigError
+from enlace.core.errors import ConfigError
 
 SINK_KINDS = ("sqlite", "jsonl", "stix", "webhook")
 

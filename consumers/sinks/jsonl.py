@@ -17,7 +17,7 @@ from typing import IO
 
 from consumers.records import Delivered, Item
 from consumers.sinks.base import Sink, WriteResult
-from enlace.errors import SinkError
+from enlace.core.errors import SinkError
 
 
 def quarantine_path(path: Path) -> Path:

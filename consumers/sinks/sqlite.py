@@ -12,7 +12,7 @@ from typing import TypeVar
 from consumers.records import Delivered, Item, Quarantined
 from consumers.sinks.base import Sink, WriteResult
 from consumers.store import BulletinStore, PendingReceipt
-from enlace.errors import NotStarted
+from enlace.core.errors import NotStarted
 
 T = TypeVar("T")
 

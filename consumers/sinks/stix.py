@@ -18,7 +18,7 @@ from pathlib import Path
 from consumers.records import Delivered, Item, Quarantined, Release
 from consumers.sinks.base import Sink, WriteResult
 from consumers.stix_mapping import bulletin_bundle
-from enlace.errors import SinkError
+from enlace.core.errors import SinkError
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

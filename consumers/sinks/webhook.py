@@ -20,8 +20,8 @@ from yarl import URL
 
 from consumers.records import Delivered, Item
 from consumers.sinks.base import Sink, WriteResult
-from enlace.errors import SinkError
-from enlace.logs import get_logger
+from enlace.core.errors import SinkError
+from enlace.core.logs import get_logger
 
 log = get_logger(__name__)
 

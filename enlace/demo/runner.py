@@ -26,17 +26,17 @@ from broker.policy import Policy
 from consumers.receipts import feedback_event, incident_event, publish_events
 from consumers.service import Delivery, FeedConsumer
 from consumers.settings import ConsumerSettings
-from enlace import clients, topics
+from enlace.core import clients, topics
+from enlace.core.http import ServiceHttp
+from enlace.core.logs import get_logger
+from enlace.core.registry import Registry
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import ensure_topics, exchange_topics, outbound, receipts
 from enlace.demo.accounting import Books, Verdict
 from enlace.demo.setup import RouterProcess, agency_keys, free_port, write_key_directory
 from enlace.demo.stats import LeakWatch, Rate, percentile
 from enlace.demo.story import Arrival, Story, feedback_for, plan
 from enlace.demo.tails import ScoreSnapshot, Tails
-from enlace.http import ServiceHttp
-from enlace.logs import get_logger
-from enlace.registry import Registry
-from enlace.settings import KafkaSettings
-from enlace.topics import ensure_topics, exchange_topics, outbound, receipts
 from producers.publisher import DeliveryResult, Publisher
 from producers.settings import PublisherSettings
 from producers.synthetic import BulletinGenerator

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import aiohttp
 
-from enlace.errors import KafkaLaunchError
-from enlace.registry import Registry
-from enlace.settings import KafkaSettings
+from enlace.core.errors import KafkaLaunchError
+from enlace.core.registry import Registry
+from enlace.core.settings import KafkaSettings
 from schemas.agency_key import AgencyKey
 from schemas.key_directory import KeyDirectory
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from enlace import clients
-from enlace.closing import close_consumer
-from enlace.errors import CodecError, ValidationError, started
-from enlace.settings import KafkaSettings
-from enlace.topics import AUDIT, DEADLETTER, TRUST_SCORES, partitions_of
+from enlace.core import clients
+from enlace.core.closing import close_consumer
+from enlace.core.errors import CodecError, ValidationError, started
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import AUDIT, DEADLETTER, TRUST_SCORES, partitions_of
 from schemas.codec import decode_audit
 from schemas.models import AuditRecord
 

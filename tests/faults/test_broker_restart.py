@@ -11,10 +11,10 @@ from aiokafka.errors import KafkaError
 
 from broker.policy import Policy
 from broker.router import Router
-from enlace import clients
-from enlace.localkafka import DEFAULT_LIBS, ClusterSpec, LocalKafka
-from enlace.settings import KafkaSettings
-from enlace.topics import outbound
+from deploy.localkafka import DEFAULT_LIBS, ClusterSpec, LocalKafka
+from enlace.core import clients
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import outbound
 from schemas.envelope import Sealed, seal
 from schemas.samples import sample_bulletin
 from schemas.vocab import Category, Classification

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaError
 
-from enlace import clients
-from enlace.localkafka import DEFAULT_LIBS, ClusterSpec, LocalKafka, pid_alive
-from enlace.settings import KafkaSettings
-from enlace.topics import TopicSpec, ensure_topics
+from deploy.localkafka import DEFAULT_LIBS, ClusterSpec, LocalKafka, pid_alive
+from enlace.core import clients
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import TopicSpec, ensure_topics
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from broker.policy import Policy
-from enlace import clients
-from enlace.settings import KafkaSettings
-from enlace.topics import outbound
+from enlace.core import clients
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import outbound
 from schemas.envelope import seal
 from schemas.samples import sample_bulletin
 from schemas.vocab import Category, Classification

@@ -32,12 +32,17 @@ from aiokafka.structs import TopicPartition
 from broker.policy import Policy
 from broker.router import Router
 from broker.settings import RouterSettings
-from enlace import clients, topics
-from enlace.localkafka import DEFAULT_LIBS, LocalKafka
-from enlace.provisioning import AdminConnection, ProvisionReport, load_credentials, provision
-from enlace.security import OPERATOR_USER, ROUTER_USER, acl_plan
-from enlace.settings import KafkaSettings
-from enlace.topics import consumer_group, ensure_topics, exchange_topics, router_transactional_id
+from deploy.acl_plan import OPERATOR_USER, ROUTER_USER, acl_plan
+from deploy.localkafka import DEFAULT_LIBS, LocalKafka
+from deploy.provisioning import AdminConnection, ProvisionReport, load_credentials, provision
+from enlace.core import clients, topics
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import (
+    consumer_group,
+    ensure_topics,
+    exchange_topics,
+    router_transactional_id,
+)
 from schemas.codec import decode_audit
 from schemas.envelope import seal
 from schemas.samples import sample_bulletin

@@ -15,7 +15,7 @@ from consumers.metrics import ConsumerMetrics
 from consumers.receipts import feedback_event, incident_event
 from consumers.service import Delivery, FeedConsumer
 from consumers.settings import ConsumerSettings
-from enlace.settings import KafkaSettings
+from enlace.core.settings import KafkaSettings
 from schemas.envelope import seal
 from schemas.key_directory import KeyDirectory
 from schemas.signing import AgencyKey

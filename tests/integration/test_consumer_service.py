@@ -17,9 +17,9 @@ from consumers.metrics import ConsumerMetrics
 from consumers.service import Delivery, FeedConsumer
 from consumers.settings import ConsumerSettings
 from consumers.store import BulletinStore
-from enlace import clients
-from enlace.errors import ConfigError
-from enlace.settings import KafkaSettings
+from enlace.core import clients
+from enlace.core.errors import ConfigError
+from enlace.core.settings import KafkaSettings
 from schemas import headers as hdr
 from schemas.envelope import open_event, seal
 from schemas.key_directory import KeyDirectory

@@ -14,7 +14,7 @@ from consumers.feed_records import feed_message
 from consumers.service import FeedConsumer
 from consumers.settings import ConsumerSettings
 from consumers.sinks import WebhookSink
-from enlace.settings import KafkaSettings
+from enlace.core.settings import KafkaSettings
 from schemas.envelope import seal
 from tests.integration.test_consumer_service import (
     CR,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from enlace.core.settings import DEFAULT_AGENCIES, DEFAULT_POLICY, KafkaSettings
 from enlace.demo.runner import Demo, DemoOptions
-from enlace.settings import DEFAULT_AGENCIES, DEFAULT_POLICY, KafkaSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

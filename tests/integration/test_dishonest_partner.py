@@ -20,9 +20,17 @@ from broker.ledger import TrustLedger
 from broker.outputs import DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
 from broker.policy import Policy
 from broker.router import Router
-from enlace import clients
-from enlace.settings import KafkaSettings
-from enlace.topics import AUDIT, DEADLETTER, ROUTER_SEEN, feed, outbound, owner_partition, receipts
+from enlace.core import clients
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import (
+    AUDIT,
+    DEADLETTER,
+    ROUTER_SEEN,
+    feed,
+    outbound,
+    owner_partition,
+    receipts,
+)
 from schemas import headers as hdr
 from schemas.codec import TRUST_EVENT, encode
 from schemas.envelope import Sealed, seal, seal_event

@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from enlace import clients
-from enlace.settings import KafkaSettings
-from enlace.topics import TopicSpec, ensure_topics, exchange_topics
+from enlace.core import clients
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import TopicSpec, ensure_topics, exchange_topics
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from broker.policy import Policy
 from broker.router import Router
-from enlace import clients
-from enlace.settings import KafkaSettings
-from enlace.topics import DEADLETTER, feed, outbound, owner_partition
+from enlace.core import clients
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import DEADLETTER, feed, outbound, owner_partition
 from schemas import headers as hdr
 from schemas.envelope import Sealed, seal
 from schemas.samples import sample_bulletin

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from enlace import clients
-from enlace.errors import ConfigError, KafkaUnavailable, RecordTooLarge, ValidationError
-from enlace.localkafka import LocalKafka
-from enlace.settings import KafkaSettings
-from enlace.topics import TopicSpec, ensure_topics
+from deploy.localkafka import LocalKafka
+from enlace.core import clients
+from enlace.core.errors import ConfigError, KafkaUnavailable, RecordTooLarge, ValidationError
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import TopicSpec, ensure_topics
 from producers.publisher import DeliveryResult, Publisher, PublishFailure
 from producers.settings import PublisherSettings
 from schemas import headers as hdr

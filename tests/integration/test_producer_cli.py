@@ -16,7 +16,7 @@ import structlog
 from typer.testing import CliRunner, Result
 
 from enlace.cli import app
-from enlace.settings import KafkaSettings
+from enlace.core.settings import KafkaSettings
 from producers.inputs import parse_input
 from producers.prepare import derive_id
 from schemas.signing import AgencyKey, KeyDirectory

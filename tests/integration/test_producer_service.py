@@ -20,9 +20,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from enlace.localkafka import LocalKafka
-from enlace.settings import KafkaSettings
-from enlace.topics import TopicSpec, ensure_topics
+from deploy.localkafka import LocalKafka
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import TopicSpec, ensure_topics
 from producers.dropfolder import CLAIM_SUFFIX
 from producers.inputs import parse_input
 from producers.prepare import derive_id

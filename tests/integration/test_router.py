@@ -13,8 +13,8 @@ import pytest
 from broker.live_trust import live_ledger
 from broker.policy import Policy
 from broker.router import Router
-from enlace.settings import KafkaSettings
-from enlace.topics import AUDIT, DEADLETTER, feed, outbound, receipts
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import AUDIT, DEADLETTER, feed, outbound, receipts
 from schemas import headers as hdr
 from schemas.agency_key import AgencyKey
 from schemas.codec import decode_audit, decode_bulletin, encode_trust_event

@@ -22,7 +22,7 @@ from bench.report import BenchResult, MicroCost, Row, markdown_table, render
 from bench.scrape import metrics_url, parse_counters
 from bench.stats import due, latencies, percentile, rate, summarize_seconds
 from broker.metrics import RouterMetrics
-from enlace.registry import check_agency_id
+from enlace.core.registry import check_agency_id
 
 finite = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False)
 

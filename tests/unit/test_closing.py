@@ -7,7 +7,7 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from enlace.closing import close_consumer, close_producer, holds_records
+from enlace.core.closing import close_consumer, close_producer, holds_records
 
 
 async def test_the_producer_internals_the_abort_uses_are_where_it_expects() -> None:

@@ -7,7 +7,7 @@ import io
 import pytest
 from fastavro import schemaless_reader
 
-from enlace.errors import (
+from enlace.core.errors import (
     BadMagic,
     CorruptRecord,
     RecordTooLarge,
@@ -15,8 +15,8 @@ from enlace.errors import (
     UnknownFingerprint,
     ValidationError,
 )
-from enlace.registry import Registry
-from enlace.settings import DEFAULT_AGENCIES
+from enlace.core.registry import Registry
+from enlace.core.settings import DEFAULT_AGENCIES
 from schemas.catalog import Catalog
 from schemas.codec import (
     FINGERPRINT_SIZE,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enlace.errors import CodecError, CorruptRecord, TruncatedRecord, ValidationError
+from enlace.core.errors import CodecError, CorruptRecord, TruncatedRecord, ValidationError
 from schemas.bounds import MAX_DEPTH, check_body, compile_schema
 from schemas.catalog import Catalog, SchemaVersion
 from schemas.codec import HEADER_SIZE, MAGIC, decode, decode_bulletin, encode_bulletin

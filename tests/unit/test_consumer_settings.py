@@ -17,7 +17,7 @@ from consumers.receipts import (
     receipt_event_id,
 )
 from consumers.settings import ConsumerSettings
-from enlace.errors import ConfigError, ValidationError
+from enlace.core.errors import ConfigError, ValidationError
 from schemas.signing import AgencyKey
 from schemas.vocab import TrustEventKind
 

@@ -13,7 +13,7 @@ from consumers.feed_records import feed_message
 from consumers.records import Delivered, FeedRecord, Quarantined, Release, StoreOutcome
 from consumers.store import BulletinStore, InboxQuery
 from consumers.store_schema import SCHEMA_VERSION
-from enlace.errors import SinkError
+from enlace.core.errors import SinkError
 from schemas.envelope import seal
 from schemas.key_directory import KeyDirectory
 from schemas.models import ThreatBulletin

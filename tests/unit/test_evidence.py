@@ -76,9 +76,9 @@ def test_receipt_class_must_be_a_receipt() -> None:
 
 def test_receipt_deadline_is_inclusive() -> None:
     deadline = timedelta(minutes=POLICY.evidence.receipt_deadline_minutes)
-    assert classify_receipt(T0, T0 + deadline, POLICY) is EvidenceClass.RECEIPT_ON_TIME
+    assert classify_receipt(T0, T0 + deadline, deadline) is EvidenceClass.RECEIPT_ON_TIME
     late = T0 + deadline + timedelta(seconds=1)
-    assert classify_receipt(T0, late, POLICY) is EvidenceClass.RECEIPT_LATE
+    assert classify_receipt(T0, late, deadline) is EvidenceClass.RECEIPT_LATE
 
 
 def test_counts_halve_per_half_life_of_their_polarity() -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from enlace.errors import RegistryError
-from enlace.localkafka import ClusterSpec, node_properties
-from enlace.registry import Registry, check_agency_id
-from enlace.settings import DEFAULT_AGENCIES, KafkaSettings
-from enlace.topics import agency_of, exchange_topics, feed, outbound, receipts
+from deploy.localkafka import ClusterSpec, node_properties
+from enlace.core.errors import RegistryError
+from enlace.core.registry import Registry, check_agency_id
+from enlace.core.settings import DEFAULT_AGENCIES, KafkaSettings
+from enlace.core.topics import agency_of, exchange_topics, feed, outbound, receipts
 
 SEED = {
     "bz-bdf", "ca-rcmp", "co-ponal", "cr-msp", "do-dncd", "sv-pnc",
@@ -102,7 +102,7 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_components_used_before_start_say_so_with_one_error() -> None:
     from broker.replay import SeenIndex, SeenLoader
     from consumers.sinks.sqlite import SqliteSink
-    from enlace.errors import EnlaceError, NotStarted
+    from enlace.core.errors import EnlaceError, NotStarted
     from producers.publisher import Publisher
     from producers.settings import PublisherSettings
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from enlace.errors import ValidationError
+from enlace.core.errors import ValidationError
 from schemas.countries import ISO_3166_ALPHA2
 from schemas.models import ThreatBulletin, validate_bulletin, validate_event
 from schemas.samples import FIXED_TIME, bulletin_fields, fixed_bulletin, sample_event

@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from enlace.registry import Registry
-from enlace.settings import DEFAULT_AGENCIES
+from enlace.core.registry import Registry
+from enlace.core.settings import DEFAULT_AGENCIES
 from schemas.codec import decode_bulletin, encode_bulletin
 from schemas.countries import ISO_3166_ALPHA2
 from schemas.models import ThreatBulletin, validate_bulletin

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from broker.policy import AgreementLevel, Policy
-from enlace.errors import ConfigError, PolicyError
-from enlace.registry import Registry
+from enlace.core.errors import ConfigError, PolicyError
+from enlace.core.registry import Registry
 from schemas.vocab import Category, Classification
 
 ROOT = Path(__file__).resolve().parents[2]

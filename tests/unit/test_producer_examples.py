@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from enlace.registry import Registry
-from enlace.settings import DEFAULT_AGENCIES
+from enlace.core.registry import Registry
+from enlace.core.settings import DEFAULT_AGENCIES
 from producers.inputs import parse_input
 from producers.prepare import prepare_items
 from schemas.projection import tearline

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from enlace.errors import (
+from enlace.core.errors import (
     DeliveryError,
     DeliveryTimeout,
     KafkaUnavailable,

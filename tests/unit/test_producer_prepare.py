@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from enlace.errors import ValidationError
-from enlace.registry import Agency
+from enlace.core.errors import ValidationError
+from enlace.core.registry import Agency
 from producers.inputs import Item
 from producers.prepare import derive_id, prepare, prepare_items
 from schemas.samples import bulletin_fields, sample_bulletin

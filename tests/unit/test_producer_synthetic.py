@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from enlace.cli import app
-from enlace.registry import Registry
-from enlace.settings import DEFAULT_AGENCIES
+from enlace.core.registry import Registry
+from enlace.core.settings import DEFAULT_AGENCIES
 from producers.synthetic import BulletinGenerator, to_json_line
 from schemas.codec import decode_bulletin, encode_bulletin
 from schemas.models import validate_bulletin

@@ -177,7 +177,7 @@ def test_cli_check_fails_on_an_incompatible_version(tmp_path: Path) -> None:
 
 
 def test_catalog_refuses_gaps_and_duplicates(tmp_path: Path) -> None:
-    from enlace.errors import ConfigError
+    from enlace.core.errors import ConfigError
 
     shutil.copy(SCHEMA_DIR / "threat_bulletin.v1.avsc", tmp_path / "threat_bulletin.v2.avsc")
     shutil.copy(SCHEMA_DIR / "threat_bulletin.v1.avsc", tmp_path / "threat_bulletin.v1.avsc")

@@ -11,10 +11,7 @@ from hypothesis import strategies as st
 
 from broker.settings import RouterSettings
 from consumers.settings import ConsumerSettings
-from enlace import topics
-from enlace.provisioning import AdminConnection, password_env_var, resolve_passwords
-from enlace.registry import AGENCY_ID_PATTERN, Registry
-from enlace.security import (
+from deploy.acl_plan import (
     CONSUMER_GROUP_PREFIX,
     DEFAULT_ROUTER_PREFIX,
     OPERATOR_USER,
@@ -35,8 +32,11 @@ from enlace.security import (
     principals,
     user,
 )
-from enlace.settings import DEFAULT_AGENCIES
-from enlace.topics import consumer_group, router_transactional_id
+from deploy.provisioning import AdminConnection, password_env_var, resolve_passwords
+from enlace.core import topics
+from enlace.core.registry import AGENCY_ID_PATTERN, Registry
+from enlace.core.settings import DEFAULT_AGENCIES
+from enlace.core.topics import consumer_group, router_transactional_id
 
 REGISTRY_IDS = Registry.load(DEFAULT_AGENCIES).ids
 # Ids that share a prefix: a prefixed per-agency ACL would leak cr-msp2's feed to cr-msp.

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from enlace.errors import (
+from enlace.core.errors import (
     BadSignature,
     ConfigError,
     HeaderError,

@@ -21,7 +21,7 @@ from consumers.stix_mapping import (
     bulletin_bundle,
     stix_pattern,
 )
-from enlace.errors import ConfigError
+from enlace.core.errors import ConfigError
 from schemas.envelope import seal
 from schemas.models import Indicator, ThreatBulletin
 from schemas.projection import tearline

@@ -7,11 +7,11 @@ from typing import Any
 
 import yaml
 
-from enlace.registry import Registry
-from enlace.security import acl_plan
-from enlace.settings import DEFAULT_AGENCIES
-from enlace.strimzi import ClusterShape, render
-from enlace.topics import exchange_topics
+from deploy.acl_plan import acl_plan
+from deploy.strimzi import ClusterShape, render
+from enlace.core.registry import Registry
+from enlace.core.settings import DEFAULT_AGENCIES
+from enlace.core.topics import exchange_topics
 
 AGENCIES = Registry.load(DEFAULT_AGENCIES).ids
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

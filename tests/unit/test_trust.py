@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from broker.evidence import CLASSES, DAY, EvidenceClass, PairEvidence
 from broker.policy import AgreementLevel, EvidenceParams, LevelTerms, Policy, Prior
 from broker.trust import TrustScore, score
-from enlace.errors import PolicyError
+from enlace.core.errors import PolicyError
 from schemas.vocab import Classification
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

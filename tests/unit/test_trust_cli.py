@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from broker import cli as broker_cli
-from enlace.errors import PolicyError, RegistryError, ValidationError
+from enlace.core.errors import PolicyError, RegistryError, ValidationError
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "deploy" / "policy.yaml"

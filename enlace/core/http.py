@@ -11,7 +11,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from enlace.errors import EnvironmentProblem
+from enlace.core.errors import EnvironmentProblem
 
 HealthCheck = Callable[[], tuple[bool, dict[str, object]]]
 

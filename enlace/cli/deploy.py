@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 import yaml
 
-from enlace.registry import Registry
-from enlace.settings import DEFAULT_AGENCIES
-from enlace.strimzi import ClusterShape, render
+from deploy.strimzi import ClusterShape, render
+from enlace.core.registry import Registry
+from enlace.core.settings import DEFAULT_AGENCIES
 
 deploy_app = typer.Typer(help="Deployment manifests.", no_args_is_help=True)
 

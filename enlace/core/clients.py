@@ -10,8 +10,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from enlace.errors import EnvironmentProblem
-from enlace.settings import KafkaSettings
+from enlace.core.errors import EnvironmentProblem
+from enlace.core.settings import KafkaSettings
 
 # 256 KiB batches and a short linger: one request in flight per broker, so batch size drives
 # throughput (see KAFKA-NOTES.md).

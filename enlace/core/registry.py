@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from enlace.errors import RegistryError
+from enlace.core.errors import RegistryError
 
 # Lowercase ASCII only: "cc-name". Confusable Unicode look-alikes are refused by construction.
 AGENCY_ID_PATTERN = re.compile(r"^[a-z]{2}-[a-z0-9]{2,30}$")

@@ -13,15 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from enlace import topics
-from enlace.security import (
+from deploy.acl_plan import (
     ROUTER_USER,
     AclBinding,
     PatternType,
     ResourceType,
     acl_plan,
 )
-from enlace.topics import TopicSpec, exchange_topics
+from enlace.core import topics
+from enlace.core.topics import TopicSpec, exchange_topics
 
 API = "kafka.strimzi.io/v1beta2"
 Manifest = dict[str, Any]

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from enlace.errors import EnvironmentProblem, KafkaLaunchError
-from enlace.logs import get_logger
-from enlace.settings import REPO_ROOT, SCRAM_MECHANISM
+from enlace.core.errors import EnvironmentProblem, KafkaLaunchError
+from enlace.core.logs import get_logger
+from enlace.core.settings import REPO_ROOT, SCRAM_MECHANISM
 
 KAFKA_VERSION = "4.4.0"
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"

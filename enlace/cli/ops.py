@@ -10,11 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from enlace.localkafka import DEFAULT_DATA_DIR, LocalKafka
-from enlace.logs import configure_logging
-from enlace.registry import Registry
-from enlace.settings import KafkaSettings
-from enlace.topics import ensure_topics, exchange_topics
+from deploy.localkafka import DEFAULT_DATA_DIR, LocalKafka
+from enlace.core.logs import configure_logging
+from enlace.core.registry import Registry
+from enlace.core.settings import KafkaSettings
+from enlace.core.topics import ensure_topics, exchange_topics
 
 kafka_app = typer.Typer(
     help="Run a local Apache Kafka from Maven Central jars.", no_args_is_help=True

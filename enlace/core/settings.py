@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_AGENCIES = REPO_ROOT / "deploy" / "agencies.yaml"
 DEFAULT_POLICY = REPO_ROOT / "deploy" / "policy.yaml"
 DEFAULT_KEYS = REPO_ROOT / "deploy" / "keys.yaml"

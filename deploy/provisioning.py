@@ -3,7 +3,7 @@
 aiokafka has no SCRAM or ACL admin API, so ``org.apache.kafka.tools.ConfigCommand`` sets the
 SCRAM-SHA-512 credentials (one launch per user: the tool alters one entity at a time) and
 ``org.apache.kafka.tools.AclCommand`` the ACLs (one launch per group of
-:func:`enlace.security.acl_command_args`). JVM launches are the cost, so provisioning reads
+:func:`deploy.acl_plan.acl_command_args`). JVM launches are the cost, so provisioning reads
 the broker's state first (two launches), changes only what differs, runs launches a few at a
 time, and keeps a class-data-sharing archive next to the jars (a launch drops from ~1.7 s to
 ~0.8 s of CPU).
@@ -27,10 +27,7 @@ from typing import Self
 
 from pydantic import SecretStr
 
-from enlace.errors import BrokerError, ConfigError
-from enlace.localkafka import ADMIN_USER, DEFAULT_LIBS, LocalKafka, fetch_jars, java_binary
-from enlace.logs import get_logger
-from enlace.security import (
+from deploy.acl_plan import (
     DEFAULT_ROUTER_PREFIX,
     AclBinding,
     acl_command_args,
@@ -42,7 +39,10 @@ from enlace.security import (
     principals,
     user,
 )
-from enlace.settings import SCRAM_MECHANISM, KafkaSettings
+from deploy.localkafka import ADMIN_USER, DEFAULT_LIBS, LocalKafka, fetch_jars, java_binary
+from enlace.core.errors import BrokerError, ConfigError
+from enlace.core.logs import get_logger
+from enlace.core.settings import SCRAM_MECHANISM, KafkaSettings
 
 CONFIG_COMMAND = "org.apache.kafka.tools.ConfigCommand"
 ACL_COMMAND = "org.apache.kafka.tools.AclCommand"

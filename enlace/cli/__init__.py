@@ -12,8 +12,11 @@ import typer
 
 from broker import cli as broker_cli
 from consumers import cli as consumers_cli
-from enlace import acl_cli, demo_cli, deploy_cli, ops_cli
-from enlace.errors import EnlaceError
+from enlace.cli import acl as acl_cli
+from enlace.cli import demo as demo_cli
+from enlace.cli import deploy as deploy_cli
+from enlace.cli import ops as ops_cli
+from enlace.core.errors import EnlaceError
 from producers import cli as producers_cli
 from schemas import cli as schemas_cli
 
@@ -45,7 +48,3 @@ def main() -> None:
     except EnlaceError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

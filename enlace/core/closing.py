@@ -18,8 +18,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from enlace.errors import DeliveryError
-from enlace.logs import get_logger
+from enlace.core.errors import DeliveryError
+from enlace.core.logs import get_logger
 
 log = get_logger(__name__)
 

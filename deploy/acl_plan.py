@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from enlace import topics
-from enlace.registry import AGENCY_ID_PATTERN
-from enlace.settings import SCRAM_MECHANISM
+from enlace.core import topics
+from enlace.core.registry import AGENCY_ID_PATTERN
+from enlace.core.settings import SCRAM_MECHANISM
 
 ROUTER_USER = "enlace-router"
 OPERATOR_USER = "enlace-operator"

@@ -15,9 +15,9 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
-from enlace.errors import BrokerError
-from enlace.logs import get_logger
-from enlace.settings import KafkaSettings
+from enlace.core.errors import BrokerError
+from enlace.core.logs import get_logger
+from enlace.core.settings import KafkaSettings
 
 OUTBOUND_PREFIX = "enlace.outbound."
 FEED_PREFIX = "enlace.feed."

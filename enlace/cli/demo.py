@@ -14,13 +14,13 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from deploy.localkafka import DEFAULT_DATA_DIR, LocalKafka
+from enlace.core.errors import EnvironmentProblem
+from enlace.core.logs import configure_logging, get_logger
+from enlace.core.registry import Registry
+from enlace.core.settings import DEFAULT_POLICY, KafkaSettings
 from enlace.demo.accounting import Verdict
 from enlace.demo.runner import Demo, DemoOptions, DemoState
-from enlace.errors import EnvironmentProblem
-from enlace.localkafka import DEFAULT_DATA_DIR, LocalKafka
-from enlace.logs import configure_logging, get_logger
-from enlace.registry import Registry
-from enlace.settings import DEFAULT_POLICY, KafkaSettings
 
 log = get_logger(__name__)
 console = Console()

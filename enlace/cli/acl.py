@@ -11,19 +11,19 @@ import typer
 from pydantic import Field
 from rich.console import Console
 
-from enlace.errors import ConfigError
-from enlace.localkafka import CLUSTER_FILE, DEFAULT_DATA_DIR
-from enlace.logs import configure_logging
-from enlace.provisioning import (
+from deploy.acl_plan import DEFAULT_ROUTER_PREFIX, AclBinding, acl_command_args, acl_plan
+from deploy.localkafka import CLUSTER_FILE, DEFAULT_DATA_DIR
+from deploy.provisioning import (
     CREDENTIALS_FILE,
     AdminConnection,
     load_credentials,
     password_env_var,
     provision,
 )
-from enlace.registry import Registry
-from enlace.security import DEFAULT_ROUTER_PREFIX, AclBinding, acl_command_args, acl_plan
-from enlace.settings import DEFAULT_STATE_DIR, KafkaSettings
+from enlace.core.errors import ConfigError
+from enlace.core.logs import configure_logging
+from enlace.core.registry import Registry
+from enlace.core.settings import DEFAULT_STATE_DIR, KafkaSettings
 
 acl_app = typer.Typer(
     help="Per-agency SCRAM credentials and Kafka ACLs (DESIGN.md, Security).",
