@@ -1,6 +1,6 @@
 """Who may do what on the exchange's Kafka: principals and the ACL plan (pure, no I/O).
 
-DESIGN.md, "Security": an agency writes only its own outbound and receipts topics and reads
+docs/design.md, "Security": an agency writes only its own outbound and receipts topics and reads
 only its own feed; only the router reads outbound topics and writes feeds; operators read the
 audit trail, dead letters and trust scores. Everything else is denied by the broker
 (``allow.everyone.if.no.acl.found=false``), so the plan lists only ALLOW bindings.

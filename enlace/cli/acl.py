@@ -26,7 +26,7 @@ from enlace.core.registry import Registry
 from enlace.core.settings import DEFAULT_STATE_DIR, KafkaSettings
 
 acl_app = typer.Typer(
-    help="Per-agency SCRAM credentials and Kafka ACLs (DESIGN.md, Security).",
+    help="Per-agency SCRAM credentials and Kafka ACLs (docs/design.md, Security).",
     no_args_is_help=True,
 )
 console = Console()

@@ -88,7 +88,7 @@ def kafka_start_node(node_id: int, data_dir: DataDir = DEFAULT_DATA_DIR) -> None
 
 @topics_app.command("create")
 def topics_create() -> None:
-    """Create every topic of DESIGN.md for each agency of the registry (idempotent)."""
+    """Create every topic of docs/design.md for each agency of the registry (idempotent)."""
     settings = KafkaSettings()
     configure_logging(settings.log_level, settings.log_format)
     registry = Registry.load(settings.agencies_file)

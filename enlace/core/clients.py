@@ -14,7 +14,7 @@ from enlace.core.errors import EnvironmentProblem
 from enlace.core.settings import KafkaSettings
 
 # 256 KiB batches and a short linger: one request in flight per broker, so batch size drives
-# throughput (see KAFKA-NOTES.md).
+# throughput (see docs/kafka-notes.md).
 PRODUCER_BATCH_BYTES = 262_144
 PRODUCER_LINGER_MS = 5
 # Transactional producers commit often; the default 100 ms backoff would dominate commit time.

@@ -1,6 +1,6 @@
 """Every name and format of the exchange in Kafka, and the topics' idempotent provisioning.
 
-Topics (DESIGN.md, "Kafka topics"), the router's and consumers' group ids, the router's
+Topics (docs/design.md, "Kafka topics"), the router's and consumers' group ids, the router's
 transactional ids and the owner partition of a bulletin are made here and nowhere else: the
 services' settings, the engine, the ACL plan, the manifests and the tests all call these.
 """
@@ -25,7 +25,7 @@ RECEIPTS_PREFIX = "enlace.receipts."
 TRUST_SCORES = "enlace.trust.scores"
 AUDIT = "enlace.audit"
 DEADLETTER = "enlace.deadletter"
-# Router-owned state (not in DESIGN.md's table): ids already routed, for replay protection.
+# Router-owned state (not in docs/design.md's table): ids already routed, for replay protection.
 ROUTER_SEEN = "enlace.router.seen"
 # Groups and transactional ids. Prefixes end in a delimiter, so a prefixed ACL on them cannot
 # match a neighbour ("enlace.router." does not match "enlace.routerX").
@@ -103,7 +103,7 @@ class TopicSpec:
 def exchange_topics(
     agencies: Iterable[str], *, partitions: int, replication: int, min_insync: int
 ) -> list[TopicSpec]:
-    """Every topic DESIGN.md names, for these agencies."""
+    """Every topic docs/design.md names, for these agencies."""
     common = (("min.insync.replicas", str(min_insync)),)
 
     def kept(kind: str) -> tuple[tuple[str, str], ...]:

@@ -1,5 +1,5 @@
 """A non-editable install, run from another directory, works with its defaults: the agency
-registry, the policy and the key directory ship as package data (DESIGN.md's deploy/)."""
+registry, the policy and the key directory ship as package data (docs/design.md's deploy/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ACL plan (pure): DESIGN.md's topic table, least privilege, and its AclCommand rendering."""
+"""The ACL plan (pure): the topic table of docs/design.md, least privilege, AclCommand lines."""
 
 from __future__ import annotations
 
