@@ -31,6 +31,7 @@ from enlace.core.errors import BrokerError, KafkaUnavailable
 from enlace.core.http import ServiceHttp
 from enlace.core.logs import get_logger
 from enlace.core.registry import Registry
+from enlace.core.runtime import freeze_heap
 from enlace.core.topics import DEADLETTER, TRUST_SCORES, outbound, receipts
 from schemas.key_directory import KeyDirectory
 
@@ -126,6 +127,7 @@ class Router:
         self._side_producer: AIOKafkaProducer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
+        self._stop_requested = asyncio.Event()
 
     async def start(self) -> None:
         try:
@@ -190,6 +192,27 @@ class Router:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    async def run(self) -> None:
+        """Start, route until :meth:`request_stop` or a background task fails, and stop
+        (always); a failure is raised after the stop."""
+        self._stop_requested.clear()
+        async with self:
+            freeze_heap()
+            stopped = asyncio.create_task(self._stop_requested.wait())
+            failed = asyncio.create_task(self.wait())
+            done, pending = await asyncio.wait(
+                {stopped, failed}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
+            for task in done:
+                task.result()
+            log.info("router_stop_requested")
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to stop (safe from a signal handler)."""
+        self._stop_requested.set()
 
     async def wait(self) -> None:
         """Return when a background task ends (which only happens on failure or stop)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +13,7 @@ from broker.settings import RouterSettings
 from enlace.core.clients import check_c_extensions
 from enlace.core.logs import configure_logging, get_logger
 from enlace.core.registry import Registry
-from enlace.core.runtime import freeze_heap, run_service
+from enlace.core.runtime import serve
 from schemas.key_directory import KeyDirectory
 
 router_app = typer.Typer(help="The router: verification, trust, release, audit.")
@@ -46,25 +44,4 @@ def run(
     registry = Registry.load(settings.agencies_file)
     loaded_policy = Policy.load(settings.policy_file)
     directory = KeyDirectory.load(settings.keys_file)
-    run_service(serve(Router(settings, registry, loaded_policy, directory)))
-
-
-async def serve(router: Router) -> None:
-    """Run until a signal arrives or a background task fails; always stop cleanly."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await router.start()
-    freeze_heap()
-    try:
-        stopped = asyncio.create_task(stop.wait())
-        failed = asyncio.create_task(router.wait())
-        done, pending = await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        for task in done:
-            task.result()
-        log.info("router_signal_stop")
-    finally:
-        await router.stop()
+    serve(Router(settings, registry, loaded_policy, directory))

@@ -7,7 +7,6 @@ Only these functions read the environment (``ConsumerSettings()``); options over
 from __future__ import annotations
 
 import asyncio
-import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +22,6 @@ from consumers.inbox_view import (
     quarantine_table,
     reverify,
 )
-from consumers.metrics import ConsumerMetrics
 from consumers.receipts import (
     FEEDBACK_KINDS,
     INCIDENT_KINDS,
@@ -31,13 +29,13 @@ from consumers.receipts import (
     incident_event,
     load_agency_key,
 )
-from consumers.service import FeedConsumer
+from consumers.runner import ConsumerService
 from consumers.settings import ConsumerSettings
 from consumers.sinks import parse_sink_uris
 from consumers.store import BulletinStore, InboxQuery
 from enlace.core.errors import ConfigError
-from enlace.core.http import ServiceHttp
 from enlace.core.logs import configure_logging, get_logger
+from enlace.core.runtime import serve
 from schemas.key_directory import KeyDirectory
 
 consumer_app = typer.Typer(help="The partner consumer service.", no_args_is_help=True)
@@ -108,30 +106,7 @@ def run(
         receipts=False if no_receipts else None,
     )
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
-
-
-async def serve(settings: ConsumerSettings) -> None:
-    """Run one consumer (and its HTTP endpoint) until SIGINT/SIGTERM."""
-    metrics = ConsumerMetrics()
-    consumer = FeedConsumer(settings, metrics=metrics)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, consumer.request_stop)
-    http = (
-        ServiceHttp(metrics.registry, port=settings.http_port, health=consumer.health)
-        if settings.http_port is not None
-        else None
-    )
-    async with consumer:
-        if http is not None:
-            await http.start()
-            log.info("http_listening", url=http.url)
-        try:
-            await consumer.run()
-        finally:
-            if http is not None:
-                await http.stop()
+    serve(ConsumerService(settings))
 
 
 @inbox_app.callback(invoke_without_command=True)

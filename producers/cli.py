@@ -6,7 +6,6 @@ Only these functions read the environment (``PublisherSettings()``); options ove
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ import typer
 
 from enlace.core.logs import configure_logging
 from enlace.core.registry import Registry
+from enlace.core.runtime import serve
 from enlace.core.settings import KafkaSettings
 from producers.produce import EXIT_UNACKNOWLEDGED, produce_bytes
 from producers.service import PublisherService
@@ -127,14 +127,7 @@ def run(
         intake_enabled=intake,
     )
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(serve(PublisherService(settings)))
-
-
-async def serve(service: PublisherService) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, service.request_stop)
-    await service.run()
+    serve(PublisherService(settings))
 
 
 @publisher_app.command("synth")

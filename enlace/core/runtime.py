@@ -1,4 +1,5 @@
-"""Running a long-lived service's event loop: uvloop when present, and a frozen heap.
+"""The one way the three services run: :func:`serve` a :class:`Service` on uvloop, SIGINT and
+SIGTERM asking it to stop; and a frozen heap once start-up objects exist.
 
 uvloop is ~10-15 % faster for our Kafka-heavy loops; ``gc.freeze()`` after start-up keeps
 the collector from re-scanning the long-lived objects (schemas, keys, policy) on every
@@ -9,24 +10,39 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+import signal
+from collections.abc import Coroutine
+from typing import Any, Protocol, TypeVar
+
+import uvloop
 
 T = TypeVar("T")
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop  # noqa: PLC0415 - optional accelerator
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
+class Service(Protocol):
+    """A long-lived service: ``run()`` starts it, returns once it has stopped (after
+    :meth:`request_stop`) and raises if it failed; its own stop is always bounded."""
+
+    async def run(self) -> None: ...
+
+    def request_stop(self) -> None: ...
+
+
+def serve(service: Service) -> None:
+    """Run ``service`` until a signal or its failure (which propagates to the caller)."""
+    run_service(_until_signalled(service))
+
+
+async def _until_signalled(service: Service) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, service.request_stop)
+    await service.run()
 
 
 def run_service(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` for services."""
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
 
 

@@ -1,0 +1,38 @@
+"""One partner consumer as a long-lived service: the feed consumer and its HTTP endpoint
+(``/metrics``, ``/health``), run by :func:`enlace.core.runtime.serve` like the other two."""
+
+from __future__ import annotations
+
+from consumers.metrics import ConsumerMetrics
+from consumers.service import FeedConsumer
+from consumers.settings import ConsumerSettings
+from enlace.core.http import ServiceHttp
+from enlace.core.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class ConsumerService:
+    def __init__(self, settings: ConsumerSettings) -> None:
+        self.metrics = ConsumerMetrics()
+        self.consumer = FeedConsumer(settings, metrics=self.metrics)
+        self.http = (
+            ServiceHttp(self.metrics.registry, port=settings.http_port, health=self.consumer.health)
+            if settings.http_port is not None
+            else None
+        )
+
+    async def run(self) -> None:
+        """Consume until :meth:`request_stop`; the HTTP endpoint lives as long as the feed."""
+        async with self.consumer:
+            if self.http is not None:
+                await self.http.start()
+                log.info("http_listening", url=self.http.url)
+            try:
+                await self.consumer.run()
+            finally:
+                if self.http is not None:
+                    await self.http.stop()
+
+    def request_stop(self) -> None:
+        self.consumer.request_stop()
