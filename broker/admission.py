@@ -43,13 +43,6 @@ ID_CONFLICT = "id_conflict"
 WRONG_PARTITION = "wrong_partition"
 INTERNAL_ERROR = "internal_error"
 
-REASONS = (
-    "oversize", EMPTY, "bad_header", FORGED_ORIGIN, "unknown_key", "key_not_of_agency",
-    "revoked_key", "bad_signature", "bad_magic", "unknown_fingerprint", "truncated", "corrupt",
-    "undecodable", INVALID, ORIGIN_MISMATCH, CLOCK_SKEW, TEARLINE_MISMATCH, ID_CONFLICT,
-    WRONG_PARTITION, INTERNAL_ERROR,
-)  # fmt: skip
-
 
 @dataclass(frozen=True, slots=True)
 class Limits:

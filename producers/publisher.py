@@ -130,7 +130,6 @@ class Publisher:
         self._wedged = False
         self._running = False
         self._swap = asyncio.Lock()
-        self.last_ack: float | None = None
 
     @property
     def agency(self) -> Agency:
@@ -372,7 +371,6 @@ class Publisher:
             return self._fail(bulletin.bulletin_id, error)
         metadata = future.result()
         self.metrics.published.inc()
-        self.last_ack = time.monotonic()
         return DeliveryResult(
             bulletin.bulletin_id, metadata.topic, metadata.partition, metadata.offset
         )

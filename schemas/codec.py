@@ -25,7 +25,7 @@ from enlace.core.errors import (
     ValidationError,
 )
 from schemas.bounds import check_body
-from schemas.catalog import Catalog, SchemaVersion
+from schemas.catalog import Catalog
 from schemas.models import AuditRecord, ThreatBulletin, TrustEvent, WireModel, problems_of
 
 MAGIC = b"\xc3\x01"
@@ -64,11 +64,6 @@ def fingerprint(data: bytes) -> bytes:
     if len(data) < HEADER_SIZE:
         raise TruncatedRecord(f"record of {len(data)} bytes is shorter than its header")
     return bytes(data[len(MAGIC) : HEADER_SIZE])
-
-
-def writer_of(data: bytes, *, catalog: Catalog | None = None) -> SchemaVersion:
-    """The catalog entry of the schema ``data`` was written with."""
-    return _catalog(catalog).by_fingerprint(fingerprint(data))
 
 
 def encode(

@@ -152,9 +152,6 @@ class KeyDirectory:
         except KeyError:
             raise UnknownKey(f"key id {key_id!r} is not in the key directory") from None
 
-    def keys_of(self, agency: str) -> tuple[KeyEntry, ...]:
-        return tuple(e for e in self._entries.values() if e.agency == agency)
-
     def revoke(self, key_id: str) -> KeyDirectory:
         """A copy with ``key_id`` revoked."""
         revoked = self.get(key_id).model_copy(update={"revoked": True})

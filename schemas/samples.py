@@ -24,7 +24,6 @@ from schemas.vocab import TrustEventKind
 
 FIXED_BULLETIN_ID = "6f1c7d2e-8b3a-4c5d-9e0f-1a2b3c4d5e6f"
 FIXED_REFERENCE_ID = "0b9d8c7a-6f5e-4d3c-8b2a-190817263544"
-FIXED_EVENT_ID = "3c2b1a09-8f7e-4d6c-9b5a-4f3e2d1c0b0a"
 FIXED_TIME = datetime(2026, 3, 14, 15, 9, 26, 535000, tzinfo=UTC)
 
 # A plausible place per seed country, so every agency's sample looks like its own report.

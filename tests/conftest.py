@@ -18,13 +18,13 @@ from hypothesis import settings
 from deploy.localkafka import DEFAULT_LIBS, LocalKafka
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import TopicSpec, ensure_topics
+from tests.support import free_kafka_port
 
 # Per-example deadlines measure the machine, not the code: on a shared 2-core box right after
 # the fault tests they flake. Properties still run every example.
 settings.register_profile("enlace", deadline=None, print_blob=True)
 settings.load_profile("enlace")
 
-TEST_KAFKA_PORT = 9192
 TEST_KAFKA_DIR = Path(__file__).resolve().parent.parent / ".enlace" / "test-kafka"
 
 
@@ -36,7 +36,8 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     kafka = LocalKafka(TEST_KAFKA_DIR, DEFAULT_LIBS)
     was_running = any(node.alive for node in kafka.status())
-    spec = kafka.up(1, port=TEST_KAFKA_PORT)
+    running = kafka.spec() if was_running else None
+    spec = kafka.up(1, port=running.port if running is not None else free_kafka_port())
     try:
         yield spec.bootstrap
     finally:

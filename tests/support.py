@@ -8,6 +8,9 @@ read from the offsets they had when the exchange was built and filtered by its a
 from __future__ import annotations
 
 import asyncio
+import inspect
+import random
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -19,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from broker.policy import Policy
 from broker.settings import RouterSettings
+from deploy.localkafka import ClusterSpec
 from enlace.core import clients
 from enlace.core.errors import CodecError, ValidationError
 from enlace.core.registry import Agency, Registry
@@ -122,6 +126,45 @@ class MiniExchange:
             return found
         finally:
             await consumer.stop()
+
+
+def free_kafka_port(nodes: int = 1) -> int:
+    """A base port whose broker and controller ports (per node) nobody listens on or holds, so a
+    test's own Kafka never collides with another run's (ports chosen by binding, like port 0)."""
+    for _ in range(200):
+        base = random.randint(2_000, 9_998)  # 3 nodes use 1<base>, 2<base>, 3<base>
+        spec = ClusterSpec(nodes=nodes, port=base)
+        wanted = [p for n in spec.node_ids for p in (spec.broker_port(n), spec.controller_port(n))]
+        if all(_bindable(p) for p in wanted):
+            return base
+    raise AssertionError("no free port range for a test broker")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+async def eventually(
+    check: Callable[[], object], what: str = "condition", *, within: float = 30.0
+) -> None:
+    """Poll ``check`` (a plain or async predicate) until it is truthy; fail naming ``what``
+    after ``within`` seconds. The one polling helper of the suite (never sleep to synchronise)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {within:g} s: {what}")
+        await asyncio.sleep(0.05)
 
 
 async def _assign_from(

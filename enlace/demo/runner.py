@@ -404,6 +404,7 @@ class Demo:
                 audit.decision,
                 audit.score,
                 self._classification.get(audit.bulletin_id),
+                leak_weight=sum(-f.value for f in audit.factors if f.name == "incident_leak"),
             )
         routed_now = sum(1 for (b, _p) in books.decisions if b == audit.bulletin_id)
         if routed_now == books.partners_per_bulletin:

@@ -40,6 +40,10 @@ class Rate:
             self._times.popleft()
 
 
+# A fresh leak adds its weight (16 pseudo-events by default); old ones fade over months.
+LEAK_SEEN = 1.0
+
+
 @dataclass
 class LeakWatch:
     """Decisions and scores of the (originator → partner) pair around the leak."""
@@ -53,11 +57,27 @@ class LeakWatch:
     scores_after: list[float] = field(default_factory=list)
     full_ranks_after: list[int] = field(default_factory=list)
     full_ranks_before: list[int] = field(default_factory=list)
+    leak_weight_before: float = 0.0
 
     def observe(
-        self, decided_at: float, decision: str, score: float | None, cls: Classification | None
+        self,
+        decided_at: float,
+        decision: str,
+        score: float | None,
+        cls: Classification | None,
+        *,
+        leak_weight: float = 0.0,
     ) -> None:
-        after = self.leaked_at is not None and decided_at >= self.leaked_at
+        """``leak_weight``: the pseudo-events of the decision's ``incident_leak`` factor. A
+        decision counts as after the leak once its score holds this leak (more leak weight than
+        any decision before the report: a broker may hold earlier runs' leaks); one scored after
+        the report but before the router folded it is "before", since the router decides on
+        what it has read and that read is asynchronous."""
+        reported = self.leaked_at is not None and decided_at >= self.leaked_at
+        if not reported:
+            self.leak_weight_before = max(self.leak_weight_before, leak_weight)
+        counted = leak_weight > self.leak_weight_before + LEAK_SEEN
+        after = reported and (counted or score is None)
         (self.after if after else self.before)[decision] += 1
         if score is not None:
             (self.scores_after if after else self.scores_before).append(score)

@@ -18,7 +18,7 @@ from enlace.core.topics import outbound
 from schemas.envelope import Sealed, seal
 from schemas.samples import sample_bulletin
 from schemas.vocab import Category, Classification
-from tests.support import MiniExchange, build_exchange, check_exactly_once
+from tests.support import MiniExchange, build_exchange, check_exactly_once, free_kafka_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ def own_broker(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[LocalKafka, ClusterSpec]]:
     kafka = LocalKafka(tmp_path_factory.mktemp("restart"), DEFAULT_LIBS)
-    spec = kafka.up(1, port=9892)
+    spec = kafka.up(1, port=free_kafka_port())
     try:
         yield kafka, spec
     finally:

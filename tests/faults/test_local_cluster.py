@@ -14,6 +14,7 @@ from deploy.localkafka import DEFAULT_LIBS, ClusterSpec, LocalKafka, pid_alive
 from enlace.core import clients
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import TopicSpec, ensure_topics
+from tests.support import free_kafka_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalKafka, ClusterSpec]]:
     kafka = LocalKafka(tmp_path_factory.mktemp("cluster3"), DEFAULT_LIBS)
-    spec = kafka.up(3, port=9292)
+    spec = kafka.up(3, port=free_kafka_port(3))
     try:
         yield kafka, spec
     finally:
@@ -81,9 +82,10 @@ async def test_three_nodes_keep_every_acked_record_when_one_stops(
 
 def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path) -> None:
     kafka = LocalKafka(tmp_path / "single", DEFAULT_LIBS)
-    first = kafka.up(1, port=9392)
+    port = free_kafka_port()
+    first = kafka.up(1, port=port)
     pids = [node.pid for node in kafka.status()]
-    again = kafka.up(1, port=9392)
+    again = kafka.up(1, port=port)
     assert again == first
     assert [node.pid for node in kafka.status()] == pids
     stopped = kafka.down()
@@ -93,7 +95,7 @@ def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path) -> None:
 
 async def test_secure_broker_requires_scram(tmp_path: Path) -> None:
     kafka = LocalKafka(tmp_path / "secure", DEFAULT_LIBS)
-    spec = kafka.up(1, port=9492, secure=True)
+    spec = kafka.up(1, port=free_kafka_port(), secure=True)
     try:
         admin_settings = KafkaSettings(
             kafka_bootstrap=spec.bootstrap,

@@ -56,15 +56,21 @@ class RouterProcess:
             stderr=subprocess.STDOUT,
         )
 
-    def kill(self) -> None:
+    def kill_now(self) -> None:
+        """For fixture teardown (no event loop): SIGKILL is immediate, the wait is short."""
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
         self.log.close()
 
-    def stop(self) -> int:
+    async def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(self.proc.wait, 10)
+        self.log.close()
+
+    async def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
+            await asyncio.to_thread(self.proc.wait, 30)
         self.log.close()
         return self.proc.returncode
 
@@ -97,7 +103,7 @@ def routers(exchange: MiniExchange, tmp_path: Path) -> Iterator[list[RouterProce
     yield running
     for router in running:
         if router.proc.poll() is None:
-            router.kill()
+            router.kill_now()
 
 
 async def publish_stream(ex: MiniExchange, origins: list[str], total: int) -> set[str]:
@@ -168,16 +174,16 @@ async def test_router_killed_mid_stream_releases_exactly_once(
     await assigned([tmp_path / "first.log"], 12)
     stream = asyncio.create_task(publish_stream(ex, origins, BULLETINS))
     await routed_by(tmp_path / "first.log", 60)
-    routers[0].kill()
+    await routers[0].kill()
     routers.append(RouterProcess(ex, tmp_path, "second"))
     await routed_by(tmp_path / "second.log", 60)
-    routers[1].kill()
+    await routers[1].kill()
     routers.append(RouterProcess(ex, tmp_path, "third"))
     ids = await stream
     decisions = await check_exactly_once(ex, ids)
     assert decisions["FULL"] > 0
     assert decisions["TEARLINE"] > 0
-    assert routers[2].stop() == 0
+    assert await routers[2].stop() == 0
     third = (tmp_path / "third.log").read_bytes().count(b"bulletin_routed")
     assert third > 0, "the kills did not land mid-stream"
 
@@ -193,7 +199,7 @@ async def test_two_routers_in_one_group_share_the_work_exactly_once(
     stream = asyncio.create_task(publish_stream(ex, origins, BULLETINS))
     await routed_by(tmp_path / "a.log", 40)
     await routed_by(tmp_path / "b.log", 40)
-    routers[0].kill()  # its partitions move to b after the session timeout
+    await routers[0].kill()  # its partitions move to b after the session timeout
     ids = await stream
     await check_exactly_once(ex, ids)
-    assert routers[1].stop() == 0
+    assert await routers[1].stop() == 0

@@ -46,11 +46,10 @@ from enlace.core.topics import (
 from schemas.codec import decode_audit
 from schemas.envelope import seal
 from schemas.samples import sample_bulletin
-from tests.support import build_exchange
+from tests.support import build_exchange, free_kafka_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
-PORT = 9692
 AGENCIES = ("cr-msp", "cr-msp2", "pa-senafront")
 ROUTER_PREFIX = RouterSettings().router_prefix
 # A refusal arrives in one round trip; a wait this long means the broker did not refuse.
@@ -89,7 +88,7 @@ class SecureExchange:
 async def secure(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SecureExchange]:
     root = tmp_path_factory.mktemp("secure-acl")
     kafka = LocalKafka(root / "kafka", DEFAULT_LIBS)
-    await asyncio.to_thread(kafka.up, 1, port=PORT, secure=True)
+    await asyncio.to_thread(kafka.up, 1, port=free_kafka_port(), secure=True)
     try:
         conn = AdminConnection.from_cluster(kafka.data_dir)
         admin = conn.client_settings(conn.username, conn.password)

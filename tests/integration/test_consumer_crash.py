@@ -29,8 +29,8 @@ from tests.integration.test_consumer_service import (
     produce,
     read_events,
     store_count,
-    wait_for,
 )
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +93,7 @@ async def test_sigkill_after_sink_write_then_restart_stores_once(
     consumer = FeedConsumer(settings)  # keys from the files, like the CLI
     async with consumer:
         task = asyncio.create_task(consumer.run())
-        await wait_for(lambda: store_count(db) == 10 and consumer.receipts_sent == 10)
+        await eventually(lambda: store_count(db) == 10 and consumer.receipts_sent == 10)
         await consumer.stop()
         await task
 

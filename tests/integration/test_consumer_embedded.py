@@ -27,8 +27,8 @@ from tests.integration.test_consumer_service import (
     bulletins,
     produce,
     read_events,
-    wait_for,
 )
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ async def test_two_agencies_in_one_loop_share_metrics(
         await consumer.start()
     tasks = [asyncio.create_task(c.run()) for c in consumers]
     try:
-        await wait_for(lambda: len(seen) == 5 and sum(c.receipts_sent for c in consumers) == 5)
+        await eventually(lambda: len(seen) == 5 and sum(c.receipts_sent for c in consumers) == 5)
     finally:
         await asyncio.gather(*(c.stop() for c in consumers))
         await asyncio.gather(*tasks)
@@ -136,7 +136,7 @@ async def test_feedback_and_incident_are_signed_on_the_reporters_topic(
     consumer = FeedConsumer(cr_settings, directory=DIRECTORY, key=CR)
     async with consumer:
         task = asyncio.create_task(consumer.run())
-        await wait_for(lambda: consumer.receipts_sent == 1)
+        await eventually(lambda: consumer.receipts_sent == 1)
         await consumer.stop()
         await task
 

@@ -27,6 +27,7 @@ from schemas.models import ThreatBulletin, TrustEvent
 from schemas.samples import sample_bulletin
 from schemas.signing import AgencyKey
 from schemas.vocab import TrustEventKind
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -36,22 +37,13 @@ CR = AgencyKey.generate("cr-msp", valid_from=VALID_FROM)
 DIRECTORY = KeyDirectory.from_keys([PA, CR])
 
 
-async def wait_for(predicate: Callable[[], bool], within: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.05)
-
-
 async def run_until(
     settings: ConsumerSettings, done: Callable[[FeedConsumer], bool]
 ) -> FeedConsumer:
     consumer = FeedConsumer(settings, directory=DIRECTORY, key=CR)
     async with consumer:
         task = asyncio.create_task(consumer.run())
-        await wait_for(lambda: done(consumer))
+        await eventually(lambda: done(consumer))
         await consumer.stop()
         await task
     return consumer
@@ -204,8 +196,8 @@ async def test_delivers_to_every_sink_quarantines_and_sends_signed_receipts(
     )
     async with consumer:
         task = asyncio.create_task(consumer.run())
-        await wait_for(lambda: consumer.delivered == 5 and consumer.quarantined == 1)
-        await wait_for(lambda: consumer.receipts_sent == 5)
+        await eventually(lambda: consumer.delivered == 5 and consumer.quarantined == 1)
+        await eventually(lambda: consumer.receipts_sent == 5)
         await consumer.stop()
         await task
 

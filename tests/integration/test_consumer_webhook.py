@@ -24,8 +24,8 @@ from tests.integration.test_consumer_service import (
     committed,
     produce,
     store_count,
-    wait_for,
 )
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -84,15 +84,15 @@ async def test_failing_webhook_holds_commits_and_bounds_the_backlog(
             (webhook,) = [s for s in consumer.sinks if isinstance(s, WebhookSink)]
             task = asyncio.create_task(consumer.run())
             # One POST in flight + a full buffer + the batch waiting to enter it.
-            await wait_for(lambda: store_count(db) == BUFFER + 2 and receiver.refused >= 3)
+            await eventually(lambda: store_count(db) == BUFFER + 2 and receiver.refused >= 3)
             assert webhook.buffered() == BUFFER + 1
             assert await committed(kafka_settings, settings.consumer_group()) == 0
             await asyncio.sleep(0.5)  # absence check: the feed stays held while it fails
             assert store_count(db) == BUFFER + 2
 
             receiver.open = True
-            await wait_for(lambda: len(receiver.bodies) == 6 and store_count(db) == 6)
-            await wait_for(lambda: webhook.buffered() == 0)
+            await eventually(lambda: len(receiver.bodies) == 6 and store_count(db) == 6)
+            await eventually(lambda: webhook.buffered() == 0)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 20
             while await committed(kafka_settings, settings.consumer_group()) < 6:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import subprocess
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -11,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from enlace.core import clients
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import TopicSpec, ensure_topics, exchange_topics
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -124,28 +129,31 @@ async def test_topic_provisioning_is_idempotent(
     assert await ensure_topics(kafka_settings, specs) == []
 
 
-def test_kcat_sees_the_broker_and_a_provisioned_topic(
+async def test_kcat_sees_the_broker_and_a_provisioned_topic(
     kafka_bootstrap: str, unique: Callable[[str], str]
 ) -> None:
     """An independent client (librdkafka's kcat) agrees with what we provisioned."""
-    import json
-    import shutil
-    import subprocess
-
     topic = unique("kcat")
-    asyncio.run(ensure_topics(KafkaSettings(kafka_bootstrap=kafka_bootstrap),
-                              [TopicSpec(topic, 2, 1)]))  # fmt: skip
+    await ensure_topics(KafkaSettings(kafka_bootstrap=kafka_bootstrap), [TopicSpec(topic, 2, 1)])
     kcat = shutil.which("kcat")
     assert kcat is not None, "kcat is required: apt-get install kcat (make test installs it)"
-    result = subprocess.run(
-        [kcat, "-b", kafka_bootstrap, "-L", "-J", "-t", topic],
-        capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
-    metadata = json.loads(result.stdout)
-    assert metadata["brokers"], "kcat lists the broker"
-    (described,) = metadata["topics"]
-    assert described["topic"] == topic
-    assert len(described["partitions"]) == 2
+    seen: dict[str, Any] = {}
+
+    async def described() -> bool:
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [kcat, "-b", kafka_bootstrap, "-L", "-J", "-t", topic],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        seen.update(json.loads(result.stdout))
+        topics = seen.get("topics") or [{}]
+        return len(topics[0].get("partitions") or []) == 2
+
+    # A new topic's partitions reach every broker's metadata cache a moment after creation.
+    await eventually(described, "kcat sees the topic's 2 partitions")
+    assert seen["brokers"], "kcat lists the broker"
+    (found,) = seen["topics"]
+    assert found["topic"] == topic
 
 
 async def test_receipts_topics_get_broker_set_timestamps_even_when_created_before(

@@ -24,7 +24,7 @@ from schemas.envelope import Sealed, seal
 from schemas.samples import sample_bulletin
 from schemas.vocab import Category, Classification
 from tests.integration.test_router import assert_books_balance, read_audits
-from tests.support import MiniExchange, Record, build_exchange
+from tests.support import MiniExchange, Record, build_exchange, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -73,14 +73,6 @@ async def one_wrong_partition(ex: MiniExchange, origin: str) -> list[Record]:
     return dead
 
 
-async def until(check: object, within: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not check():  # type: ignore[operator]  # a zero-argument predicate
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
-
-
 async def test_a_bulletin_resent_after_a_partition_increase_is_released_once(
     exchange: MiniExchange, router: Router
 ) -> None:
@@ -97,7 +89,7 @@ async def test_a_bulletin_resent_after_a_partition_increase_is_released_once(
         await admin.create_partitions({outbound(pa): NewPartitions(total_count=2)})
     finally:
         await admin.close()
-    await until(lambda: TopicPartition(outbound(pa), 1) in router.engine.assignment)
+    await eventually(lambda: TopicPartition(outbound(pa), 1) in router.engine.assignment)
 
     # The publisher re-sends on the new owner partition: a duplicate, not a second release.
     await ex.publish_raw(outbound(pa), [(moving.key, moving.value, moving.headers)], partition=1)
@@ -124,7 +116,7 @@ async def test_two_routers_release_a_bulletin_sent_to_both_partitions_once(
     second = Router(settings, ex.registry, ex.policy, ex.directory)
     async with first, second:
         inputs = [TopicPartition(outbound(a), p) for a in (pa, us, cr) for p in (0, 1)]
-        await until(
+        await eventually(
             lambda: (
                 first.engine.assignment
                 and second.engine.assignment

@@ -30,20 +30,12 @@ from producers.service import PublisherService
 from producers.settings import PublisherSettings
 from schemas.signing import AgencyKey, KeyDirectory
 from tests.integration.test_producer_api import AGENCY, bare, drain, topic_size, verify_record
+from tests.support import eventually, free_kafka_port
 
 pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "producers" / "examples"
 ENLACE = Path(sys.executable).parent / "enlace"
-OUTAGE_PORT = 9652
-
-
-async def until(check: Callable[[], bool], within: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager
@@ -102,8 +94,8 @@ async def test_drop_folder_publishes_whole_files_and_ignores_partial_ones(
         (root / ".a.json.tmp").rename(root / "a.json")
         (root / "b.jsonl").write_bytes(lines)
         (root / "c.json.part").write_bytes(b'{"half": ')
-        await until((root / "done" / "a.json").exists, what="a.json done")
-        await until((root / "done" / "b.jsonl").exists, what="b.jsonl done")
+        await eventually((root / "done" / "a.json").exists, what="a.json done")
+        await eventually((root / "done" / "b.jsonl").exists, what="b.jsonl done")
     assert (root / "c.json.part").exists()
     assert list((root / "processing").iterdir()) == []
     assert list((root / "failed").iterdir()) == []
@@ -137,9 +129,9 @@ async def test_invalid_file_goes_to_failed_with_reasons_and_nothing_is_sent(
         (root / "bad.jsonl").write_text(
             jsonl(bare(), bare(severity="APOCALYPTIC"), bare(origin="cr-msp")), encoding="utf-8"
         )
-        await until((root / "failed" / "bad.jsonl").exists, what="bad.jsonl failed")
+        await eventually((root / "failed" / "bad.jsonl").exists, what="bad.jsonl failed")
         (root / "good.json").write_text(json.dumps(bare(), default=str), encoding="utf-8")
-        await until((root / "done" / "good.json").exists, what="good.json done")
+        await eventually((root / "done" / "good.json").exists, what="good.json done")
         assert service.metrics.files["failed"]._value.get() == 1
         assert service.metrics.rejected["invalid"]._value.get() == 2
     error = (root / "failed" / "bad.jsonl.error").read_text(encoding="utf-8")
@@ -174,13 +166,13 @@ async def test_claimed_file_is_resent_after_a_crash_with_identical_records(
     (processing / "unclaimed.json").write_text(json.dumps(bare(), default=str), encoding="utf-8")
     settings = service_settings(kafka_settings.kafka_bootstrap, topic, root)
     async with running(settings, key):
-        await until((root / "done" / "x.jsonl").exists, what="x.jsonl done")
-        await until((root / "done" / "unclaimed.json").exists, what="unclaimed done")
+        await eventually((root / "done" / "x.jsonl").exists, what="x.jsonl done")
+        await eventually((root / "done" / "unclaimed.json").exists, what="unclaimed done")
     assert sorted(p.name for p in processing.iterdir()) == []
 
     crashed_mid_publish()
     async with running(settings, key):
-        await until((root / "done" / "x-2.jsonl").exists, what="re-sent x.jsonl done")
+        await eventually((root / "done" / "x-2.jsonl").exists, what="re-sent x.jsonl done")
 
     records = await drain(kafka_settings, topic, 5)
     directory = KeyDirectory.from_keys([key])
@@ -270,7 +262,8 @@ async def test_file_dropped_during_an_outage_is_published_after_it(
     key: AgencyKey, tmp_path: Path
 ) -> None:
     kafka = LocalKafka(tmp_path / "kafka")
-    spec = await asyncio.to_thread(kafka.up, 1, port=OUTAGE_PORT)
+    outage_port = free_kafka_port()
+    spec = await asyncio.to_thread(kafka.up, 1, port=outage_port)
     try:
         base = KafkaSettings(kafka_bootstrap=spec.bootstrap)
         await ensure_topics(base, [TopicSpec("t.folder-outage", 3, 1)])
@@ -286,11 +279,13 @@ async def test_file_dropped_during_an_outage_is_published_after_it(
         async with running(settings, key) as service:
             await asyncio.to_thread(kafka.down)
             (root / "during.json").write_text(json.dumps(bare(), default=str), encoding="utf-8")
-            await until(lambda: service.metrics.files["retry"]._value.get() >= 1, what="a retry")
+            await eventually(
+                lambda: service.metrics.files["retry"]._value.get() >= 1, what="a retry"
+            )
             assert (root / "processing" / "during.json").exists()
             assert not (root / "done" / "during.json").exists()
-            await asyncio.to_thread(kafka.up, 1, port=OUTAGE_PORT)
-            await until((root / "done" / "during.json").exists, 60, "done after outage")
+            await asyncio.to_thread(kafka.up, 1, port=outage_port)
+            await eventually((root / "done" / "during.json").exists, "done after outage", within=60)
         assert await topic_size(base, "t.folder-outage") >= 1
     finally:
         await asyncio.to_thread(kafka.down)
@@ -335,13 +330,13 @@ async def test_publisher_run_stops_cleanly_on_sigterm(
                 assert time.monotonic() < deadline, "service did not become healthy"
                 await asyncio.sleep(0.1)
         shutil.copy(EXAMPLES / "pa-senafront-darien.json", root / "darien.json")
-        await until((root / "done" / "darien.json").exists, what="darien.json done")
+        await eventually((root / "done" / "darien.json").exists, what="darien.json done")
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 30)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            await asyncio.to_thread(proc.wait, 10)
     log_text = log_path.read_text(encoding="utf-8")
     assert code == 0, log_text
     assert "stop_requested" in log_text
