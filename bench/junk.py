@@ -23,8 +23,8 @@ from pathlib import Path
 
 from bench.exchange import Exchange, rename
 from schemas.envelope import Sealed, seal_event
-from schemas.samples import sample_event
 from schemas.vocab import TrustEventKind
+from tests.samples import sample_event
 
 ORPHAN = "orphan"
 UNKNOWN_AGENCY = "unknown_agency"

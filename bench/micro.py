@@ -30,7 +30,7 @@ from schemas.codec import decode_audit, decode_bulletin, encode_audit, encode_bu
 from schemas.envelope import Sealed, seal
 from schemas.models import ThreatBulletin
 from schemas.projection import tearline
-from schemas.samples import sample_audit, sample_bulletin
+from tests.samples import sample_audit, sample_bulletin
 
 HANDLER_BATCH = 100
 

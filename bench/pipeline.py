@@ -23,7 +23,7 @@ from enlace.core.settings import KafkaSettings
 from producers.publisher import Publisher, PublishFailure
 from producers.settings import PublisherSettings
 from schemas.models import ThreatBulletin
-from schemas.samples import sample_bulletin
+from tests.samples import sample_bulletin
 
 PUBLISH_CHUNK = 250
 

@@ -49,7 +49,7 @@ from enlace.core.topics import (
     receipts,
 )
 from schemas.envelope import seal
-from schemas.samples import sample_bulletin
+from tests.samples import sample_bulletin
 
 RAW = "Raw Kafka: produce → consume"
 COPY = "Raw transactional copy (router engine, no logic)"

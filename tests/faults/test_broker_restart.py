@@ -16,8 +16,8 @@ from enlace.core import clients
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import outbound
 from schemas.envelope import Sealed, seal
-from schemas.samples import sample_bulletin
 from schemas.vocab import Category, Classification
+from tests.samples import sample_bulletin
 from tests.support import MiniExchange, build_exchange, check_exactly_once, free_kafka_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]

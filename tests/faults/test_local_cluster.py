@@ -35,7 +35,8 @@ async def test_three_nodes_keep_every_acked_record_when_one_stops(
     cluster: tuple[LocalKafka, ClusterSpec],
 ) -> None:
     kafka, spec = cluster
-    assert spec.bootstrap == "127.0.0.1:19292,127.0.0.1:29292,127.0.0.1:39292"
+    # Node n listens on n<port>: three brokers, one bootstrap list.
+    assert spec.bootstrap == ",".join(f"127.0.0.1:{n}{spec.port}" for n in (1, 2, 3))
     settings = KafkaSettings(kafka_bootstrap=spec.bootstrap)
     topic = "faults.replicated"
     await ensure_topics(settings, [TopicSpec(topic, 3, 3, (("min.insync.replicas", "2"),))])

@@ -45,7 +45,7 @@ from enlace.core.topics import (
 )
 from schemas.codec import decode_audit
 from schemas.envelope import seal
-from schemas.samples import sample_bulletin
+from tests.samples import sample_bulletin
 from tests.support import build_exchange, free_kafka_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]

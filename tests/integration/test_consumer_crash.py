@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from consumers.feed_records import feed_message
 from consumers.service import FeedConsumer
 from consumers.settings import ConsumerSettings
 from enlace.core.settings import KafkaSettings
 from schemas.envelope import seal
+from tests.feed_records import feed_message
 from tests.integration.test_consumer_service import (
     CR,
     DIRECTORY,

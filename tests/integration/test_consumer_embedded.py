@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from consumers.feed_records import feed_message
 from consumers.feedback import originator_of, record_feedback, send_event
 from consumers.metrics import ConsumerMetrics
 from consumers.receipts import feedback_event, incident_event
@@ -20,6 +19,7 @@ from schemas.envelope import seal
 from schemas.key_directory import KeyDirectory
 from schemas.signing import AgencyKey
 from schemas.vocab import TrustEventKind
+from tests.feed_records import feed_message
 from tests.integration.test_consumer_service import (
     CR,
     PA,

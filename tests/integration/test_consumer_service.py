@@ -12,7 +12,6 @@ import pytest
 import stix2
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumers.feed_records import FeedMessage, feed_message
 from consumers.metrics import ConsumerMetrics
 from consumers.service import Delivery, FeedConsumer
 from consumers.settings import ConsumerSettings
@@ -24,9 +23,10 @@ from schemas import headers as hdr
 from schemas.envelope import open_event, seal
 from schemas.key_directory import KeyDirectory
 from schemas.models import ThreatBulletin, TrustEvent
-from schemas.samples import sample_bulletin
 from schemas.signing import AgencyKey
 from schemas.vocab import TrustEventKind
+from tests.feed_records import FeedMessage, feed_message
+from tests.samples import sample_bulletin
 from tests.support import eventually
 
 pytestmark = pytest.mark.integration

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from consumers.feed_records import feed_message
 from consumers.service import FeedConsumer
 from consumers.settings import ConsumerSettings
 from consumers.sinks import WebhookSink
 from enlace.core.settings import KafkaSettings
 from schemas.envelope import seal
+from tests.feed_records import feed_message
 from tests.integration.test_consumer_service import (
     CR,
     DIRECTORY,

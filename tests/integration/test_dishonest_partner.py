@@ -35,9 +35,9 @@ from schemas import headers as hdr
 from schemas.codec import TRUST_EVENT, encode
 from schemas.envelope import Sealed, seal, seal_event
 from schemas.models import AuditRecord, TrustEvent
-from schemas.samples import sample_event
 from schemas.vocab import Classification, TrustEventKind
 from tests.integration.test_router import agreements_for, assert_books_balance, bulletin
+from tests.samples import sample_event
 from tests.support import MiniExchange, Record, audit_of, build_exchange, eventually
 
 pytestmark = pytest.mark.integration

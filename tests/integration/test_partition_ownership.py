@@ -21,9 +21,9 @@ from enlace.core.settings import KafkaSettings
 from enlace.core.topics import DEADLETTER, feed, outbound, owner_partition
 from schemas import headers as hdr
 from schemas.envelope import Sealed, seal
-from schemas.samples import sample_bulletin
 from schemas.vocab import Category, Classification
 from tests.integration.test_router import assert_books_balance, read_audits
+from tests.samples import sample_bulletin
 from tests.support import MiniExchange, Record, build_exchange, eventually
 
 pytestmark = pytest.mark.integration

@@ -23,8 +23,8 @@ from schemas import headers as hdr
 from schemas.codec import decode_bulletin, encode_bulletin
 from schemas.models import ThreatBulletin
 from schemas.projection import tearline
-from schemas.samples import bulletin_fields, sample_bulletin
 from schemas.signing import AgencyKey, KeyDirectory
+from tests.samples import bulletin_fields, sample_bulletin
 from tests.support import free_kafka_port
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -318,17 +317,14 @@ async def test_publisher_run_stops_cleanly_on_sigterm(
         async with aiohttp.ClientSession() as http:
 
             async def healthy() -> bool:
+                assert proc.poll() is None, log_path.read_text(encoding="utf-8")
                 try:
                     async with http.get(f"http://127.0.0.1:{port}/health") as response:
                         return response.status == 200
                 except aiohttp.ClientError:
                     return False
 
-            deadline = time.monotonic() + 30
-            while not await healthy():
-                assert proc.poll() is None, log_path.read_text(encoding="utf-8")
-                assert time.monotonic() < deadline, "service did not become healthy"
-                await asyncio.sleep(0.1)
+            await eventually(healthy, "the service is healthy")
         shutil.copy(EXAMPLES / "pa-senafront-darien.json", root / "darien.json")
         await eventually((root / "done" / "darien.json").exists, what="darien.json done")
         proc.send_signal(signal.SIGTERM)

@@ -20,8 +20,8 @@ from schemas.agency_key import AgencyKey
 from schemas.codec import decode_audit, decode_bulletin, encode_trust_event
 from schemas.envelope import seal, seal_event
 from schemas.key_directory import KeyDirectory
-from schemas.samples import sample_bulletin, sample_event
 from schemas.vocab import Category, Classification, TrustEventKind
+from tests.samples import sample_bulletin, sample_event
 from tests.support import MiniExchange, Record, audit_of, build_exchange
 
 pytestmark = pytest.mark.integration

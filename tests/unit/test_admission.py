@@ -14,7 +14,7 @@ from schemas.agency_key import AgencyKey
 from schemas.codec import decode_audit
 from schemas.envelope import Sealed, seal
 from schemas.key_directory import KeyDirectory
-from schemas.samples import sample_bulletin
+from tests.samples import sample_bulletin
 
 # One clock for the whole module: admission checks issued_at against `now`, so bulletins
 # made later in a long test session must not carry their own creation time.

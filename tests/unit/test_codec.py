@@ -32,7 +32,7 @@ from schemas.codec import (
     encode_trust_event,
     fingerprint,
 )
-from schemas.samples import fixed_bulletin, sample_audit, sample_bulletin, sample_event
+from tests.samples import fixed_bulletin, sample_audit, sample_bulletin, sample_event
 
 SEED_AGENCIES = Registry.load(DEFAULT_AGENCIES).ids  # the seed registry's 11 agencies
 

@@ -15,7 +15,7 @@ from enlace.core.errors import CodecError, CorruptRecord, TruncatedRecord, Valid
 from schemas.bounds import MAX_DEPTH, check_body, compile_schema
 from schemas.catalog import Catalog, SchemaVersion
 from schemas.codec import HEADER_SIZE, MAGIC, decode, decode_bulletin, encode_bulletin
-from schemas.samples import fixed_bulletin
+from tests.samples import fixed_bulletin
 
 SMALL: dict[str, Any] = {
     "type": "record",

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from consumers.feed_records import feed_message
 from consumers.records import Delivered, FeedRecord, Quarantined, Release
 from consumers.store import BulletinStore
 from enlace.cli import app
 from schemas.envelope import seal
 from schemas.key_directory import KeyDirectory
-from schemas.samples import sample_bulletin
 from schemas.signing import AgencyKey
+from tests.feed_records import feed_message
+from tests.samples import sample_bulletin
 
 NOW = datetime.now(UTC)
 KEY = AgencyKey.generate("pa-senafront", valid_from=datetime(2026, 1, 1, tzinfo=UTC))

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from consumers.feed_records import feed_message
 from consumers.records import Delivered, FeedRecord, Quarantined, Release, StoreOutcome
 from consumers.store import BulletinStore, InboxQuery
 from consumers.store_schema import SCHEMA_VERSION
@@ -18,8 +17,9 @@ from schemas.envelope import seal
 from schemas.key_directory import KeyDirectory
 from schemas.models import ThreatBulletin
 from schemas.projection import tearline
-from schemas.samples import sample_bulletin
 from schemas.signing import AgencyKey
+from tests.feed_records import feed_message
+from tests.samples import sample_bulletin
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 KEY = AgencyKey.generate("pa-senafront", valid_from=datetime(2026, 1, 1, tzinfo=UTC))

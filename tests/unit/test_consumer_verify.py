@@ -6,15 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.feed_records import FeedMessage, feed_message
 from consumers.records import Delivered, FeedRecord, Quarantined, Release
 from consumers.verify import open_feed_record
 from schemas import headers as hdr
 from schemas.codec import encode_bulletin
 from schemas.envelope import seal
 from schemas.key_directory import KeyDirectory
-from schemas.samples import sample_bulletin
 from schemas.signing import AgencyKey
+from tests.feed_records import FeedMessage, feed_message
+from tests.samples import sample_bulletin
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 VALID_FROM = datetime(2026, 1, 1, tzinfo=UTC)

@@ -10,8 +10,8 @@ import pytest
 from enlace.core.errors import ValidationError
 from schemas.countries import ISO_3166_ALPHA2
 from schemas.models import ThreatBulletin, validate_bulletin, validate_event
-from schemas.samples import FIXED_TIME, bulletin_fields, fixed_bulletin, sample_event
 from schemas.vocab import Classification, Tlp
+from tests.samples import FIXED_TIME, bulletin_fields, fixed_bulletin, sample_event
 
 
 def problems(**overrides: Any) -> list[tuple[str, str]]:

@@ -16,7 +16,6 @@ from schemas.codec import decode_bulletin, encode_bulletin
 from schemas.countries import ISO_3166_ALPHA2
 from schemas.models import ThreatBulletin, validate_bulletin
 from schemas.projection import tearline
-from schemas.samples import bulletin_fields
 from schemas.vocab import (
     Category,
     Caveat,
@@ -31,6 +30,7 @@ from schemas.vocab import (
     SourceType,
     Tlp,
 )
+from tests.samples import bulletin_fields
 
 AGENCIES = Registry.load(DEFAULT_AGENCIES).ids  # the seed registry's 11 agencies
 COUNTRIES = sorted(ISO_3166_ALPHA2)

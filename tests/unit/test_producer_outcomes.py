@@ -17,7 +17,7 @@ from producers.publisher import DeliveryResult, PublishFailure, reason_of
 from producers.settings import PublisherSettings
 from schemas.envelope import Sealed
 from schemas.models import ThreatBulletin
-from schemas.samples import sample_bulletin
+from tests.samples import sample_bulletin
 
 
 def test_reasons_are_stable_codes() -> None:

@@ -14,7 +14,7 @@ from enlace.core.errors import ValidationError
 from enlace.core.registry import Agency
 from producers.inputs import Item
 from producers.prepare import derive_id, prepare, prepare_items
-from schemas.samples import bulletin_fields, sample_bulletin
+from tests.samples import bulletin_fields, sample_bulletin
 
 PANAMA = Agency(id="pa-senafront", name="Servicio Nacional de Fronteras", country="PA")
 NOW = datetime(2026, 3, 14, 15, 9, 26, 535000, tzinfo=UTC)

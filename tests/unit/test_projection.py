@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from schemas.codec import decode_bulletin, encode_bulletin
 from schemas.projection import is_tearline, tearline
-from schemas.samples import fixed_bulletin
 from schemas.vocab import Classification
+from tests.samples import fixed_bulletin
 
 
 def test_keeps_and_drops() -> None:

@@ -13,8 +13,8 @@ from broker.ledger import TrustLedger
 from broker.policy import Policy
 from broker.release import Partner, ReleaseSubject, Rule, decide
 from broker.trust import TrustScore
-from schemas.samples import fixed_bulletin
 from schemas.vocab import Category, Caveat, Classification, ReleaseKind, Tlp
+from tests.samples import fixed_bulletin
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 POLICY_FILE = Path(__file__).resolve().parents[2] / "deploy" / "policy.yaml"

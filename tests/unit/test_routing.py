@@ -23,8 +23,8 @@ from schemas import headers as hdr
 from schemas.agency_key import AgencyKey
 from schemas.envelope import Sealed, seal
 from schemas.key_directory import KeyDirectory
-from schemas.samples import sample_bulletin
 from schemas.vocab import Category, Classification
+from tests.samples import sample_bulletin
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PA, US, CR = "pa-senafront", "us-jiatfs", "cr-msp"

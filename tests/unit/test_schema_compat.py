@@ -18,7 +18,7 @@ from schemas.check import check_schemas
 from schemas.codec import decode, decode_bulletin, encode, encode_bulletin
 from schemas.compat import full_transitive, incompatibilities
 from schemas.lint import lint
-from schemas.samples import fixed_bulletin
+from tests.samples import fixed_bulletin
 
 V2_PATH = Path(__file__).parent / "golden" / "evolution" / "threat_bulletin.v2.avsc"
 

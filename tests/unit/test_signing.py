@@ -19,8 +19,8 @@ from enlace.core.errors import (
 )
 from schemas import headers as hdr
 from schemas.envelope import open_bulletin, open_event, seal, seal_event, tearline_value_of
-from schemas.samples import fixed_bulletin, sample_event
 from schemas.signing import AgencyKey, KeyDirectory
+from tests.samples import fixed_bulletin, sample_event
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 AT = datetime(2026, 3, 14, 16, tzinfo=UTC)

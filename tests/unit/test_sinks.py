@@ -12,7 +12,6 @@ import stix2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.feed_records import feed_message
 from consumers.records import Delivered, FeedRecord, Quarantined, Release
 from consumers.sinks import JsonlSink, StixSink, parse_sink_uri, parse_sink_uris
 from consumers.sinks.webhook import backoff_delays, idempotency_key
@@ -25,9 +24,10 @@ from enlace.core.errors import ConfigError
 from schemas.envelope import seal
 from schemas.models import Indicator, ThreatBulletin
 from schemas.projection import tearline
-from schemas.samples import sample_bulletin
 from schemas.signing import AgencyKey
 from schemas.vocab import IndicatorType, Tlp
+from tests.feed_records import feed_message
+from tests.samples import sample_bulletin
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 KEY = AgencyKey.generate("pa-senafront", valid_from=datetime(2026, 1, 1, tzinfo=UTC))

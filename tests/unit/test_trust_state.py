@@ -13,8 +13,8 @@ from broker.policy import Policy
 from broker.release import Partner, ReleaseSubject, decide
 from broker.trust_state import Folded, Outcome, TrustLimits, TrustState
 from schemas.models import TrustEvent
-from schemas.samples import sample_event
 from schemas.vocab import TrustEventKind
+from tests.samples import sample_event
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 POLICY = Policy.model_validate({"agreements": [{"between": ["pa-senafront", "cr-msp"],
@@ -226,7 +226,7 @@ def test_audit_summary_header_round_trips() -> None:
     from schemas import headers as hdr
     from schemas.agency_key import AgencyKey
     from schemas.envelope import seal
-    from schemas.samples import sample_bulletin
+    from tests.samples import sample_bulletin
 
     key = AgencyKey.generate(PA, valid_from=T0)
     sealed = seal(sample_bulletin(PA), key)
