@@ -6,7 +6,9 @@ Responses (JSON):
 - 202 every bulletin was acknowledged by the broker: ``{"published": n, "results":
   [{"bulletin_id", "partition", "offset"}...]}`` in request order;
 - 422 some bulletin is invalid, nothing was sent: ``{"errors": [{"index", "field", "rule"}]}``;
-- 413 the body is over ``http_max_body_bytes``; 400 not JSON / not an object or list;
+- 413 the body is over ``http_max_body_bytes``; 400 not JSON / not an object or list / nested
+  deeper than ``MAX_DEPTH`` (checked before parsing); 408 the body did not arrive within
+  ``http_read_timeout_s``;
   415 wrong content type; 401 bad or missing bearer token (when ``http_token`` is set);
 - 503 some bulletin was not acknowledged in time: per-bulletin results, failed ones with
   ``error``; re-send those with the same ``bulletin_id`` (the router drops duplicates).
@@ -35,6 +37,9 @@ log = get_logger(__name__)
 
 PATH = "/bulletins"
 READ_CHUNK = 65_536
+# A bulletin nests a few levels (list > bulletin > entities > identifiers); deeper is hostile,
+# and Python's JSON parser would recurse until it fails with a 500.
+MAX_DEPTH = 32
 JSON_TYPES = ("application/json",)
 
 
@@ -93,15 +98,24 @@ class HttpIntake:
         # Read ourselves rather than request.read(): the app-wide client_max_size is not ours.
         chunks: list[bytes] = []
         total = 0
-        while chunk := await request.content.read(READ_CHUNK):
-            total += len(chunk)
-            if total > limit:
-                raise too_large
-            chunks.append(chunk)
+        timeout = self.settings.http_read_timeout_s
+        try:
+            # A client trickling its body must not hold the intake: the whole body has a deadline.
+            async with asyncio.timeout(timeout):
+                while chunk := await request.content.read(READ_CHUNK):
+                    total += len(chunk)
+                    if total > limit:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise _Refused(408, {"error": f"body not received within {timeout:g} s"}) from None
         return b"".join(chunks)
 
     @staticmethod
     def _parse(body: bytes) -> list[Any]:
+        depth = nesting_depth(body)
+        if depth > MAX_DEPTH:
+            raise _Refused(400, {"error": f"body nests {depth} levels deep (at most {MAX_DEPTH})"})
         try:
             doc = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
         except UnicodeDecodeError:
@@ -163,3 +177,25 @@ def _failure(outcome: PublishFailure) -> dict[str, Any]:
         "reason": outcome.reason,
         "error": str(outcome.error),
     }
+
+
+def nesting_depth(body: bytes) -> int:
+    """The deepest ``[``/``{`` nesting of a JSON text, outside strings, without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest

@@ -54,6 +54,9 @@ class PublisherSettings(KafkaSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8470, ge=0, le=65535)
     http_max_body_bytes: int = Field(default=4_194_304, ge=1024)
+    http_read_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="Deadline for a request body to arrive (408)."
+    )
     http_token: SecretStr | None = Field(
         default=None, description="When set, POST /bulletins requires 'Authorization: Bearer …'."
     )

@@ -188,6 +188,33 @@ async def test_claimed_file_is_resent_after_a_crash_with_identical_records(
     assert len(by_id) == 3
 
 
+async def test_http_intake_refuses_deep_and_slow_bodies(
+    kafka_settings: KafkaSettings,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., Awaitable[list[str]]],
+    key: AgencyKey,
+    tmp_path: Path,
+) -> None:
+    (topic,) = await make_topics(unique("out"))
+    settings = service_settings(
+        kafka_settings.kafka_bootstrap, topic, tmp_path / "drop", http_read_timeout_s=1.0
+    )
+    headers = {"Content-Type": "application/json"}
+    async with running(settings, key) as service, aiohttp.ClientSession() as http:
+        url = f"{service.http.url}/bulletins"
+        async with http.post(url, data=b"[" * 5000 + b"]" * 5000, headers=headers) as response:
+            assert response.status == 400, "deep nesting is refused before parsing, never a 500"
+            assert "nests 5000 levels" in (await response.json())["error"]
+
+        async def trickle() -> AsyncIterator[bytes]:
+            yield b'{"title": '
+            await asyncio.sleep(3)  # a slow client, past the 1 s body deadline
+            yield b'"late"}'
+
+        async with http.post(url, data=trickle(), headers=headers) as response:
+            assert response.status == 408, await response.text()
+
+
 async def test_http_intake(
     kafka_settings: KafkaSettings,
     unique: Callable[[str], str],

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from enlace.core.errors import (
     DeliveryError,
     DeliveryTimeout,
@@ -12,7 +14,7 @@ from enlace.core.errors import (
     RecordTooLarge,
     ValidationError,
 )
-from producers.intake import HttpIntake
+from producers.intake import HttpIntake, _Refused
 from producers.publisher import DeliveryResult, PublishFailure, reason_of
 from producers.settings import PublisherSettings
 from schemas.envelope import Sealed
@@ -56,3 +58,16 @@ async def test_intake_answers_503_with_per_bulletin_results() -> None:
     assert ok == {"bulletin_id": bulletins[0].bulletin_id, "partition": 0, "offset": 7}
     assert failed["bulletin_id"] == bulletins[1].bulletin_id
     assert failed["reason"] == "timeout"
+
+
+def test_deep_json_is_refused_before_parsing_with_400_not_500() -> None:
+    from producers.intake import MAX_DEPTH, nesting_depth
+
+    assert nesting_depth(b'{"a": [1, {"b": "[[[[{{"}]}') == 3, "brackets in strings do not count"
+    assert nesting_depth(b'["\\"[", 1]') == 1, "an escaped quote does not end the string"
+    hostile = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(_Refused) as refused:
+        HttpIntake._parse(hostile)
+    assert refused.value.status == 400
+    assert f"at most {MAX_DEPTH}" in refused.value.body["error"]
+    assert HttpIntake._parse(b'[{"title": "ok"}]') == [{"title": "ok"}]
