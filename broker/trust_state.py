@@ -146,10 +146,7 @@ class TrustState:
         """Record a release (from the audit topic); returns the kinds of the waiting events
         that counted now."""
         key = (originator, partner, bulletin_id)
-        known = self._agencies
-        if key in self._released or (
-            known is not None and (originator not in known or partner not in known)
-        ):
+        if key in self._released or self._outside_registry(originator, partner):
             return []
         if now is not None:
             at = min(at, now)
@@ -200,8 +197,7 @@ class TrustState:
         return Folded(Outcome.COUNTED, kind=kind)
 
     def _refusal(self, event: TrustEvent, observed: datetime) -> Folded | None:
-        known = self._agencies
-        if known is not None and (event.subject not in known or event.reporter not in known):
+        if self._outside_registry(event.subject, event.reporter):
             return Folded(
                 Outcome.REJECTED, UNKNOWN_AGENCY, f"{event.subject!r} is not a registry agency"
             )
@@ -221,6 +217,10 @@ class TrustState:
         if event.kind in _BULLETIN_KINDS and event.bulletin_id is None:
             return Folded(Outcome.REJECTED, NO_BULLETIN, f"a {event.kind} names no bulletin")
         return None
+
+    def _outside_registry(self, *agencies: str) -> bool:
+        known = self._agencies
+        return known is not None and any(a not in known for a in agencies)
 
     def _fold_released(self, event: TrustEvent, key: ReleaseKey, observed: datetime) -> bool:
         """Count a receipt or feedback for a known release, once per kind."""

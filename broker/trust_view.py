@@ -30,7 +30,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from broker.admission import INTERNAL_ERROR
 from broker.outputs import release_summary
+from broker.routing import Clock, utc_now
 from broker.trust_state import Folded, Outcome, TrustState
 from enlace.core import clients
 from enlace.core.closing import close_consumer
@@ -46,15 +48,8 @@ from schemas.vocab import ReleaseKind
 log = get_logger(__name__)
 
 RELEASED = frozenset({ReleaseKind.FULL.value, ReleaseKind.TEARLINE.value})
-INTERNAL_ERROR = "internal_error"
 CHUNK = 25  # records folded between two yields to the event loop (about 15 ms of CPU)
 FETCH_MAX = 1_000
-
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +85,7 @@ class TrustFeed:
         on_folded: Callable[[Folded], None] = lambda _f: None,
         on_skipped: Callable[[str], None] = lambda _r: None,
         audit_horizon: timedelta | None = None,
-        clock: Clock = _utc_now,
+        clock: Clock = utc_now,
         live_share: float = 0.5,
     ) -> None:
         self._settings = settings

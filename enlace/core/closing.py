@@ -45,7 +45,7 @@ async def abort(producer: AIOKafkaProducer, within: float) -> int:
     if task is not None and not task.done():
         task.cancel()
         await asyncio.wait([task], timeout=within)
-    error = DeliveryError("publisher closed before the broker acknowledged the record")
+    error = DeliveryError("producer closed before the broker acknowledged the record")
     failed = 0
     for batch in _held_batches(producer):
         # Per-record futures only: failing the batch futures trips aiokafka's own

@@ -34,11 +34,16 @@ from enlace.core.topics import (
 from schemas import headers as hdr
 from schemas.codec import TRUST_EVENT, encode
 from schemas.envelope import Sealed, seal, seal_event
-from schemas.models import AuditRecord, TrustEvent
+from schemas.models import TrustEvent
 from schemas.vocab import Classification, TrustEventKind
-from tests.integration.test_router import agreements_for, assert_books_balance, bulletin
+from tests.integration.test_router import (
+    agreements_for,
+    assert_books_balance,
+    bulletin,
+    read_audits,
+)
 from tests.samples import sample_event
-from tests.support import MiniExchange, Record, audit_of, build_exchange, eventually
+from tests.support import MiniExchange, Record, build_exchange, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -88,15 +93,6 @@ def last(record: Record, name: str) -> str | None:
     (whatever duplicates a malformed record carried), the router's provenance comes last."""
     values = [v for k, v in record.headers if k == name]
     return bytes(values[-1]).decode("utf-8", "replace") if values and values[-1] else None
-
-
-async def read_audits(ex: MiniExchange, ids: set[str], want: int) -> list[AuditRecord]:
-    def kept(r: Record) -> bool:
-        audit = audit_of(r)
-        return audit is not None and audit.bulletin_id in ids
-
-    records = await ex.read(AUDIT, until=lambda f: len(f) >= want, keep=kept, settle=1.0)
-    return [a for a in map(audit_of, records) if a is not None]
 
 
 async def dead_letters(ex: MiniExchange, topic: str, want: int) -> list[Record]:
