@@ -114,6 +114,32 @@ def run(
     intake: Annotated[
         bool | None, typer.Option("--intake/--no-intake", help="Serve POST /bulletins.")
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="File holding the intake's bearer token (env ENLACE_HTTP_TOKEN_FILE; or set "
+            "ENLACE_HTTP_TOKEN). Required unless --insecure-no-auth.",
+        ),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Serve POST /bulletins without a token; refused unless --http-host is a "
+            "loopback address (env ENLACE_HTTP_INSECURE_NO_AUTH).",
+        ),
+    ] = False,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert", help="PEM certificate chain: serve HTTPS (env ENLACE_HTTP_TLS_CERT)."
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", help="PEM key of --tls-cert (env ENLACE_HTTP_TLS_KEY)."),
+    ] = None,
 ) -> None:
     """Publish every *.json/*.jsonl dropped into a folder, and serve POST /bulletins."""
     settings = _settings(
@@ -125,6 +151,11 @@ def run(
         http_host=http_host,
         http_port=http_port,
         intake_enabled=intake,
+        http_token_file=token_file,
+        # Absent, the flag leaves the environment's choice alone.
+        http_insecure_no_auth=insecure_no_auth or None,
+        http_tls_cert=tls_cert,
+        http_tls_key=tls_key,
     )
     configure_logging(settings.log_level, settings.log_format)
     serve(PublisherService(settings))

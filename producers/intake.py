@@ -1,7 +1,7 @@
 """HTTP intake: ``POST /bulletins`` so an agency's existing systems can push bulletins.
 
-Body: one bulletin (JSON object) or a list of them, ``Content-Type: application/json``.
-Responses (JSON):
+Body: one bulletin (JSON object) or a list of them, ``Content-Type: application/json``,
+``Authorization: Bearer <http_token>``. Responses (JSON):
 
 - 202 every bulletin was acknowledged by the broker: ``{"published": n, "results":
   [{"bulletin_id", "partition", "offset"}...]}`` in request order;
@@ -9,9 +9,16 @@ Responses (JSON):
 - 413 the body is over ``http_max_body_bytes``; 400 not JSON / not an object or list / nested
   deeper than ``MAX_DEPTH`` (checked before parsing); 408 the body did not arrive within
   ``http_read_timeout_s``;
-  415 wrong content type; 401 bad or missing bearer token (when ``http_token`` is set);
+  415 wrong content type; 401 bad or missing bearer token;
 - 503 some bulletin was not acknowledged in time: per-bulletin results, failed ones with
   ``error``; re-send those with the same ``bulletin_id`` (the router drops duplicates).
+
+A token is required (``http_token`` or ``http_token_file``): without one the intake refuses
+to start unless ``http_insecure_no_auth`` is set, and then only on a loopback address (see
+:mod:`producers.intake_access`). The server under it (:class:`enlace.core.http.ServiceHttp`)
+closes a connection whose request head is slower than ``http_header_timeout_s`` (408) or
+that stays idle for ``http_idle_timeout_s``, answers 400 to a header line over 8 KiB or more
+than 64 headers, and serves HTTPS with ``http_tls_cert``/``http_tls_key``.
 
 Ids the intake generates are random: a client that retries a request should put its own
 ``bulletin_id`` in each bulletin (or reuse the ids from a 503) so the retry deduplicates.
@@ -28,6 +35,7 @@ from aiohttp import web
 
 from enlace.core.errors import CodecError, SignatureError, ValidationError
 from enlace.core.logs import get_logger
+from producers.intake_access import intake_token
 from producers.publisher import Clock, DeliveryResult, Publisher, PublishFailure, utc_now
 from producers.settings import PublisherSettings
 from schemas.envelope import Sealed
@@ -63,6 +71,10 @@ class HttpIntake:
         self.settings = settings
         self.publisher = publisher
         self._clock = clock
+        # Resolved here so no intake exists without its access decided (ConfigError otherwise).
+        self._token = intake_token(settings)
+        if self._token is None:
+            log.warning("intake_without_auth", host=settings.http_host)
 
     def install(self, app: web.Application) -> None:
         app.router.add_post(PATH, self.post_bulletins)
@@ -80,7 +92,7 @@ class HttpIntake:
         return web.json_response(body, status=status, headers=headers)
 
     def _authorize(self, request: web.Request) -> None:
-        token = self.settings.http_token
+        token = self._token
         if token is None:
             return
         given = request.headers.get("Authorization", "")

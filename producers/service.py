@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from enlace.core.http import ServiceHttp
+from enlace.core.http import ServiceHttp, server_tls_context
 from enlace.core.logs import get_logger
 from enlace.core.registry import Registry
 from producers.intake import HttpIntake
@@ -36,14 +36,27 @@ class PublisherService:
         self.publisher = Publisher(
             settings, key=key, registry=registry, metrics=self.metrics, clock=clock
         )
+        # Both refuse a bad configuration (no token, unreadable certificate) with a
+        # ConfigError here, before anything connects or binds.
+        intake = (
+            HttpIntake(settings, self.publisher, clock=clock) if settings.intake_enabled else None
+        )
+        tls = (
+            server_tls_context(settings.http_tls_cert, settings.http_tls_key)
+            if settings.http_tls_cert is not None and settings.http_tls_key is not None
+            else None
+        )
         self.http = ServiceHttp(
             self.metrics.registry,
             host=settings.http_host,
             port=settings.http_port,
             health=self._health,
+            ssl_context=tls,
+            header_timeout_s=settings.http_header_timeout_s,
+            idle_timeout_s=settings.http_idle_timeout_s,
         )
-        if settings.intake_enabled:
-            HttpIntake(settings, self.publisher, clock=clock).install(self.http.app)
+        if intake is not None:
+            intake.install(self.http.app)
         self.watcher = (
             FolderWatcher(settings, self.publisher, clock=clock)
             if settings.watch_dir is not None

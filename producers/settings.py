@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from enlace.core.errors import ConfigError
+from enlace.core.http import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S
 from enlace.core.registry import check_agency_id
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import outbound
@@ -57,9 +59,32 @@ class PublisherSettings(KafkaSettings):
     http_read_timeout_s: float = Field(
         default=30.0, gt=0, le=600, description="Deadline for a request body to arrive (408)."
     )
-    http_token: SecretStr | None = Field(
-        default=None, description="When set, POST /bulletins requires 'Authorization: Bearer …'."
+    http_header_timeout_s: float = Field(
+        default=DEFAULT_HEADER_TIMEOUT_S,
+        gt=0,
+        le=600,
+        description="Deadline for a request's line and headers, from its first byte (408).",
     )
+    http_idle_timeout_s: float = Field(
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        gt=0,
+        le=3600,
+        description="A connection with no request for this long is closed (keep-alive).",
+    )
+    http_token: SecretStr | None = Field(
+        default=None, description="The bearer token POST /bulletins requires (Authorization)."
+    )
+    http_token_file: Path | None = Field(
+        default=None, description="A file holding the bearer token (instead of http_token)."
+    )
+    http_insecure_no_auth: bool = Field(
+        default=False,
+        description="Serve POST /bulletins without a token; only on a loopback address.",
+    )
+    http_tls_cert: Path | None = Field(
+        default=None, description="PEM certificate chain: serve HTTPS (with http_tls_key)."
+    )
+    http_tls_key: Path | None = Field(default=None, description="PEM private key of the cert.")
     max_batch: int = Field(
         default=2000, ge=1, le=100_000, description="Bulletins per publish_many call from files."
     )
@@ -69,6 +94,15 @@ class PublisherSettings(KafkaSettings):
     @classmethod
     def _agency_id(cls, value: str) -> str:
         return check_agency_id(value)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> PublisherSettings:
+        if (self.http_tls_cert is None) != (self.http_tls_key is None):
+            raise ConfigError(
+                "TLS needs both a certificate and its key: set --tls-cert and --tls-key "
+                "(ENLACE_HTTP_TLS_CERT, ENLACE_HTTP_TLS_KEY), or neither"
+            )
+        return self
 
     @property
     def outbound_topic(self) -> str:

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +31,7 @@ from producers.settings import PublisherSettings
 from schemas.signing import AgencyKey, KeyDirectory
 from tests.integration.test_producer_api import AGENCY, bare, drain, topic_size, verify_record
 from tests.support import eventually, free_kafka_port
+from tests.tls_certs import server_cert
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +57,9 @@ async def running(settings: PublisherSettings, key: AgencyKey) -> AsyncIterator[
 
 
 def service_settings(kafka: str, topic: str, root: Path, **extra: Any) -> PublisherSettings:
+    # The intake needs a token or the explicit loopback-only opt-out; tests that do not set a
+    # token take the opt-out (the service binds 127.0.0.1).
+    extra.setdefault("http_insecure_no_auth", "http_token" not in extra)
     return PublisherSettings(
         agency=AGENCY,
         kafka_bootstrap=kafka,
@@ -283,6 +288,59 @@ async def test_http_intake(
     assert await topic_size(kafka_settings, topic) == 4
 
 
+async def test_http_intake_without_a_token_only_when_asked_and_on_loopback(
+    kafka_settings: KafkaSettings,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., Awaitable[list[str]]],
+    key: AgencyKey,
+    tmp_path: Path,
+) -> None:
+    (topic,) = await make_topics(unique("out"))
+    settings = service_settings(
+        kafka_settings.kafka_bootstrap, topic, tmp_path / "drop", http_insecure_no_auth=True
+    )
+    async with running(settings, key) as service, aiohttp.ClientSession() as http:
+        data = json.dumps(bare(title="Sin token"), default=str).encode()
+        headers = {"Content-Type": "application/json"}
+        async with http.post(f"{service.http.url}/bulletins", data=data, headers=headers) as r:
+            assert r.status == 202, await r.text()
+    assert await topic_size(kafka_settings, topic) == 1
+
+
+async def test_http_intake_over_tls(
+    kafka_settings: KafkaSettings,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., Awaitable[list[str]]],
+    key: AgencyKey,
+    tmp_path: Path,
+) -> None:
+    (topic,) = await make_topics(unique("out"))
+    certs = server_cert(tmp_path / "tls")
+    settings = service_settings(
+        kafka_settings.kafka_bootstrap,
+        topic,
+        tmp_path / "drop",
+        http_token="s3cret-token",
+        http_tls_cert=certs.cert,
+        http_tls_key=certs.key,
+    )
+    trust = ssl.create_default_context(cafile=certs.ca)
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer s3cret-token"}
+    data = json.dumps(bare(title="Por HTTPS"), default=str).encode()
+    async with running(settings, key) as service, aiohttp.ClientSession() as http:
+        url = f"{service.http.url}/bulletins"
+        assert url.startswith("https://127.0.0.1:")
+        async with http.post(url, data=data, headers=headers, ssl=trust) as response:
+            assert response.status == 202, await response.text()
+        plain = f"http://127.0.0.1:{service.http.port}/bulletins"
+        with pytest.raises(aiohttp.ClientError):
+            async with http.post(plain, data=data, headers=headers) as response:
+                await response.read()
+    records = await drain(kafka_settings, topic, 1)
+    directory = KeyDirectory.from_keys([key])
+    assert [verify_record(directory, r).title for r in records] == ["Por HTTPS"]
+
+
 @pytest.mark.slow
 async def test_file_dropped_during_an_outage_is_published_after_it(
     key: AgencyKey, tmp_path: Path
@@ -337,6 +395,7 @@ async def test_publisher_run_stops_cleanly_on_sigterm(
     env = {**os.environ, "ENLACE_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap}
     args = [str(ENLACE), "publisher", "run", "--agency", AGENCY, "--watch", str(root)]
     args += ["--key", str(key_path), "--topic", topic, "--http-port", str(port)]
+    args += ["--insecure-no-auth"]
     log_path = tmp_path / "service.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT)  # noqa: ASYNC220 - Popen returns at once

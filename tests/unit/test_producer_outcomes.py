@@ -47,7 +47,7 @@ class HalfDelivering:
 
 
 async def test_intake_answers_503_with_per_bulletin_results() -> None:
-    settings = PublisherSettings(agency="pa-senafront")
+    settings = PublisherSettings(agency="pa-senafront", http_token="t0ken")
     intake = HttpIntake(settings, HalfDelivering())  # type: ignore[arg-type]  # a stand-in publisher
     bulletins = [sample_bulletin(), sample_bulletin()]
     empty = Sealed(b"", b"", b"", [])
