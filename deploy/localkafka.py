@@ -7,6 +7,7 @@ once into a cache dir by ``maven-dependency-plugin`` from ``deploy/kafka/pom.xml
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import secrets
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from deploy.tls import NODE_PRINCIPAL, PRINCIPAL_MAPPING_RULES, LocalCA
 from enlace.core.errors import EnvironmentProblem, KafkaLaunchError
 from enlace.core.logs import get_logger
 from enlace.core.settings import REPO_ROOT, SCRAM_MECHANISM
@@ -58,6 +60,19 @@ class ClusterSpec:
 
     def controller_port(self, node_id: int) -> int:
         return self.broker_port(node_id) + 1
+
+    def mtls_port(self, node_id: int) -> int:
+        """The listener for client certificates instead of SCRAM (secure clusters only)."""
+        return self.broker_port(node_id) + 2
+
+    def ports(self, node_id: int) -> tuple[int, ...]:
+        """Every port the node listens on."""
+        base = (self.broker_port(node_id), self.controller_port(node_id))
+        return (*base, self.mtls_port(node_id)) if self.secure else base
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{self.mtls_port(n)}" for n in self.node_ids)
 
     @property
     def bootstrap(self) -> str:
@@ -173,6 +188,14 @@ class LocalKafka:
     def node_dir(self, node_id: int) -> Path:
         return self.data_dir / f"node-{node_id}"
 
+    @property
+    def ca(self) -> LocalCA:
+        """The secure cluster's certificate authority; ``ca.ca_cert`` is what clients trust."""
+        return LocalCA(self.data_dir / "tls")
+
+    def keystore(self, node_id: int) -> Path:
+        return self.node_dir(node_id) / "tls" / "node.pem"
+
     def spec(self) -> ClusterSpec | None:
         path = self.data_dir / CLUSTER_FILE
         if not path.exists():
@@ -237,7 +260,7 @@ class LocalKafka:
         java_binary()
         fetch_jars(self.libs)
         for node_id in spec.node_ids:
-            for p in (spec.broker_port(node_id), spec.controller_port(node_id)):
+            for p in spec.ports(node_id):
                 if port_in_use(p):
                     raise EnvironmentProblem(
                         f"port {p} on 127.0.0.1 is taken by another process; stop it or pass "
@@ -318,11 +341,23 @@ class LocalKafka:
     def _write_properties(self, spec: ClusterSpec, node_id: int) -> Path:
         node_dir = self.node_dir(node_id)
         node_dir.mkdir(parents=True, exist_ok=True)
-        props = node_properties(spec, node_id, node_dir / "data")
+        tls = None
+        if spec.secure:
+            tls = NodeTls(self._ensure_keystore(node_id), self.ca.ca_cert)
+        props = node_properties(spec, node_id, node_dir / "data", tls)
         path = node_dir / "server.properties"
         path.write_text("\n".join(f"{k}={v}" for k, v in props.items()) + "\n", encoding="utf-8")
         path.chmod(0o600)
         return path
+
+    def _ensure_keystore(self, node_id: int) -> Path:
+        """The node's certificate, issued once at format time (a restart keeps it)."""
+        keystore = self.keystore(node_id)
+        if not keystore.exists():
+            now = dt.datetime.now(dt.UTC)
+            self.ca.ensure(now=now)
+            self.ca.issue_node(node_id, keystore, now=now)
+        return keystore
 
     def _launch(self, spec: ClusterSpec, node_id: int) -> None:
         node_dir = self.node_dir(node_id)
@@ -374,23 +409,26 @@ def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
     return predicate()
 
 
-def node_properties(spec: ClusterSpec, node_id: int, log_dir: Path) -> dict[str, str]:
+@dataclass(frozen=True)
+class NodeTls:
+    keystore: Path  # PEM: the node's key and certificate chain
+    truststore: Path  # PEM: the CA
+
+
+def node_properties(
+    spec: ClusterSpec, node_id: int, log_dir: Path, tls: NodeTls | None = None
+) -> dict[str, str]:
     """The broker+controller properties of one KRaft node (combined mode)."""
+    if spec.secure and tls is None:
+        raise KafkaLaunchError("a secure node needs its certificate (NodeTls)")
     replication = "3" if spec.nodes == 3 else "1"
     min_isr = "2" if spec.nodes == 3 else "1"
-    listener = "SASL_PLAINTEXT" if spec.secure else "PLAINTEXT"
     voters = ",".join(f"{n}@127.0.0.1:{spec.controller_port(n)}" for n in spec.node_ids)
     props = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.voters": voters,
-        "listeners": f"{listener}://127.0.0.1:{spec.broker_port(node_id)},"
-        f"CONTROLLER://127.0.0.1:{spec.controller_port(node_id)}",
-        "advertised.listeners": f"{listener}://127.0.0.1:{spec.broker_port(node_id)}",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
-        "SASL_PLAINTEXT:SASL_PLAINTEXT",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": listener,
+        **_listeners(spec, node_id),
         "log.dirs": str(log_dir),
         "num.partitions": "3",
         "default.replication.factor": replication,
@@ -411,18 +449,53 @@ def node_properties(spec: ClusterSpec, node_id: int, log_dir: Path) -> dict[str,
         # Kept at Kafka 4's default on purpose: records stamped > 1 h ahead are refused.
         "log.message.timestamp.after.max.ms": "3600000",
     }
-    if spec.secure:
-        props |= {
-            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
-            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
-            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": (
-                "org.apache.kafka.common.security.scram.ScramLoginModule required "
-                f'username="{ADMIN_USER}" password="{spec.admin_password}";'
-            ),
-            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "allow.everyone.if.no.acl.found": "false",
-            # ANONYMOUS: the controller listener is PLAINTEXT on loopback and controller RPCs
-            # need CLUSTER_ACTION.
-            "super.users": f"User:{ADMIN_USER};User:ANONYMOUS",
-        }
+    if tls is not None:
+        props |= _security(spec, tls)
     return props
+
+
+def _listeners(spec: ClusterSpec, node_id: int) -> dict[str, str]:
+    broker = f"127.0.0.1:{spec.broker_port(node_id)}"
+    controller = f"CONTROLLER://127.0.0.1:{spec.controller_port(node_id)}"
+    if not spec.secure:
+        return {
+            "listeners": f"PLAINTEXT://{broker},{controller}",
+            "advertised.listeners": f"PLAINTEXT://{broker}",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+        }
+    # Nothing in clear, nothing unauthenticated: SCRAM over TLS for clients and between
+    # brokers, client certificates on the MTLS listener and on the controller listener.
+    mtls = f"MTLS://127.0.0.1:{spec.mtls_port(node_id)}"
+    return {
+        "listeners": f"SASL_SSL://{broker},{mtls},{controller}",
+        "advertised.listeners": f"SASL_SSL://{broker},{mtls}",
+        "listener.security.protocol.map": "CONTROLLER:SSL,SASL_SSL:SASL_SSL,MTLS:SSL",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "SASL_SSL",
+    }
+
+
+def _security(spec: ClusterSpec, tls: NodeTls) -> dict[str, str]:
+    return {
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(tls.keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(tls.truststore),
+        "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
+        "ssl.principal.mapping.rules": PRINCIPAL_MAPPING_RULES,
+        "listener.name.controller.ssl.client.auth": "required",
+        "listener.name.mtls.ssl.client.auth": "required",
+        "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{ADMIN_USER}" password="{spec.admin_password}";'
+        ),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        # The nodes' certificate principal runs controller RPCs (CLUSTER_ACTION); the admin
+        # provisions. No ANONYMOUS: every listener authenticates.
+        "super.users": f"User:{ADMIN_USER};User:{NODE_PRINCIPAL}",
+    }

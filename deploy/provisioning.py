@@ -40,8 +40,10 @@ from deploy.acl_plan import (
     user,
 )
 from deploy.localkafka import ADMIN_USER, DEFAULT_LIBS, LocalKafka, fetch_jars, java_binary
+from deploy.quota_plan import clear_quota_args, parse_user_quotas, quota_diff, set_quota_args
 from enlace.core.errors import BrokerError, ConfigError
 from enlace.core.logs import get_logger
+from enlace.core.registry import Quotas
 from enlace.core.settings import SCRAM_MECHANISM, KafkaSettings
 
 CONFIG_COMMAND = "org.apache.kafka.tools.ConfigCommand"
@@ -87,7 +89,13 @@ class AdminConnection:
                 f"the Kafka in {data_dir} runs without SASL/ACLs; start it with "
                 "`enlace kafka up --secure`"
             )
-        return cls(spec.bootstrap, ADMIN_USER, spec.admin_password)
+        ca = LocalKafka(data_dir).ca
+        if not ca.exists():
+            raise ConfigError(
+                f"the secure Kafka in {data_dir} has no certificate authority (it predates "
+                "TLS): `enlace kafka down`, remove the data dir and `enlace kafka up --secure`"
+            )
+        return cls(spec.bootstrap, ADMIN_USER, spec.admin_password, "SASL_SSL", ca.ca_cert)
 
     @classmethod
     def from_settings(cls, settings: KafkaSettings) -> Self:
@@ -321,6 +329,8 @@ class KafkaTools:
 class ProvisionReport:
     credentials_set: tuple[str, ...]
     credentials_kept: tuple[str, ...]
+    quotas_set: tuple[str, ...]
+    quotas_cleared: tuple[str, ...]
     acls_added: tuple[AclBinding, ...]
     acls_removed: tuple[AclBinding, ...]
     # Bindings and users of Enlace principals the plan no longer names (prune removes them).
@@ -333,19 +343,33 @@ class ProvisionReport:
     @property
     def changed(self) -> bool:
         return bool(
-            self.credentials_set or self.acls_added or self.acls_removed or self.users_removed
+            self.credentials_set
+            or self.quotas_set
+            or self.quotas_cleared
+            or self.acls_added
+            or self.acls_removed
+            or self.users_removed
         )
 
 
-async def read_state(tools: KafkaTools) -> tuple[set[str], set[AclBinding]]:
-    """SCRAM users and ACLs the broker holds now (two launches, side by side)."""
+@dataclass(frozen=True)
+class BrokerState:
+    users: set[str]  # with a SCRAM credential
+    quotas: dict[str, dict[str, float]]
+    acls: set[AclBinding]
+
+
+async def read_state(tools: KafkaTools) -> BrokerState:
+    """SCRAM users, user quotas and ACLs the broker holds now (two launches, side by side)."""
     users_out, acls_out = await tools.run_all(
         [
             (CONFIG_COMMAND, ["--describe", "--entity-type", "users"]),
             (ACL_COMMAND, ["--list"]),
         ]
     )
-    return parse_scram_users(users_out), parse_acl_list(acls_out)
+    return BrokerState(
+        parse_scram_users(users_out), parse_user_quotas(users_out), parse_acl_list(acls_out)
+    )
 
 
 def _set_password_step(tools: KafkaTools, name: str, password: str) -> tuple[str, list[str]]:
@@ -372,12 +396,14 @@ async def provision(
     credentials_path: Path,
     router_prefix: str = DEFAULT_ROUTER_PREFIX,
     libs: Path = DEFAULT_LIBS,
+    quotas: Mapping[str, Quotas] | None = None,
     prune: bool = False,
     reset_passwords: bool = False,
     env: Mapping[str, str] | None = None,
     parallel: int | None = None,
 ) -> ProvisionReport:
-    """Make the broker hold a SCRAM user per principal and exactly the plan's ACLs.
+    """Make the broker hold a SCRAM user per principal, each agency's quotas (``quotas``, else
+    :class:`Quotas` defaults) and exactly the plan's ACLs.
 
     Idempotent: a second run reads the state (two JVM launches) and changes nothing.
     Passwords are saved (0600) before the broker learns them, so a failed run never leaves a
@@ -393,15 +419,26 @@ async def provision(
         save_credentials(credentials_path, resolved.stored)
     workers = parallel or min(4, max(2, os.cpu_count() or 2))
     async with KafkaTools(conn, libs, workers) as tools:
-        existing_users, existing_acls = await read_state(tools)
+        state = await read_state(tools)
+        existing_users = state.users
+        desired_quotas = {a: (quotas or {}).get(a) or Quotas() for a in agencies}
+        quota_changes = quota_diff(
+            desired_quotas, state.quotas, managed=lambda u: is_managed_principal(user(u))
+        )
         to_set = [
             n for n in names if reset_passwords or n in resolved.unsynced or n not in existing_users
         ]
         departed = sorted(
             u for u in existing_users if u not in names and is_managed_principal(user(u))
         )
-        diff = acl_diff(plan, existing_acls)
+        diff = acl_diff(plan, state.acls)
         steps = [_set_password_step(tools, n, resolved.passwords[n]) for n in to_set]
+        steps += [(CONFIG_COMMAND, set_quota_args(u, c)) for u, c in quota_changes.to_set.items()]
+        # Without prune a departed agency keeps its quotas, as it keeps its ACLs (reported).
+        clearing = {
+            u: keys for u, keys in quota_changes.to_clear.items() if prune or u not in departed
+        }
+        steps += [(CONFIG_COMMAND, clear_quota_args(u, k)) for u, k in clearing.items()]
         steps += [(ACL_COMMAND, args) for args in acl_command_args(diff.missing, "add")]
         if prune:
             steps += [(ACL_COMMAND, args) for args in acl_command_args(diff.extra, "remove")]
@@ -416,6 +453,8 @@ async def provision(
     report = ProvisionReport(
         credentials_set=tuple(to_set),
         credentials_kept=tuple(n for n in names if n not in to_set),
+        quotas_set=tuple(quota_changes.to_set),
+        quotas_cleared=tuple(clearing),
         acls_added=diff.missing,
         acls_removed=diff.extra if prune else (),
         acls_stale=() if prune else diff.extra,
@@ -428,6 +467,7 @@ async def provision(
         "acl_provisioned",
         users_set=len(report.credentials_set),
         users_removed=len(report.users_removed),
+        quotas_set=len(report.quotas_set),
         acls_added=len(report.acls_added),
         acls_removed=len(report.acls_removed),
         stale=len(report.acls_stale) + len(report.users_stale),

@@ -9,11 +9,12 @@ KafkaUser (key ``password``), which the router Deployment reads.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from deploy.acl_plan import (
+    OPERATOR_USER,
     ROUTER_USER,
     AclBinding,
     PatternType,
@@ -21,6 +22,7 @@ from deploy.acl_plan import (
     acl_plan,
 )
 from enlace.core import topics
+from enlace.core.registry import Quotas
 from enlace.core.topics import TopicSpec, exchange_topics
 
 API = "kafka.strimzi.io/v1beta2"
@@ -123,8 +125,11 @@ def kafka_topics(specs: Iterable[TopicSpec], shape: ClusterShape) -> list[Manife
     ]
 
 
-def kafka_users(plan: Iterable[AclBinding], shape: ClusterShape) -> list[Manifest]:
-    """One KafkaUser per principal, SCRAM-SHA-512, with exactly its ACLs from the plan."""
+def kafka_users(
+    plan: Iterable[AclBinding], shape: ClusterShape, quotas: Mapping[str, Quotas] | None = None
+) -> list[Manifest]:
+    """One KafkaUser per principal, SCRAM-SHA-512, with exactly its ACLs from the plan and,
+    for an agency, its quotas (the router and operators have none)."""
     grouped: dict[tuple[str, ResourceType, PatternType, str], list[str]] = defaultdict(list)
     for binding in sorted(plan):
         key = (
@@ -155,10 +160,24 @@ def kafka_users(plan: Iterable[AclBinding], shape: ClusterShape) -> list[Manifes
             "spec": {
                 "authentication": {"type": "scram-sha-512"},
                 "authorization": {"type": "simple", "acls": acls},
+                **_user_quotas(user, quotas),
             },
         }
         for user, acls in sorted(by_user.items())
     ]
+
+
+def _user_quotas(user: str, quotas: Mapping[str, Quotas] | None) -> dict[str, Any]:
+    if user in (ROUTER_USER, OPERATOR_USER):
+        return {}
+    limits = (quotas or {}).get(user) or Quotas()
+    return {
+        "quotas": {
+            "producerByteRate": limits.producer_byte_rate,
+            "consumerByteRate": limits.consumer_byte_rate,
+            "requestPercentage": limits.request_percentage,
+        }
+    }
 
 
 def router_deployment(shape: ClusterShape) -> list[Manifest]:
@@ -229,8 +248,12 @@ def router_deployment(shape: ClusterShape) -> list[Manifest]:
     return [deployment]
 
 
-def render(agencies: Iterable[str], shape: ClusterShape | None = None) -> list[Manifest]:
-    """Everything for one exchange: cluster, topics, users with ACLs, the router."""
+def render(
+    agencies: Iterable[str],
+    shape: ClusterShape | None = None,
+    quotas: Mapping[str, Quotas] | None = None,
+) -> list[Manifest]:
+    """Everything for one exchange: cluster, topics, users with ACLs and quotas, the router."""
     shape = shape or ClusterShape()
     ids = list(agencies)
     specs = exchange_topics(
@@ -243,6 +266,6 @@ def render(agencies: Iterable[str], shape: ClusterShape | None = None) -> list[M
     return [
         *kafka_cluster(shape),
         *kafka_topics(specs, shape),
-        *kafka_users(plan, shape),
+        *kafka_users(plan, shape, quotas),
         *router_deployment(shape),
     ]

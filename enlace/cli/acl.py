@@ -1,8 +1,10 @@
-"""``enlace acl show|provision|credentials``: per-agency SCRAM users and ACLs on Kafka."""
+"""``enlace acl show|provision|credentials|certificates``: per-agency SCRAM users, client
+certificates and ACLs on Kafka."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +14,7 @@ from pydantic import Field
 from rich.console import Console
 
 from deploy.acl_plan import DEFAULT_ROUTER_PREFIX, AclBinding, acl_command_args, acl_plan
-from deploy.localkafka import CLUSTER_FILE, DEFAULT_DATA_DIR
+from deploy.localkafka import CLUSTER_FILE, DEFAULT_DATA_DIR, LocalKafka
 from deploy.provisioning import (
     CREDENTIALS_FILE,
     AdminConnection,
@@ -63,7 +65,7 @@ def _admin(settings: AclSettings, data_dir: Path | None) -> AdminConnection:
         return AdminConnection.from_cluster(DEFAULT_DATA_DIR)
     raise ConfigError(
         "no admin credentials: pass --data-dir of a secure local cluster or set "
-        "ENLACE_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, ENLACE_KAFKA_SASL_USERNAME and "
+        "ENLACE_KAFKA_SECURITY_PROTOCOL=SASL_SSL, ENLACE_KAFKA_SASL_USERNAME and "
         "ENLACE_KAFKA_SASL_PASSWORD"
     )
 
@@ -83,7 +85,8 @@ def acl_show(
         bool, typer.Option("--commands", help="Print the AclCommand arguments instead.")
     ] = False,
 ) -> None:
-    """List the ACL plan for the agencies of the registry (reads nothing from Kafka)."""
+    """List the ACL plan and quotas for the agencies of the registry (reads nothing from
+    Kafka)."""
     settings = AclSettings()
     registry = Registry.load(settings.agencies_file)
     plan = acl_plan(registry.ids, settings.router_prefix)
@@ -104,6 +107,13 @@ def acl_show(
         f"{len(plan)} ACLs for {len(registry)} agencies, the router and operators; "
         "everything else is denied"
     )
+    typer.echo("quotas per broker (producer B/s, consumer B/s, request %):")
+    for agency, quotas in registry.all_quotas.items():
+        typer.echo(
+            f"  User:{agency}  {quotas.producer_byte_rate}  {quotas.consumer_byte_rate}  "
+            f"{quotas.request_percentage:g}"
+        )
+    console.print("the router and operators have no quota (they carry every agency's traffic)")
 
 
 @acl_app.command("provision")
@@ -116,7 +126,8 @@ def acl_provision(
         bool, typer.Option(help="Set every SCRAM credential again (after out-of-band changes).")
     ] = False,
 ) -> None:
-    """Create SCRAM-SHA-512 users and apply the ACL plan (idempotent).
+    """Create SCRAM-SHA-512 users, set each agency's quotas and apply the ACL plan
+    (idempotent).
 
     Passwords come from ENLACE_SCRAM_PASSWORD_<NAME> (e.g. ENLACE_SCRAM_PASSWORD_CR_MSP),
     else from <state-dir>/credentials.json, else are generated and saved there (mode 0600).
@@ -130,6 +141,7 @@ def acl_provision(
             _admin(settings, data_dir),
             credentials_path=settings.credentials_path,
             router_prefix=settings.router_prefix,
+            quotas=registry.all_quotas,
             prune=prune,
             reset_passwords=reset_passwords,
             parallel=settings.acl_parallel or None,
@@ -137,7 +149,8 @@ def acl_provision(
     )
     typer.echo(
         f"credentials set: {len(report.credentials_set)}, unchanged: "
-        f"{len(report.credentials_kept)}, removed: {len(report.users_removed)}; ACLs added: "
+        f"{len(report.credentials_kept)}, removed: {len(report.users_removed)}; quotas set: "
+        f"{len(report.quotas_set)}, cleared: {len(report.quotas_cleared)}; ACLs added: "
         f"{len(report.acls_added)}, removed: {len(report.acls_removed)}; "
         f"{report.jvm_launches} JVM launches, {report.seconds:.1f}s"
     )
@@ -158,6 +171,7 @@ def acl_provision(
 @acl_app.command("credentials")
 def acl_credentials(
     name: Annotated[str, typer.Argument(help="An agency id, enlace-router or enlace-operator.")],
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Print the ENLACE_KAFKA_* lines a service of NAME needs (shows the password)."""
     settings = AclSettings()
@@ -167,13 +181,48 @@ def acl_credentials(
             f"no stored password for {name!r} in {settings.credentials_path} (run `enlace acl "
             f"provision`, or it comes from {password_env_var(name)})"
         )
-    protocol = settings.kafka_security_protocol
-    typer.echo(
-        "ENLACE_KAFKA_SECURITY_PROTOCOL="
-        + (protocol if protocol.startswith("SASL") else "SASL_PLAINTEXT")
-    )
+    client = _admin(settings, data_dir).client_settings(name, stored[name])
+    typer.echo(f"ENLACE_KAFKA_BOOTSTRAP={client.kafka_bootstrap}")
+    typer.echo(f"ENLACE_KAFKA_SECURITY_PROTOCOL={client.kafka_security_protocol}")
+    if client.kafka_ssl_cafile is not None:
+        typer.echo(f"ENLACE_KAFKA_SSL_CAFILE={shlex.quote(str(client.kafka_ssl_cafile))}")
     typer.echo(f"ENLACE_KAFKA_SASL_USERNAME={name}")
     typer.echo(f"ENLACE_KAFKA_SASL_PASSWORD={shlex.quote(stored[name])}")
+
+
+@acl_app.command("certificates")
+def acl_certificates(
+    name: Annotated[str, typer.Argument(help="An agency id (or any principal of the plan).")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write NAME.pem and NAME.key. Default: the state dir's certificates/."
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="The local secure cluster whose CA signs.")
+    ] = DEFAULT_DATA_DIR,
+) -> None:
+    """Issue a client certificate for mTLS: the broker's MTLS listener maps it to User:NAME.
+
+    The certificate replaces the SCRAM password, not the ACLs: NAME may do exactly what
+    `enlace acl show` grants it. Prints the ENLACE_KAFKA_* lines that use it."""
+    settings = AclSettings()
+    kafka = LocalKafka(data_dir)
+    spec = kafka.spec()
+    if spec is None or not spec.secure or not kafka.ca.exists():
+        raise ConfigError(
+            f"no secure local cluster with a CA in {data_dir}; `enlace kafka up --secure` makes "
+            "one (for Strimzi, KafkaUser with `authentication: tls` issues certificates)"
+        )
+    issued = kafka.ca.issue_client(
+        name, out or settings.state_dir / "certificates", now=dt.datetime.now(dt.UTC)
+    )
+    typer.echo(f"ENLACE_KAFKA_BOOTSTRAP={spec.mtls_bootstrap}")
+    typer.echo("ENLACE_KAFKA_SECURITY_PROTOCOL=SSL")
+    typer.echo(f"ENLACE_KAFKA_SSL_CAFILE={shlex.quote(str(kafka.ca.ca_cert))}")
+    typer.echo(f"ENLACE_KAFKA_SSL_CERTFILE={shlex.quote(str(issued.cert))}")
+    typer.echo(f"ENLACE_KAFKA_SSL_KEYFILE={shlex.quote(str(issued.key))}")
 
 
 def register(app: typer.Typer) -> None:

@@ -43,7 +43,7 @@ def strimzi(
     )
     out.mkdir(parents=True, exist_ok=True)
     documents: dict[str, list[object]] = {}
-    for manifest in render(registry.ids, shape):
+    for manifest in render(registry.ids, shape, registry.all_quotas):
         documents.setdefault(FILES[manifest["kind"]], []).append(manifest)
     for name, docs in sorted(documents.items()):
         (out / name).write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")

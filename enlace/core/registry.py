@@ -31,12 +31,39 @@ def check_agency_id(value: str) -> str:
     return normalized
 
 
+class Quotas(BaseModel):
+    """What one agency's principal may take from each broker (Kafka client quotas).
+
+    A throttled client is delayed, not refused: a flood from one agency slows that agency and
+    leaves the brokers' capacity to the others. The defaults are far above a real agency's
+    traffic (a bulletin is a few KiB) and far below a broker's.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    producer_byte_rate: int = Field(default=1_048_576, ge=1024, description="bytes/s written")
+    consumer_byte_rate: int = Field(default=8_388_608, ge=1024, description="bytes/s fetched")
+    # An integer: Strimzi's KafkaUser takes only whole percentages.
+    request_percentage: int = Field(
+        default=50, ge=1, le=10_000, description="% of one broker request thread"
+    )
+
+    def kafka_configs(self) -> dict[str, float]:
+        """As Kafka's user quota configs (what ConfigCommand sets and describes)."""
+        return {
+            "producer_byte_rate": float(self.producer_byte_rate),
+            "consumer_byte_rate": float(self.consumer_byte_rate),
+            "request_percentage": float(self.request_percentage),
+        }
+
+
 class Agency(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str
     name: str = Field(min_length=1, max_length=200)
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    quotas: Quotas | None = Field(default=None, description="Overrides the registry's quotas.")
 
     @field_validator("id")
     @classmethod
@@ -48,6 +75,7 @@ class Registry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     agencies: tuple[Agency, ...]
+    quotas: Quotas = Field(default_factory=Quotas, description="Every agency's, by default.")
 
     @field_validator("agencies")
     @classmethod
@@ -84,6 +112,13 @@ class Registry(BaseModel):
 
     def country_of(self, agency_id: str) -> str:
         return self.get(agency_id).country
+
+    def quotas_of(self, agency_id: str) -> Quotas:
+        return self.get(agency_id).quotas or self.quotas
+
+    @property
+    def all_quotas(self) -> dict[str, Quotas]:
+        return {agency.id: agency.quotas or self.quotas for agency in self.agencies}
 
     @classmethod
     def load(cls, path: Path) -> Registry:

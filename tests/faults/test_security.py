@@ -8,19 +8,12 @@ broker refuses everything else with an authorization error, not a silent timeout
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
     GroupAuthorizationFailedError,
     KafkaConnectionError,
@@ -33,121 +26,28 @@ from broker.policy import Policy
 from broker.router import Router
 from broker.settings import RouterSettings
 from deploy.acl_plan import OPERATOR_USER, ROUTER_USER, acl_plan
-from deploy.localkafka import DEFAULT_LIBS, LocalKafka
-from deploy.provisioning import AdminConnection, ProvisionReport, load_credentials, provision
+from deploy.provisioning import load_credentials
 from enlace.core import clients, topics
-from enlace.core.settings import KafkaSettings
 from enlace.core.topics import (
     consumer_group,
-    ensure_topics,
-    exchange_topics,
     router_transactional_id,
 )
 from schemas.codec import decode_audit
 from schemas.envelope import seal
+from tests.faults.secure_cluster import (
+    AGENCIES,
+    ROUTER_PREFIX,
+    SecureExchange,
+    produce,
+    read,
+    refused,
+    running,
+    visible_topics,
+)
 from tests.samples import sample_bulletin
-from tests.support import build_exchange, free_kafka_port
+from tests.support import build_exchange
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
-
-AGENCIES = ("cr-msp", "cr-msp2", "pa-senafront")
-ROUTER_PREFIX = RouterSettings().router_prefix
-# A refusal arrives in one round trip; a wait this long means the broker did not refuse.
-REFUSAL_S = 15.0
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class SecureExchange:
-    kafka: LocalKafka
-    conn: AdminConnection
-    credentials: Path
-    first: ProvisionReport
-    agencies: list[str]  # provisioned now; tests may add some
-
-    def as_(self, name: str) -> KafkaSettings:
-        password = load_credentials(self.credentials)[name]
-        return self.conn.client_settings(name, password)
-
-    @property
-    def admin(self) -> KafkaSettings:
-        return self.conn.client_settings(self.conn.username, self.conn.password)
-
-    async def provision(self, agencies: list[str] | None = None, **kw: Any) -> ProvisionReport:
-        return await provision(
-            self.agencies if agencies is None else agencies,
-            self.conn,
-            credentials_path=self.credentials,
-            env={},
-            **kw,
-        )
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def secure(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SecureExchange]:
-    root = tmp_path_factory.mktemp("secure-acl")
-    kafka = LocalKafka(root / "kafka", DEFAULT_LIBS)
-    await asyncio.to_thread(kafka.up, 1, port=free_kafka_port(), secure=True)
-    try:
-        conn = AdminConnection.from_cluster(kafka.data_dir)
-        admin = conn.client_settings(conn.username, conn.password)
-        specs = exchange_topics(AGENCIES, partitions=1, replication=1, min_insync=1)
-        await ensure_topics(admin, specs)
-        credentials = root / "state" / "credentials.json"
-        first = await provision(AGENCIES, conn, credentials_path=credentials, env={})
-        yield SecureExchange(kafka, conn, credentials, first, list(AGENCIES))
-    finally:
-        await asyncio.to_thread(kafka.down)
-
-
-@contextlib.asynccontextmanager
-async def running(client: T) -> AsyncIterator[T]:
-    """Start and always stop (a client whose start was refused still holds sockets)."""
-    assert isinstance(client, AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient)
-    try:
-        await client.start()
-        yield client
-    finally:
-        if isinstance(client, AIOKafkaAdminClient):
-            await client.close()
-        else:
-            await client.stop()
-
-
-async def produce(settings: KafkaSettings, topic: str, value: bytes = b"v") -> int:
-    async with running(clients.producer(settings, request_timeout_ms=5_000)) as producer:
-        return int((await producer.send_and_wait(topic, value, key=b"k")).offset)
-
-
-async def read(
-    settings: KafkaSettings, topic: str, group: str | None, want: int = 1
-) -> list[bytes]:
-    """Read ``want`` records and commit them to ``group``, as the consumer service does."""
-    consumer = clients.consumer(settings, topic, group_id=group, request_timeout_ms=5_000)
-    values: list[bytes] = []
-    async with running(consumer):
-        while len(values) < want:
-            batch = await consumer.getmany(timeout_ms=200)
-            values += [r.value for records in batch.values() for r in records if r.value]
-        if group is not None:
-            await consumer.commit()
-    return values
-
-
-async def refused(
-    action: Callable[[], Awaitable[object]], error: type[Exception], name: str | None
-) -> None:
-    with pytest.raises(error) as caught:
-        await asyncio.wait_for(action(), REFUSAL_S)
-    if name is not None:
-        assert name in str(caught.value)
-
-
-async def visible_topics(settings: KafkaSettings) -> set[str]:
-    admin = AIOKafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=5_000)
-    async with running(admin):
-        return set(await admin.list_topics())
 
 
 async def test_provisioning_creates_every_principal_privately_and_is_idempotent(
@@ -290,12 +190,7 @@ async def test_the_real_router_releases_under_its_least_privilege_principal(
     added = await secure.provision()
     assert {b.principal for b in added.acls_added} == {f"User:{pa}", f"User:{cr}"}
     as_router = secure.as_(ROUTER_USER)
-    settings = ex.router_settings(
-        router_prefix=ROUTER_PREFIX,
-        kafka_security_protocol=as_router.kafka_security_protocol,
-        kafka_sasl_username=as_router.kafka_sasl_username,
-        kafka_sasl_password=as_router.kafka_sasl_password,
-    )
+    settings = ex.router_settings(router_prefix=ROUTER_PREFIX, **as_router.connection())
     bulletin = sample_bulletin(pa)
     sample_id = str(bulletin.bulletin_id)
     sealed = seal(bulletin, ex.keys[pa])

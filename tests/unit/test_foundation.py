@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.localkafka import ClusterSpec, node_properties
-from enlace.core.errors import RegistryError
+from deploy.localkafka import ClusterSpec, NodeTls, node_properties
+from enlace.core.errors import KafkaLaunchError, RegistryError
 from enlace.core.registry import Registry, check_agency_id
 from enlace.core.settings import DEFAULT_AGENCIES, KafkaSettings
 from enlace.core.topics import agency_of, exchange_topics, feed, outbound, receipts
@@ -80,11 +80,28 @@ def test_cluster_node_properties() -> None:
     assert "authorizer.class.name" not in props
 
 
-def test_secure_node_properties_use_scram_and_deny_by_default() -> None:
-    props = node_properties(ClusterSpec(secure=True, admin_password="pw"), 1, Path("/d"))
-    assert props["listeners"].startswith("SASL_PLAINTEXT://127.0.0.1:9092")
+def test_secure_node_properties_leave_no_listener_in_clear_or_unauthenticated() -> None:
+    spec = ClusterSpec(nodes=3, secure=True, admin_password="pw")
+    tls = NodeTls(Path("/d/node.pem"), Path("/d/ca.pem"))
+    props = node_properties(spec, 2, Path("/d"), tls)
+    assert props["listeners"] == (
+        "SASL_SSL://127.0.0.1:29092,MTLS://127.0.0.1:29094,CONTROLLER://127.0.0.1:29093"
+    )
+    protocols = dict(kv.split(":") for kv in props["listener.security.protocol.map"].split(","))
+    assert set(protocols.values()) <= {"SSL", "SASL_SSL"}
+    assert props["inter.broker.listener.name"] == "SASL_SSL"
+    # Certificates are demanded where no password is: the controller and the MTLS listener.
+    assert props["listener.name.controller.ssl.client.auth"] == "required"
+    assert props["listener.name.mtls.ssl.client.auth"] == "required"
+    assert props["ssl.keystore.location"] == "/d/node.pem"
+    assert props["ssl.truststore.type"] == "PEM"
     assert props["allow.everyone.if.no.acl.found"] == "false"
-    assert 'password="pw"' in props["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"]
+    assert "ANONYMOUS" not in props["super.users"]
+    assert props["super.users"] == "User:admin;User:kafka-node"
+    assert 'password="pw"' in props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    assert spec.ports(2) == (29092, 29093, 29094)
+    with pytest.raises(KafkaLaunchError, match="certificate"):
+        node_properties(spec, 1, Path("/d"))
 
 
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
