@@ -31,7 +31,13 @@ def kafka_up(
     port: Annotated[
         int, typer.Option(help="Broker port (3 nodes: 1<port>, 2<port>, 3<port>).")
     ] = 9092,
-    secure: Annotated[bool, typer.Option(help="SASL/SCRAM-SHA-512 with ACL authorizer.")] = False,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            help="TLS on every listener: SCRAM-SHA-512 over TLS, client certificates on the "
+            "MTLS and controller listeners, the ACL authorizer."
+        ),
+    ] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Fetch Kafka (once), format storage, start the broker(s) and wait until ready."""
@@ -43,6 +49,10 @@ def kafka_up(
     )
     if spec.secure:
         console.print(f"admin credentials (SCRAM-SHA-512) are in {data_dir / 'cluster.json'}")
+        console.print(
+            f"clients trust {LocalKafka(data_dir).ca.ca_cert} (ENLACE_KAFKA_SSL_CAFILE); "
+            f"SASL_SSL on {spec.bootstrap}, client certificates (mTLS) on {spec.mtls_bootstrap}"
+        )
 
 
 @kafka_app.command("down")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -11,7 +14,7 @@ import pytest_asyncio
 from deploy.localkafka import DEFAULT_LIBS, LocalKafka
 from deploy.provisioning import AdminConnection, provision
 from enlace.core.topics import ensure_topics, exchange_topics
-from tests.faults.secure_cluster import AGENCIES, SecureExchange
+from tests.faults.secure_cluster import AGENCIES, SCRAM_FIXED_IN, SecureExchange, librdkafka_version
 from tests.support import free_kafka_port
 
 
@@ -30,3 +33,23 @@ async def secure(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Secu
         yield SecureExchange(kafka, conn, credentials, first, list(AGENCIES))
     finally:
         await asyncio.to_thread(kafka.down)
+
+
+@pytest.fixture(scope="package")
+def kcat_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment kcat runs in: the system's librdkafka if its SCRAM works with Kafka
+    4, else the one the confluent-kafka wheel bundles (same soname and ABI)."""
+    env = dict(os.environ)
+    if librdkafka_version(env) >= SCRAM_FIXED_IN:
+        return env
+    spec = importlib.util.find_spec("confluent_kafka")
+    assert spec is not None, "confluent-kafka (a dev dependency) is not installed"
+    assert spec.origin is not None
+    wheel_libs = Path(spec.origin).parent.parent / "confluent_kafka.libs"
+    bundled = sorted(wheel_libs.glob("librdkafka-*"))
+    assert bundled, "the confluent-kafka wheel bundles no librdkafka"
+    libdir = tmp_path_factory.mktemp("librdkafka")
+    (libdir / "librdkafka.so.1").symlink_to(bundled[0])
+    env["LD_LIBRARY_PATH"] = str(libdir)
+    assert librdkafka_version(env) >= SCRAM_FIXED_IN
+    return env

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +20,7 @@ from broker.settings import RouterSettings
 from deploy.localkafka import ClusterSpec, LocalKafka
 from deploy.provisioning import AdminConnection, ProvisionReport, load_credentials, provision
 from enlace.core import clients
+from enlace.core.registry import Quotas
 from enlace.core.settings import KafkaSettings
 
 AGENCIES = ("cr-msp", "cr-msp2", "pa-senafront")
@@ -35,6 +38,7 @@ class SecureExchange:
     credentials: Path
     first: ProvisionReport
     agencies: list[str]  # provisioned now; tests may add some
+    quotas: dict[str, Quotas] = field(default_factory=dict)  # overrides; the rest default
 
     @property
     def ca_file(self) -> Path:
@@ -59,6 +63,7 @@ class SecureExchange:
             self.agencies if agencies is None else agencies,
             self.conn,
             credentials_path=self.credentials,
+            quotas=self.quotas,
             env={},
             **kw,
         )
@@ -84,13 +89,23 @@ async def produce(settings: KafkaSettings, topic: str, value: bytes = b"v") -> i
 
 
 async def read(
-    settings: KafkaSettings, topic: str, group: str | None, want: int = 1
+    settings: KafkaSettings,
+    topic: str,
+    group: str | None,
+    want: int = 1,
+    *,
+    until: Callable[[bytes], bool] | None = None,
 ) -> list[bytes]:
-    """Read ``want`` records and commit them to ``group``, as the consumer service does."""
+    """Read ``want`` records (or until one matches ``until``: the shared topics hold other
+    modules' records) and commit them to ``group``, as the consumer service does."""
     consumer = clients.consumer(settings, topic, group_id=group, request_timeout_ms=5_000)
     values: list[bytes] = []
+
+    def done() -> bool:
+        return any(map(until, values)) if until is not None else len(values) >= want
+
     async with running(consumer):
-        while len(values) < want:
+        while not done():
             batch = await consumer.getmany(timeout_ms=200)
             values += [r.value for records in batch.values() for r in records if r.value]
         if group is not None:
@@ -111,3 +126,25 @@ async def visible_topics(settings: KafkaSettings) -> set[str]:
     admin = AIOKafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=5_000)
     async with running(admin):
         return set(await admin.list_topics())
+
+
+# librdkafka fixed SCRAM against Kafka 4 brokers in 2.6.1 (confluentinc/librdkafka#4895,
+# edenhill/kcat#462); Debian bookworm's kcat links 2.0.2.
+SCRAM_FIXED_IN = (2, 6, 1)
+
+
+def librdkafka_version(env: dict[str, str] | None = None) -> tuple[int, ...]:
+    out = subprocess.run(
+        ["kcat", "-V"],
+        capture_output=True, text=True, timeout=30, check=True, env=env,
+    ).stdout  # fmt: skip
+    match = re.search(r"librdkafka (\d+)\.(\d+)\.(\d+)", out)
+    assert match, out
+    return tuple(int(part) for part in match.groups())
+
+
+def kcat(env: dict[str, str], config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kcat", "-F", str(config), *args],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip

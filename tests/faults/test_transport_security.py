@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib.util
-import os
-import re
 import shlex
 import socket
 import ssl
@@ -31,7 +28,7 @@ from deploy.tls import LocalCA
 from enlace.cli import app
 from enlace.core import topics
 from enlace.core.settings import KafkaSettings
-from tests.faults.secure_cluster import SecureExchange, produce, refused, running
+from tests.faults.secure_cluster import SecureExchange, kcat, produce, refused, running
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -196,48 +193,6 @@ async def test_openssl_sees_the_chain_the_loopback_names_and_who_asks_for_certif
     code, out = await asyncio.to_thread(s_client, spec.broker_port(1), stranger.ca_cert)
     assert code != 0
     assert "Verify return code: 0 (ok)" not in out
-
-
-# librdkafka fixed SCRAM against Kafka 4 brokers in 2.6.1 (confluentinc/librdkafka#4895,
-# edenhill/kcat#462); Debian bookworm's kcat links 2.0.2.
-SCRAM_FIXED_IN = (2, 6, 1)
-
-
-def librdkafka_version(env: dict[str, str] | None = None) -> tuple[int, ...]:
-    out = subprocess.run(
-        ["kcat", "-V"],
-        capture_output=True, text=True, timeout=30, check=True, env=env,
-    ).stdout  # fmt: skip
-    match = re.search(r"librdkafka (\d+)\.(\d+)\.(\d+)", out)
-    assert match, out
-    return tuple(int(part) for part in match.groups())
-
-
-@pytest.fixture(scope="module")
-def kcat_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The environment kcat runs in: the system's librdkafka if its SCRAM works with Kafka
-    4, else the one the confluent-kafka wheel bundles (same soname and ABI)."""
-    env = dict(os.environ)
-    if librdkafka_version(env) >= SCRAM_FIXED_IN:
-        return env
-    spec = importlib.util.find_spec("confluent_kafka")
-    assert spec is not None, "confluent-kafka (a dev dependency) is not installed"
-    assert spec.origin is not None
-    wheel_libs = Path(spec.origin).parent.parent / "confluent_kafka.libs"
-    bundled = sorted(wheel_libs.glob("librdkafka-*"))
-    assert bundled, "the confluent-kafka wheel bundles no librdkafka"
-    libdir = tmp_path_factory.mktemp("librdkafka")
-    (libdir / "librdkafka.so.1").symlink_to(bundled[0])
-    env["LD_LIBRARY_PATH"] = str(libdir)
-    assert librdkafka_version(env) >= SCRAM_FIXED_IN
-    return env
-
-
-def kcat(env: dict[str, str], config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kcat", "-F", str(config), *args],
-        capture_output=True, text=True, timeout=60, check=False, env=env,
-    )  # fmt: skip
 
 
 async def test_kcat_over_sasl_ssl_reads_its_own_feed_and_is_refused_another(

@@ -67,3 +67,16 @@ def test_names_are_valid_kubernetes_names_and_the_cluster_is_replicated() -> Non
     env = {e["name"]: e for e in router["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ENLACE_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "enlace-router"
     assert ClusterShape().router_prefix == env["ENLACE_ROUTER_PREFIX"]["value"]
+
+
+def test_agency_users_carry_their_registry_quotas_and_the_router_none() -> None:
+    registry = Registry.load(DEFAULT_AGENCIES)
+    users = {m["metadata"]["name"]: m for m in manifests() if m["kind"] == "KafkaUser"}
+    for agency, quotas in registry.all_quotas.items():
+        assert users[agency]["spec"]["quotas"] == {
+            "producerByteRate": quotas.producer_byte_rate,
+            "consumerByteRate": quotas.consumer_byte_rate,
+            "requestPercentage": quotas.request_percentage,
+        }
+    assert "quotas" not in users["enlace-router"]["spec"]
+    assert "quotas" not in users["enlace-operator"]["spec"]
