@@ -99,7 +99,59 @@ class Reference(WireModel):
     relation: ReferenceKind = ReferenceKind.RELATED
 
 
-class ThreatBulletin(WireModel):
+class _RoutingRules(WireModel):
+    """The rules on the fields a bulletin and its routing envelope share (wire format 2
+    copies them into the envelope; the recipient checks the two agree)."""
+
+    @field_validator("origin_country", check_fields=False)
+    @classmethod
+    def _country_of_origin(cls, value: str, info: ValidationInfo) -> str:
+        origin = info.data.get("origin")
+        if origin is not None and value != origin[:2].upper():
+            raise ValueError(f"must be the origin agency's country {origin[:2].upper()!r}")
+        return value
+
+    @field_validator("valid_until", check_fields=False)
+    @classmethod
+    def _after_issue(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        issued = info.data.get("issued_at")
+        if value is not None and issued is not None and value <= issued:
+            raise ValueError("must be after issued_at")
+        return value
+
+    @field_validator("releasable_to", check_fields=False)
+    @classmethod
+    def _recipients(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not list a recipient twice")
+        if info.data.get("tlp") is Tlp.RED and not value:
+            raise ValueError("TLP:RED requires naming the recipients in releasable_to")
+        return value
+
+    @field_validator("caveats", check_fields=False)
+    @classmethod
+    def _unique_caveats(cls, value: tuple[Caveat, ...]) -> tuple[Caveat, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not list a caveat twice")
+        return value
+
+    @field_validator("tearline_classification", check_fields=False)
+    @classmethod
+    def _tearline_not_above(cls, value: Classification, info: ValidationInfo) -> Classification:
+        full = info.data.get("classification")
+        if full is not None and value.rank > full.rank:
+            raise ValueError(f"must not be above classification ({full.value})")
+        return value
+
+    @field_validator("references", check_fields=False)
+    @classmethod
+    def _not_self(cls, value: tuple[Reference, ...], info: ValidationInfo) -> tuple[Reference, ...]:
+        if any(ref.bulletin_id == info.data.get("bulletin_id") for ref in value):
+            raise ValueError("a bulletin must not reference itself")
+        return value
+
+
+class ThreatBulletin(_RoutingRules):
     """A threat bulletin. Build from JSON with ``model_validate``; see ``validate_bulletin``."""
 
     bulletin_id: Uuid
@@ -128,49 +180,24 @@ class ThreatBulletin(WireModel):
     references: tuple[Reference, ...] = Field(default=(), max_length=MAX_REFERENCES)
     language: Language
 
-    @field_validator("origin_country")
-    @classmethod
-    def _country_of_origin(cls, value: str, info: ValidationInfo) -> str:
-        origin = info.data.get("origin")
-        if origin is not None and value != origin[:2].upper():
-            raise ValueError(f"must be the origin agency's country {origin[:2].upper()!r}")
-        return value
 
-    @field_validator("valid_until")
-    @classmethod
-    def _after_issue(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        issued = info.data.get("issued_at")
-        if value is not None and issued is not None and value <= issued:
-            raise ValueError("must be after issued_at")
-        return value
+class BulletinEnvelope(_RoutingRules):
+    """What routing, audit and the lifecycle read of a bulletin, in clear in wire format 2
+    (``sealed_bulletin.v1.avsc``); the same fields, types and rules as the bulletin's."""
 
-    @field_validator("releasable_to")
-    @classmethod
-    def _recipients(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("must not list a recipient twice")
-        if info.data.get("tlp") is Tlp.RED and not value:
-            raise ValueError("TLP:RED requires naming the recipients in releasable_to")
-        return value
+    bulletin_id: Uuid
+    origin: AgencyId
+    origin_country: Country
+    issued_at: UtcTime
+    valid_until: UtcTime | None = None
+    category: Category
+    classification: Classification
+    tlp: Tlp
+    releasable_to: tuple[Recipient, ...] = Field(default=(), max_length=MAX_RECIPIENTS)
+    caveats: tuple[Caveat, ...] = ()
+    tearline_classification: Classification
+    references: tuple[Reference, ...] = Field(default=(), max_length=MAX_REFERENCES)
 
-    @field_validator("caveats")
     @classmethod
-    def _unique_caveats(cls, value: tuple[Caveat, ...]) -> tuple[Caveat, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("must not list a caveat twice")
-        return value
-
-    @field_validator("tearline_classification")
-    @classmethod
-    def _tearline_not_above(cls, value: Classification, info: ValidationInfo) -> Classification:
-        full = info.data.get("classification")
-        if full is not None and value.rank > full.rank:
-            raise ValueError(f"must not be above classification ({full.value})")
-        return value
-
-    @field_validator("references")
-    @classmethod
-    def _not_self(cls, value: tuple[Reference, ...], info: ValidationInfo) -> tuple[Reference, ...]:
-        if any(ref.bulletin_id == info.data.get("bulletin_id") for ref in value):
-            raise ValueError("a bulletin must not reference itself")
-        return value
+    def of(cls, bulletin: ThreatBulletin) -> BulletinEnvelope:
+        return cls.model_validate({name: getattr(bulletin, name) for name in cls.model_fields})

@@ -157,6 +157,12 @@ class KeyDirectory:
         revoked = self.get(key_id).model_copy(update={"revoked": True})
         return KeyDirectory(revoked if e.key_id == key_id else e for e in self)
 
+    def current_key(self, agency: str, at: datetime) -> KeyEntry | None:
+        """The agency's newest key valid at ``at`` and not revoked (what to seal for)."""
+        usable = [e for e in self._entries.values() if e.agency == agency and not e.revoked]
+        valid = [e for e in usable if e.valid_at(at)]
+        return max(valid, key=lambda e: (e.valid_from, e.key_id), default=None)
+
     def verify(
         self, agency: str, key_id: str, data: bytes, signature: bytes, *, at: datetime
     ) -> None:

@@ -10,6 +10,7 @@ classified at the bulletin's ``tearline_classification``.
 
 from __future__ import annotations
 
+from schemas.bulletin import BulletinEnvelope
 from schemas.models import Location, Route, ThreatBulletin
 
 
@@ -60,3 +61,11 @@ def tearline(bulletin: ThreatBulletin) -> ThreatBulletin:
 def is_tearline(bulletin: ThreatBulletin) -> bool:
     """Whether ``bulletin`` already carries nothing above its tearline."""
     return tearline(bulletin) == bulletin
+
+
+def tearline_envelope(envelope: BulletinEnvelope) -> BulletinEnvelope:
+    """The envelope of :func:`tearline` of a bulletin with ``envelope``: what a tearline body
+    must agree with (the projection keeps every envelope field but these two)."""
+    return envelope.model_copy(
+        update={"classification": envelope.tearline_classification, "references": ()}
+    )

@@ -27,7 +27,8 @@ Control signals (stop requests, shutdown) are not errors and do not live here.
     │   ├── UnknownKey               key id not in the directory
     │   ├── KeyNotOfAgency           key belongs to another agency
     │   ├── RevokedKey               key revoked or outside its validity window
-    │   └── BadSignature             signature does not match the bytes
+    │   ├── BadSignature             signature does not match the bytes
+    │   └── UnsealError              a sealed body or wrapped key does not open (wire format 2)
     ├── PolicyError                  trust policy file is invalid (also a ConfigError)
     ├── SinkError                    a consumer sink could not store a bulletin
     └── NotStarted                   a component was used before start() (a caller's bug)
@@ -134,6 +135,13 @@ class RevokedKey(SignatureError):
 
 class BadSignature(SignatureError):
     reason = "bad_signature"
+
+
+class UnsealError(SignatureError):
+    """A sealed body or a wrapped key does not open: tampered, bound to another envelope or
+    level, or meant for another agency. A proof failure, like a bad signature."""
+
+    reason = "unsealable"
 
 
 class PolicyError(ConfigError):
