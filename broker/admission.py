@@ -16,6 +16,11 @@ order and the first failure decides the dead-letter reason:
 10. tearline       ``tearline_mismatch`` (the router's projection does not verify against
                    the originator's tearline signature)
 
+A wire-format-2 record (a ``SealedBulletin``, told by its writer fingerprint) is decoded
+before its signature is checked, since ``enlace-sig`` covers a digest of the decoded parts
+(envelope and both ciphertexts): 5, then 4 over :attr:`SealedView.routing_digest`, then 6-9
+on the envelope. Step 10 moves to the recipient, the only one that can read a tearline.
+
 The partition (``wrong_partition``: not the bulletin id's owner partition) and replay
 (``duplicate`` / ``id_conflict``) need the record's place and state; the caller checks them.
 """
@@ -27,10 +32,13 @@ from datetime import datetime, timedelta
 
 from enlace.core.errors import CodecError, SignatureError, ValidationError
 from schemas import headers as hdr
+from schemas.bulletin import BulletinEnvelope
+from schemas.catalog import Catalog
 from schemas.codec import DEFAULT_MAX_RECORD_BYTES, decode_bulletin, encode_bulletin, fingerprint
 from schemas.key_directory import KeyDirectory
 from schemas.models import ThreatBulletin
 from schemas.projection import tearline
+from schemas.sealed import SEALED_BULLETIN, SEALED_VERSION, SealedView, view_sealed
 
 # Dead-letter reason codes that are not an error class's own ``reason``.
 EMPTY = "empty"
@@ -53,10 +61,14 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    bulletin: ThreatBulletin
+    """A v1 bulletin (``bulletin`` the whole body) or a sealed one (``bulletin`` its envelope,
+    ``sealed`` the parts the router forwards; no key that opens them)."""
+
+    bulletin: ThreatBulletin | BulletinEnvelope
     value: bytes
     tearline_value: bytes
     signed: hdr.SignedHeaders
+    sealed: SealedView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +77,7 @@ class Refused:
     message: str
 
 
-def admit(  # noqa: PLR0911, PLR0912 - one exit per check keeps the documented order readable
+def admit(  # noqa: PLR0911 - one exit per check keeps the documented order readable
     topic_agency: str,
     value: bytes | None,
     headers: hdr.Headers | None,
@@ -89,6 +101,10 @@ def admit(  # noqa: PLR0911, PLR0912 - one exit per check keeps the documented o
         return Refused(
             FORGED_ORIGIN, f"header origin {signed.origin!r} on {topic_agency!r}'s outbound topic"
         )
+    if _is_sealed(value):
+        return _admit_sealed(
+            topic_agency, value, signed, keys=keys, limits=limits, received_at=received_at, now=now
+        )
     try:
         keys.verify(topic_agency, signed.key_id, value, signed.sig, at=received_at)
     except SignatureError as exc:
@@ -99,6 +115,72 @@ def admit(  # noqa: PLR0911, PLR0912 - one exit per check keeps the documented o
         return Refused(exc.reason, str(exc))
     except ValidationError as exc:
         return Refused(INVALID, _problems(exc))
+    late = _origin_key_and_clock(
+        topic_agency, bulletin, signed=signed, keys=keys, limits=limits, now=now
+    )
+    if late is not None:
+        return late
+    if signed.sig_tearline is None:
+        return Refused("bad_header", f"header {hdr.SIG_TEARLINE!r} is missing")
+    # The projection is re-encoded with the writer schema of the value, as the originator did.
+    tearline_value = encode_bulletin(tearline(bulletin), writer=fingerprint(value))
+    try:
+        keys.verify(
+            topic_agency, signed.key_id, tearline_value, signed.sig_tearline, at=received_at
+        )
+    except SignatureError as exc:
+        return Refused(TEARLINE_MISMATCH, f"tearline projection does not verify: {exc}")
+    return Admitted(bulletin, value, tearline_value, signed)
+
+
+def _is_sealed(value: bytes) -> bool:
+    """A SealedBulletin by its writer fingerprint; anything unreadable takes the v1 path,
+    whose signature check comes first (garbage is a bad signature, as it always was)."""
+    try:
+        found = fingerprint(value)
+    except CodecError:
+        return False
+    return found == Catalog.default().get(SEALED_BULLETIN, SEALED_VERSION).fingerprint
+
+
+def _admit_sealed(
+    topic_agency: str,
+    value: bytes,
+    signed: hdr.SignedHeaders,
+    *,
+    keys: KeyDirectory,
+    limits: Limits,
+    received_at: datetime,
+    now: datetime,
+) -> Admitted | Refused:
+    try:
+        view = view_sealed(value, max_bytes=limits.max_record_bytes)
+    except CodecError as exc:
+        return Refused(exc.reason, str(exc))
+    except ValidationError as exc:
+        return Refused(INVALID, _problems(exc))
+    try:
+        keys.verify(topic_agency, signed.key_id, view.routing_digest, signed.sig, at=received_at)
+    except SignatureError as exc:
+        return Refused(exc.reason, str(exc))
+    late = _origin_key_and_clock(
+        topic_agency, view.envelope, signed=signed, keys=keys, limits=limits, now=now
+    )
+    if late is not None:
+        return late
+    return Admitted(view.envelope, value, b"", signed, view)
+
+
+def _origin_key_and_clock(
+    topic_agency: str,
+    bulletin: ThreatBulletin | BulletinEnvelope,
+    *,
+    signed: hdr.SignedHeaders,
+    keys: KeyDirectory,
+    limits: Limits,
+    now: datetime,
+) -> Refused | None:
+    """Checks 7-9 on a bulletin or an envelope."""
     if bulletin.origin != topic_agency:
         return Refused(
             ORIGIN_MISMATCH, f"bulletin origin {bulletin.origin!r} on {topic_agency!r}'s topic"
@@ -111,17 +193,7 @@ def admit(  # noqa: PLR0911, PLR0912 - one exit per check keeps the documented o
         return Refused(CLOCK_SKEW, f"issued_at {bulletin.issued_at} is in the future")
     if bulletin.issued_at < now - limits.max_past:
         return Refused(CLOCK_SKEW, f"issued_at {bulletin.issued_at} is older than the window")
-    if signed.sig_tearline is None:
-        return Refused("bad_header", f"header {hdr.SIG_TEARLINE!r} is missing")
-    # The projection is re-encoded with the writer schema of the value, as the originator did.
-    tearline_value = encode_bulletin(tearline(bulletin), writer=fingerprint(value))
-    try:
-        keys.verify(
-            topic_agency, signed.key_id, tearline_value, signed.sig_tearline, at=received_at
-        )
-    except SignatureError as exc:
-        return Refused(TEARLINE_MISMATCH, f"tearline projection does not verify: {exc}")
-    return Admitted(bulletin, value, tearline_value, signed)
+    return None
 
 
 def _problems(exc: ValidationError) -> str:

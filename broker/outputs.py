@@ -17,6 +17,8 @@ from schemas.catalog import Catalog
 from schemas.codec import AUDIT as AUDIT_SCHEMA
 from schemas.codec import encode
 from schemas.models import AuditRecord
+from schemas.sealed import SealedView, release_for
+from schemas.sealing import FULL, TEARLINE
 from schemas.vocab import ReleaseKind
 
 DLQ_PREFIX = "enlace-dlq-"
@@ -45,8 +47,11 @@ class Source:
 
 
 def release_record(admitted: Admitted, decision: ReleaseDecision) -> OutRecord:
-    """The feed record for a FULL or TEARLINE decision, with the matching originator signature."""
+    """The feed record for a FULL or TEARLINE decision, with the matching originator signature
+    (v1), or the partner's SealedRelease under the originator's routing signature (v2)."""
     signed = admitted.signed
+    if admitted.sealed is not None:
+        return _sealed_release(admitted, admitted.sealed, decision)
     if decision.kind is ReleaseKind.FULL:
         value, sig, release = admitted.value, signed.sig, hdr.RELEASE_FULL
     elif decision.kind is ReleaseKind.TEARLINE:
@@ -55,6 +60,26 @@ def release_record(admitted: Admitted, decision: ReleaseDecision) -> OutRecord:
     else:
         raise ValueError(f"{decision.kind} is not a release")
     headers = hdr.build(origin=signed.origin, key_id=signed.key_id, sig=sig, release=release)
+    return OutRecord(
+        topic=feed(decision.partner),
+        value=value,
+        key=admitted.bulletin.bulletin_id.encode("ascii"),
+        headers=tuple(headers),
+    )
+
+
+def _sealed_release(admitted: Admitted, view: SealedView, decision: ReleaseDecision) -> OutRecord:
+    if decision.kind is ReleaseKind.FULL:
+        level, release = FULL, hdr.RELEASE_FULL
+    elif decision.kind is ReleaseKind.TEARLINE:
+        level, release = TEARLINE, hdr.RELEASE_TEARLINE
+    else:
+        raise ValueError(f"{decision.kind} is not a release")
+    value = release_for(view, decision.partner, level)
+    if value is None:
+        raise ValueError(f"{decision.partner} has no wrap: the decision must withhold")
+    signed = admitted.signed
+    headers = hdr.build(origin=signed.origin, key_id=signed.key_id, sig=signed.sig, release=release)
     return OutRecord(
         topic=feed(decision.partner),
         value=value,

@@ -41,6 +41,9 @@ class Rule(StrEnum):
     SCORE_FULL = "score_full"
     SCORE_TEARLINE = "score_tearline"
     SCORE_BELOW = "score_below"
+    # Wire format 2: the originator wrapped no key for this partner, so nothing the router
+    # could forward would open for it.
+    NOT_SEALED_FOR = "not_sealed_for"
 
 
 class BulletinLike(Protocol):
@@ -82,9 +85,14 @@ class ReleaseSubject:
     releasable_to: frozenset[str] = frozenset()
     caveats: frozenset[Caveat] = frozenset()
     valid_until: datetime | None = None
+    # Wire format 2: the partners the originator wrapped the body keys for; None for a
+    # plaintext (v1) bulletin, which the router can release to anyone.
+    sealed_for: frozenset[str] | None = None
 
     @classmethod
-    def of(cls, bulletin: BulletinLike) -> ReleaseSubject:
+    def of(
+        cls, bulletin: BulletinLike, *, sealed_for: frozenset[str] | None = None
+    ) -> ReleaseSubject:
         return cls(
             bulletin.bulletin_id,
             bulletin.origin,
@@ -96,6 +104,7 @@ class ReleaseSubject:
             frozenset(bulletin.releasable_to),
             frozenset(bulletin.caveats),
             bulletin.valid_until,
+            sealed_for,
         )
 
 
@@ -162,6 +171,8 @@ def decide(  # noqa: PLR0911 - one return per rule keeps the documented rule ord
     p, o = partner.agency_id, subject.origin
     if p == o:
         return done(withheld, Rule.ORIGINATOR, f"{p} is the originator")
+    if subject.sealed_for is not None and p not in subject.sealed_for:
+        return done(withheld, Rule.NOT_SEALED_FOR, f"{o} sealed no key for {p}")
     if subject.valid_until is not None and now > subject.valid_until:
         return done(withheld, Rule.EXPIRED, f"expired at {subject.valid_until.isoformat()}")
     named = p in subject.releasable_to

@@ -186,7 +186,9 @@ class RouterHandler:
             )
             return [self._reject(record, source, WRONG_PARTITION, message, tallies)]
         key = seen_key(bulletin.origin, bulletin.bulletin_id)
-        digest = digest_of(result.value)
+        # A sealed bulletin re-sealed for a retry has new random nonces: its identity is its
+        # signed envelope, so the retry is a DUPLICATE, not an id conflict.
+        digest = digest_of(result.sealed.envelope_bytes if result.sealed else result.value)
         replay = self._seen.classify(key, digest, staged)
         if replay is Replay.DUPLICATE:
             tallies.append(metrics.duplicates.labels(agency).inc)
@@ -214,7 +216,8 @@ class RouterHandler:
         tallies: list[Callable[[], None]],
         scores: BatchScores,
     ) -> list[OutRecord]:
-        subject = ReleaseSubject.of(admitted.bulletin)
+        sealed_for = frozenset(admitted.sealed.wraps) if admitted.sealed is not None else None
+        subject = ReleaseSubject.of(admitted.bulletin, sealed_for=sealed_for)
         out: list[OutRecord] = []
         decisions: list[ReleaseDecision] = []
         for partner in self._ctx.partners(subject.origin):

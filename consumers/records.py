@@ -74,6 +74,14 @@ class Delivered:
     key_id: str
     signature: bytes
     received_at: datetime
+    # The bytes ``signature`` covers when they are not the record's own: a sealed release's
+    # opened body (wire format 2).
+    signed_bytes: bytes | None = None
+
+    @property
+    def signed_value(self) -> bytes:
+        """What the originator signed, kept so a store can verify it again later."""
+        return self.record.value if self.signed_bytes is None else self.signed_bytes
 
     @property
     def bulletin_id(self) -> str:

@@ -41,6 +41,7 @@ from enlace.core.errors import BrokerError, ConfigError, KafkaUnavailable, NotSt
 from enlace.core.logs import get_logger
 from enlace.core.registry import Registry
 from schemas.key_directory import KeyDirectory
+from schemas.sealing import BoxCache
 from schemas.signing import AgencyKey
 
 log = get_logger(__name__)
@@ -92,6 +93,7 @@ class FeedConsumer:
         self.store: SqliteSink | None = None
         self._directory = directory
         self._key = key
+        self._boxes = BoxCache()  # the shared keys with each originator, computed once
         self._producer = producer
         self._own_producer = producer is None
         self._consumer: AIOKafkaConsumer | None = None
@@ -165,8 +167,17 @@ class FeedConsumer:
         names = self._agency_names()
         if self._directory is None:
             self._directory = KeyDirectory.load(self.settings.keys_file)
-        if self.settings.receipts and self._key is None:
-            self._key = load_agency_key(self.agency, self.settings.key_file, self.settings.key_dir)
+        if self._key is None:
+            try:
+                self._key = load_agency_key(
+                    self.agency, self.settings.key_file, self.settings.key_dir
+                )
+            except ConfigError:
+                if self.settings.receipts:
+                    raise
+                # Plain (v1) releases verify with public keys alone; sealed ones are kept in
+                # quarantine (no_private_key) until the key is given.
+                log.warning("consumer_without_private_key", agency=self.agency)
         if self._key is not None and self._key.agency != self.agency:
             raise ConfigError(f"key {self._key.key_id!r} is not a key of {self.agency!r}")
         clients.check_c_extensions()
@@ -314,6 +325,8 @@ class FeedConsumer:
                         self._directory,
                         now=now,
                         max_bytes=self.settings.max_record_bytes,
+                        own=self._key,
+                        boxes=self._boxes,
                     )
                 )
                 self._next[tp] = record.offset + 1

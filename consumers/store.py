@@ -398,7 +398,7 @@ def _content_params(item: Delivered) -> tuple[Any, ...]:
         b.model_dump_json(),
         item.key_id,
         1,
-        item.record.value,
+        item.signed_value,
         item.signature,
         item.record.topic,
         item.record.partition,

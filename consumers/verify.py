@@ -10,6 +10,11 @@ valid; a revoked key vouches for nothing). The router places the originator's si
 exactly the released bytes in ``enlace-sig``; for a tearline release ``enlace-sig-tearline``
 is also accepted when present, since either way it is the originator's signature over these
 very bytes, checked in full.
+
+A sealed release (wire format 2, ``schemas/sealed.py``) is opened with this agency's key:
+the routing signature, the wrap, the body and the body's own signature are each checked, the
+body must agree with its envelope, and a tearline must be a tearline. Without the key it is
+quarantined (``no_private_key``), never dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from schemas.codec import decode_bulletin
 from schemas.key_directory import KeyDirectory
 from schemas.models import ThreatBulletin
 from schemas.projection import is_tearline
+from schemas.sealed import Opened, is_sealed_release, open_release
+from schemas.sealing import BoxCache
+from schemas.signing import AgencyKey
 
 # Reasons of our own (the error classes carry the codec and signature ones).
 MISSING_RELEASE = "missing_release"
@@ -30,6 +38,8 @@ ORIGIN_MISMATCH = "origin_mismatch"
 KEY_MISMATCH = "key_mismatch"
 TEARLINE_NOT_SANITIZED = "tearline_not_sanitized"
 INVALID = "invalid"
+NO_PRIVATE_KEY = "no_private_key"
+RELEASE_MISMATCH = "release_mismatch"
 
 
 class _Refused(Exception):
@@ -46,8 +56,13 @@ def open_feed_record(
     *,
     now: datetime,
     max_bytes: int,
+    own: AgencyKey | None = None,
+    boxes: BoxCache | None = None,
 ) -> Delivered | Quarantined:
-    """Verify and decode one feed record (see the module docstring for the rules)."""
+    """Verify and decode one feed record (see the module docstring for the rules); a sealed
+    release (wire format 2) is opened with this agency's key ``own``."""
+    if is_sealed_release(record.value):
+        return _open_sealed(record, directory, now=now, max_bytes=max_bytes, own=own, boxes=boxes)
     origin: str | None = None
     key_id: str | None = None
     release_text: str | None = None
@@ -84,6 +99,72 @@ def open_feed_record(
         bulletin_id=bulletin.bulletin_id if bulletin is not None else None,
         release=release_text,
     )
+
+
+def _open_sealed(
+    record: FeedRecord,
+    directory: KeyDirectory,
+    *,
+    now: datetime,
+    max_bytes: int,
+    own: AgencyKey | None,
+    boxes: BoxCache | None,
+) -> Delivered | Quarantined:
+    signed: hdr.SignedHeaders | None = None
+    try:
+        signed = hdr.SignedHeaders.parse(record.headers)
+        release, opened = _open_checked(record, signed, directory, max_bytes, own, boxes)
+    except _Refused as exc:
+        reason, detail = exc.reason, str(exc)
+    except (CodecError, SignatureError) as exc:
+        reason, detail = exc.reason, str(exc)
+    except ValidationError as exc:
+        reason, detail = INVALID, str(exc)
+    else:
+        return Delivered(
+            record=record,
+            bulletin=opened.bulletin,
+            release=release,
+            key_id=signed.key_id,
+            signature=opened.signature,
+            received_at=now,
+            signed_bytes=opened.body,
+        )
+    return Quarantined(
+        record=record,
+        reason=reason,
+        detail=detail[:2000],
+        received_at=now,
+        origin=signed.origin if signed else None,
+        key_id=signed.key_id if signed else None,
+        bulletin_id=None,
+        release=signed.release if signed else None,
+    )
+
+
+def _open_checked(  # noqa: PLR0917 - one step of _open_sealed
+    record: FeedRecord,
+    signed: hdr.SignedHeaders,
+    directory: KeyDirectory,
+    max_bytes: int,
+    own: AgencyKey | None,
+    boxes: BoxCache | None,
+) -> tuple[Release, Opened]:
+    release = _release_of(signed.release)
+    if own is None:
+        raise _Refused(NO_PRIVATE_KEY, "a sealed release opens only with this agency's key")
+    opened = open_release(
+        record.value,
+        record.headers,
+        directory=directory,
+        own=own,
+        boxes=boxes or BoxCache(),
+        max_bytes=max_bytes,
+    )
+    if opened.level != release.value.upper():
+        raise _Refused(RELEASE_MISMATCH, f"header says {release.value}, body is {opened.level}")
+    _check_consistency(record, opened.bulletin, signed.origin, release)
+    return release, opened
 
 
 def _release_of(text: str | None) -> Release:
@@ -136,7 +217,9 @@ __all__ = [
     "INVALID",
     "KEY_MISMATCH",
     "MISSING_RELEASE",
+    "NO_PRIVATE_KEY",
     "ORIGIN_MISMATCH",
+    "RELEASE_MISMATCH",
     "TEARLINE_NOT_SANITIZED",
     "open_feed_record",
 ]

@@ -24,7 +24,7 @@ import fastavro
 from fastavro import schemaless_writer
 from pydantic import ValidationError as PydanticValidationError
 
-from enlace.core.errors import KeyNotOfAgency, UnsealError, ValidationError
+from enlace.core.errors import CodecError, KeyNotOfAgency, UnsealError, ValidationError
 from schemas import headers as hdr
 from schemas.bulletin import BulletinEnvelope, ThreatBulletin
 from schemas.catalog import Catalog
@@ -35,6 +35,7 @@ from schemas.codec import (
     decode,
     decode_bulletin,
     encode,
+    fingerprint,
 )
 from schemas.envelope import Sealed
 from schemas.key_directory import KeyDirectory, KeyEntry
@@ -236,6 +237,24 @@ def _avro_bytes(data: bytes) -> bytes:
     return _avro_long(len(data)) + data
 
 
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A release opened by its partner: the bulletin, its level, and the originator's own
+    signature over ``body`` (the plaintext; what a store keeps to re-verify later)."""
+
+    bulletin: ThreatBulletin
+    level: str
+    signature: bytes
+    body: bytes
+
+
+def is_sealed_release(value: bytes, *, catalog: Catalog | None = None) -> bool:
+    try:
+        return fingerprint(value) == _writer(SEALED_RELEASE, catalog)
+    except CodecError:
+        return False
+
+
 def open_release(
     value: bytes,
     headers: hdr.Headers | None,
@@ -243,18 +262,20 @@ def open_release(
     directory: KeyDirectory,
     own: AgencyKey,
     boxes: BoxCache,
-    at: datetime,
     max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     catalog: Catalog | None = None,
-) -> tuple[ThreatBulletin, str]:
-    """The bulletin and level a partner was released. Raises SignatureError (UnsealError
-    among them) for anything tampered or not meant for ``own``, CodecError / ValidationError
-    for what does not decode or does not agree with its envelope."""
+) -> Opened:
+    """Open a release as partner ``own``. Signatures are checked at the envelope's
+    ``issued_at`` (a key rotated out later still vouches for what it signed while valid).
+    Raises SignatureError (UnsealError among them) for anything tampered or not meant for
+    ``own``, CodecError / ValidationError for what does not decode or does not agree with its
+    envelope."""
     signed = hdr.SignedHeaders.parse(headers)
     datum = decode(
         value, SEALED_RELEASE, max_bytes=max_bytes, catalog=catalog, reader_version=SEALED_VERSION
     )
     envelope = _envelope_model(datum["envelope"])
+    at = envelope.issued_at
     if envelope.origin != signed.origin:
         raise KeyNotOfAgency(f"envelope origin {envelope.origin!r}, signed by {signed.origin!r}")
     level = datum["level"]
@@ -283,7 +304,7 @@ def open_release(
         raise ValidationError(
             "a tearline release carries more than the tearline", [("body", "tearline")]
         )
-    return bulletin, level
+    return Opened(bulletin, level, signature, plaintext)
 
 
 def _envelope_model(datum: dict[str, Any]) -> BulletinEnvelope:

@@ -46,7 +46,13 @@ def record(*fields: dict[str, Any], name: str = "R") -> dict[str, Any]:
 def test_shipped_schemas_pass_the_check() -> None:
     report = check_schemas()
     assert report.ok, report.problems
-    assert {v.name for v in report.versions} == {"ThreatBulletin", "TrustEvent", "AuditRecord"}
+    assert {v.name for v in report.versions} == {
+        "ThreatBulletin",
+        "TrustEvent",
+        "AuditRecord",
+        "SealedBulletin",
+        "SealedRelease",
+    }
 
 
 def test_throwaway_v2_is_full_transitive_compatible_with_v1() -> None:

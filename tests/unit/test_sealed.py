@@ -50,9 +50,8 @@ def sealed_for(partners: tuple[str, ...] = PARTNERS) -> tuple[ThreatBulletin, Se
 def opened(
     value: bytes, headers: list[tuple[str, bytes]], partner: str
 ) -> tuple[ThreatBulletin, str]:
-    return open_release(
-        value, headers, directory=DIRECTORY, own=KEYS[partner], boxes=BoxCache(), at=NOW
-    )
+    result = open_release(value, headers, directory=DIRECTORY, own=KEYS[partner], boxes=BoxCache())
+    return result.bulletin, result.level
 
 
 def test_each_partner_opens_exactly_its_level_and_the_hub_reads_only_the_envelope() -> None:
