@@ -30,6 +30,8 @@ from schemas.codec import decode_audit, decode_bulletin, encode_audit, encode_bu
 from schemas.envelope import Sealed, seal
 from schemas.models import ThreatBulletin
 from schemas.projection import tearline
+from schemas.sealed import open_release, recipients_of, release_for, seal_sealed, view_sealed
+from schemas.sealing import FULL, BoxCache
 from tests.samples import sample_audit, sample_bulletin
 
 HANDLER_BATCH = 100
@@ -158,6 +160,7 @@ def measure(exchange: Exchange, iterations: int) -> tuple[list[MicroCost], float
         _cost("router admission (verify x2, decode, re-encode tearline)",
               lambda: admit(origin, sealed.value, sealed.headers, keys=directory, limits=limits,
                             received_at=now, now=now), iterations),
+        *_sealed_costs(exchange, bulletin, limits, now, iterations),
         _cost("audit record encode", lambda: encode_audit(audit), iterations,
               f"{len(audit_bytes)} bytes"),
         _cost("audit record decode (router trust feed reads each back)",
@@ -166,6 +169,34 @@ def measure(exchange: Exchange, iterations: int) -> tuple[list[MicroCost], float
     handler, outputs = handler_cost(HandlerRig(exchange, origin), max(HANDLER_BATCH, iterations))
     costs.append(handler)
     return costs, outputs
+
+
+def _sealed_costs(
+    exchange: Exchange, bulletin: ThreatBulletin, limits: Limits, now: datetime, iterations: int
+) -> list[MicroCost]:
+    """Wire format 2 (schemas/sealed.py): what each side pays for sealed bodies."""
+    origin, partner = exchange.origins[0], exchange.origins[1]
+    key, directory = exchange.keys[origin], exchange.directory
+    recipients = recipients_of(directory, exchange.registry.ids, now)
+    boxes = BoxCache()
+    sealed = seal_sealed(bulletin, key, recipients, boxes=boxes)
+    view = view_sealed(sealed.value)
+    release = release_for(view, partner, FULL)
+    assert release is not None
+    partner_boxes = BoxCache()
+    return [
+        _cost(f"seal, wire format 2 ({len(view.wraps)} partners' wraps)",
+              lambda: seal_sealed(bulletin, key, recipients, boxes=boxes), iterations,
+              f"{len(sealed.value)} bytes"),
+        _cost("router admission, wire format 2 (decode envelope, verify once)",
+              lambda: admit(origin, sealed.value, sealed.headers, keys=directory, limits=limits,
+                            received_at=now, now=now), iterations),
+        _cost("release for one partner, wire format 2 (assemble)",
+              lambda: release_for(view, partner, FULL), iterations, f"{len(release)} bytes"),
+        _cost("partner opens a release (verify x2, unwrap, decrypt, decode)",
+              lambda: open_release(release, sealed.headers, directory=directory,
+                                   own=exchange.keys[partner], boxes=partner_boxes), iterations),
+    ]  # fmt: skip
 
 
 def profile_handler(exchange: Exchange, bulletins: int, top: int = 15) -> list[dict[str, Any]]:

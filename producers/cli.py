@@ -36,7 +36,9 @@ KeyOpt = Annotated[
 KeysOpt = Annotated[
     Path | None,
     typer.Option(
-        "--keys", help="Key directory to self-check the key against (env ENLACE_KEYS_FILE)."
+        "--keys",
+        help="Key directory: the partners' keys to seal for (wire format 2) and a self-check of "
+        "the own key (env ENLACE_KEYS_FILE). Without it, bulletins are signed but in clear.",
     ),
 ]
 TopicOpt = Annotated[

@@ -45,6 +45,8 @@ from producers.prepare import ORIGIN_FIELD, prepare
 from producers.settings import PublisherSettings
 from schemas.envelope import Sealed, seal
 from schemas.models import ThreatBulletin
+from schemas.sealed import recipients_of, seal_sealed
+from schemas.sealing import BoxCache
 from schemas.signing import AgencyKey, KeyDirectory
 
 log = get_logger(__name__)
@@ -126,6 +128,9 @@ class Publisher:
         self._registry = registry
         self._clock = clock
         self._agency: Agency | None = None
+        self._directory: KeyDirectory | None = None
+        self._partners: tuple[str, ...] = ()
+        self._boxes = BoxCache()  # shared keys with each partner, computed once
         self._producer: AIOKafkaProducer | None = None
         self._wedged = False
         self._running = False
@@ -170,7 +175,22 @@ class Publisher:
                 f"not to the publishing agency {settings.agency!r}"
             )
         if settings.keys_file is not None:
-            check_own_key(KeyDirectory.load(settings.keys_file), self._key, self._clock())
+            self._directory = KeyDirectory.load(settings.keys_file)
+            check_own_key(self._directory, self._key, self._clock())
+        self._partners = tuple(a for a in registry.ids if a != agency.id)
+        if settings.sealed and self._directory is not None:
+            keyless = [
+                p for p in self._partners if self._directory.current_key(p, self._clock()) is None
+            ]
+            if keyless:
+                # Sealed for nobody there: the router withholds from them (not_sealed_for).
+                log.warning("partners_without_keys", agency=agency.id, partners=keyless)
+        if not settings.sealed:
+            log.warning(
+                "publishing_in_clear",
+                agency=agency.id,
+                why="no key directory: bulletins are signed but the hub can read them",
+            )
         self._agency = agency
 
     async def start(self) -> None:
@@ -233,7 +253,11 @@ class Publisher:
     def seal(self, obj: Publishable, now: datetime) -> tuple[ThreatBulletin, Sealed]:
         """Validate and seal one bulletin (pure apart from signing); raises EnlaceError."""
         bulletin = prepare(obj, self.agency, now)
-        sealed = seal(bulletin, self.key)
+        if self._directory is not None and self.settings.sealed:
+            recipients = recipients_of(self._directory, self._partners, now)
+            sealed = seal_sealed(bulletin, self.key, recipients, boxes=self._boxes)
+        else:
+            sealed = seal(bulletin, self.key)
         limit = self.settings.max_bulletin_bytes
         if len(sealed.value) > limit:
             raise RecordTooLarge(

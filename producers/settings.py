@@ -35,6 +35,12 @@ class PublisherSettings(KafkaSettings):
         default=None,
         description="Override of the outbound topic (tests); default outbound(agency).",
     )
+    wire_format: Literal[1, 2] | None = Field(
+        default=None,
+        description="2: bodies sealed so that only the partners the router releases to can "
+        "read them (needs keys_file, the partners' keys); 1: signed but in clear. Default: 2 "
+        "when keys_file is set, else 1 (with a warning).",
+    )
     # The router refuses records over DEFAULT_MAX_RECORD_BYTES; larger would only dead-letter.
     max_bulletin_bytes: int = Field(
         default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=DEFAULT_MAX_RECORD_BYTES
@@ -94,6 +100,19 @@ class PublisherSettings(KafkaSettings):
     @classmethod
     def _agency_id(cls, value: str) -> str:
         return check_agency_id(value)
+
+    @model_validator(mode="after")
+    def _sealing_needs_the_directory(self) -> PublisherSettings:
+        if self.wire_format == 2 and self.keys_file is None:
+            raise ConfigError(
+                "wire format 2 seals each body for the partners' keys: set ENLACE_KEYS_FILE "
+                "(--keys deploy/keys.yaml)"
+            )
+        return self
+
+    @property
+    def sealed(self) -> bool:
+        return self.wire_format == 2 or (self.wire_format is None and self.keys_file is not None)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> PublisherSettings:

@@ -127,15 +127,20 @@ def seal_sealed(
                 ),
             }
         )
-    datum = {
-        "envelope": envelope,
-        "full": _body_datum(full),
-        "tearline": _body_datum(tear),
-        "wrap_nonce": record_nonce,
-        "wraps": wraps,
-    }
-    value = encode(
-        datum, SEALED_BULLETIN, catalog=catalog, writer=_writer(SEALED_BULLETIN, catalog)
+    # Assembled like release_for (a record is its fields' encodings in order; an array is
+    # a count, the items, then 0), so the envelope is encoded once, not twice.
+    value = b"".join(
+        (
+            MAGIC,
+            _writer(SEALED_BULLETIN, catalog),
+            env,
+            full.nonce,
+            _avro_bytes(full.ciphertext),
+            tear.nonce,
+            _avro_bytes(tear.ciphertext),
+            record_nonce,
+            _avro_wraps(wraps),
+        )
     )
     signature = key.sign(routing_digest(env, full.digest, tear.digest))
     headers = hdr.build(origin=bulletin.origin, key_id=key.key_id, sig=signature)
@@ -235,6 +240,19 @@ def _avro_long(value: int) -> bytes:
 
 def _avro_bytes(data: bytes) -> bytes:
     return _avro_long(len(data)) + data
+
+
+def _avro_wraps(wraps: list[dict[str, Any]]) -> bytes:
+    if not wraps:
+        return _avro_long(0)
+    items = (
+        _avro_bytes(w["partner"].encode("utf-8"))
+        + _avro_bytes(w["key_id"].encode("utf-8"))
+        + _avro_bytes(w["full"])
+        + _avro_bytes(w["tearline"])
+        for w in wraps
+    )
+    return _avro_long(len(wraps)) + b"".join(items) + _avro_long(0)
 
 
 @dataclass(frozen=True, slots=True)

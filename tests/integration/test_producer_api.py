@@ -23,6 +23,7 @@ from schemas import headers as hdr
 from schemas.codec import decode_bulletin, encode_bulletin
 from schemas.models import ThreatBulletin
 from schemas.projection import tearline
+from schemas.sealed import view_sealed
 from schemas.signing import AgencyKey, KeyDirectory
 from tests.samples import bulletin_fields, sample_bulletin
 from tests.support import free_kafka_port
@@ -200,11 +201,37 @@ async def test_key_file_is_loaded(
     path = key.save(tmp_path)
     keys_file = tmp_path / "keys.yaml"
     KeyDirectory.from_keys([key]).dump(keys_file)
-    settings = settings_for(kafka_settings, topic, producer_key_file=path, keys_file=keys_file)
+    settings = settings_for(
+        kafka_settings, topic, producer_key_file=path, keys_file=keys_file, wire_format=1
+    )
     async with Publisher(settings) as pub:
         result = await pub.publish(bare())
     (record,) = await drain(kafka_settings, topic, 1)
     assert verify_record(KeyDirectory.from_keys([key]), record).bulletin_id == result.bulletin_id
+
+
+async def test_with_the_key_directory_bulletins_are_sealed_for_every_partner_with_a_key(
+    kafka_settings: KafkaSettings,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., Awaitable[list[str]]],
+    tmp_path: Path,
+    key: AgencyKey,
+) -> None:
+    (topic,) = await make_topics(unique("out"))
+    partner = AgencyKey.generate("cr-msp", valid_from=key.valid_from)
+    keys_file = tmp_path / "keys.yaml"
+    directory = KeyDirectory.from_keys([key, partner])
+    directory.dump(keys_file)
+    settings = settings_for(kafka_settings, topic, keys_file=keys_file)
+    assert settings.sealed
+    async with Publisher(settings, key=key) as pub:
+        result = await pub.publish(bare())
+    (record,) = await drain(kafka_settings, topic, 1)
+    view = view_sealed(record.value)
+    assert view.envelope.bulletin_id == result.bulletin_id
+    assert set(view.wraps) == {"cr-msp"}  # the only partner with a key in the directory
+    directory.verify(AGENCY, key.key_id, view.routing_digest, hdr.signature(record.headers),
+                     at=view.envelope.issued_at)  # fmt: skip
 
 
 async def test_no_broker_is_a_clear_error_within_the_deadline(key: AgencyKey) -> None:

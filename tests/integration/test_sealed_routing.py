@@ -40,6 +40,8 @@ async def router(exchange: MiniExchange) -> AsyncIterator[Router]:  # noqa: F811
 async def test_sealed_bulletins_are_released_sealed_and_open_only_for_their_partner(
     exchange: MiniExchange,  # noqa: F811 - the fixture
     router: Router,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     ex = exchange
     pa, us, cr, mx = (ex.agency(c) for c in ("PA", "US", "CR", "MX"))
@@ -91,3 +93,9 @@ async def test_sealed_bulletins_are_released_sealed_and_open_only_for_their_part
         blob = (r.value or b"") + b"".join(v for _k, v in r.headers or ()) + (r.key or b"")
         for secret in secrets:
             assert secret not in blob, (r.topic, secret)
+    # Nor anything the router (in this process) logged while routing it.
+    captured = capsys.readouterr()
+    logged = (captured.out + captured.err + caplog.text).encode()
+    assert b.bulletin_id.encode() in logged, "the capture saw the router's log lines"
+    for secret in secrets:
+        assert secret not in logged

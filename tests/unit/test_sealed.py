@@ -187,3 +187,14 @@ def test_the_assembled_release_is_the_avro_encoding_of_its_datum(partner: str, l
     assert encode(datum, SEALED_RELEASE) == assembled
     assert datum["level"] == level
     assert datum["wrap_key_id"] == KEYS[partner].key_id
+
+
+@given(st.lists(st.sampled_from(PARTNERS), unique=True, max_size=len(PARTNERS)))
+@settings(max_examples=20)
+def test_the_assembled_sealed_bulletin_is_the_avro_encoding_of_its_datum(
+    partners: list[str],
+) -> None:
+    _, sealed = sealed_for(tuple(partners))
+    datum = decode(sealed.value, "SealedBulletin")
+    assert encode(datum, "SealedBulletin") == sealed.value
+    assert [w["partner"] for w in datum["wraps"]] == sorted(partners)
