@@ -31,8 +31,12 @@ PUBLISH_CHUNK = 250
 def publisher(
     settings: KafkaSettings, exchange: Exchange, origin: str, topic: str | None = None
 ) -> Publisher:
+    # With the key directory the publisher seals (wire format 2), as a deployment does.
     publisher_settings = PublisherSettings(
-        agency=origin, kafka_bootstrap=settings.kafka_bootstrap, topic=topic
+        agency=origin,
+        kafka_bootstrap=settings.kafka_bootstrap,
+        topic=topic,
+        keys_file=exchange.keys_file,
     )
     return Publisher(publisher_settings, key=exchange.keys[origin], registry=exchange.registry)
 
