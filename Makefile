@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install kafka-jars tools lint typecheck schemas-check test unit demo bench clean
+.PHONY: install kafka-jars tools lint typecheck schemas-check test unit faults demo bench clean
 
 install: $(STAMP)
 
@@ -48,6 +48,13 @@ unit: $(STAMP)
 
 test: $(STAMP) kafka-jars tools lint typecheck schemas-check
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fault suite (tests/faults/) with the nemesis scenarios, at full size (e.g. 20,000
+# bulletins and 50 router kills); FAULTS_SIZE=ci runs them at CI size.
+FAULTS_SIZE ?= full
+faults: $(STAMP) kafka-jars tools
+	ENLACE_FAULTS_SUITE=1 ENLACE_FAULTS_FULL=$(if $(filter full,$(FAULTS_SIZE)),1,0) \
+		$(BIN)/pytest tests/faults -m faults -s $(PYTEST_ARGS)
 
 demo: $(STAMP) kafka-jars
 	$(BIN)/enlace demo --seconds 60

@@ -20,6 +20,7 @@ router uses the pre-KIP-447 pattern:
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ log = get_logger(__name__)
 
 RECOVERY_TIMEOUT_S = 30.0
 RECOVERY_BACKOFF_S = 1.0
+
+
+INJECTED_ABORT_HEADER = "enlace-test-aborted"
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ class TransactionalEngine:
         poll_ms: int = 100,
         session_timeout_ms: int = 10_000,
         metadata_max_age_ms: int = 300_000,
+        abort_ratio: float = 0.0,
+        abort_seed: int = 0,
     ) -> None:
         self._settings = settings
         self._metadata_max_age_ms = metadata_max_age_ms
@@ -115,6 +121,10 @@ class TransactionalEngine:
         self._next_offset: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        # Fault drills: abort some transactions after their outputs are written, so a
+        # read_committed reader that ever sees a marked record has read an aborted one.
+        self._abort_ratio = abort_ratio
+        self._abort_rng = random.Random(abort_seed)  # noqa: S311 - drill choices, not crypto
 
     def transactional_id(self, tp: TopicPartition) -> str:
         return router_transactional_id(tp.topic, tp.partition, self._prefix)
@@ -209,15 +219,19 @@ class TransactionalEngine:
             return
         outcome = self._handler.handle(tp, records)
         producer = self._producers[tp]
+        inject = self._abort_ratio > 0 and self._abort_rng.random() < self._abort_ratio
         try:
-            async with producer.transaction():
-                for out in outcome.outputs:
-                    await producer.send(
-                        out.topic, out.value, key=out.key, headers=list(out.headers)
+            if inject:
+                await _write_and_abort(producer, outcome)
+            else:
+                async with producer.transaction():
+                    for out in outcome.outputs:
+                        await producer.send(
+                            out.topic, out.value, key=out.key, headers=list(out.headers)
+                        )
+                    await producer.send_offsets_to_transaction(
+                        {tp: records[-1].offset + 1}, self.group_id
                     )
-                await producer.send_offsets_to_transaction(
-                    {tp: records[-1].offset + 1}, self.group_id
-                )
         except ProducerFenced:
             # Another instance owns this partition now; it will process these records.
             log.warning("router_fenced", topic=tp.topic, partition=tp.partition)
@@ -230,6 +244,13 @@ class TransactionalEngine:
             )
             self._observer.aborted(tp, type(exc).__name__)
             await self._abandon(tp, records[0].offset)
+            return
+        if inject:
+            # A clean abort leaves the producer usable: only the position goes back.
+            log.info("router_txn_aborted_on_purpose", topic=tp.topic, partition=tp.partition)
+            self._observer.aborted(tp, "injected")
+            assert self._consumer is not None
+            self._consumer.seek(tp, self._next_offset.get(tp, records[0].offset))
             return
         self._next_offset[tp] = records[-1].offset + 1
         for apply in outcome.on_commit:
@@ -315,3 +336,13 @@ class TransactionalEngine:
         async with self._lock:
             await asyncio.gather(*(self._drop_producer(tp) for tp in revoked))
             log.info("router_revoked", partitions=len(revoked))
+
+
+async def _write_and_abort(producer: AIOKafkaProducer, outcome: BatchOutcome) -> None:
+    """A fault drill's transaction: every output written, marked, then aborted."""
+    marker = (INJECTED_ABORT_HEADER, b"1")
+    await producer.begin_transaction()
+    for out in outcome.outputs:
+        await producer.send(out.topic, out.value, key=out.key, headers=[*out.headers, marker])
+    await producer.flush()
+    await producer.abort_transaction()

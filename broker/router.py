@@ -117,6 +117,8 @@ class Router:
             poll_ms=settings.router_poll_ms,
             session_timeout_ms=settings.router_session_timeout_ms,
             metadata_max_age_ms=settings.router_metadata_max_age_ms,
+            abort_ratio=settings.fault_abort_ratio,
+            abort_seed=settings.fault_seed,
         )
         self.http = ServiceHttp(
             self.metrics.registry,

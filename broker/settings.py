@@ -32,6 +32,15 @@ class RouterSettings(KafkaSettings):
         le=3_600_000,
         description="How soon partitions added to an outbound topic are noticed (a rebalance).",
     )
+    fault_abort_ratio: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.9,
+        description="Fault drills only: abort this fraction of transactions on purpose after "
+        "writing their outputs (marked enlace-test-aborted), as Kafka's transactions_test does. "
+        "Never set in production.",
+    )
+    fault_seed: int = Field(default=0, description="Seed of the drill's abort choices.")
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=8_388_608)
     max_future_seconds: float = Field(default=300.0, ge=0)
     max_past_seconds: float = Field(default=7 * 86_400.0, ge=60)

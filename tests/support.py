@@ -105,10 +105,11 @@ class MiniExchange:
         keep: Callable[[Record], bool] = lambda _r: True,
         within: float = 30.0,
         settle: float = 0.0,
+        isolation_level: str = "read_committed",
     ) -> list[Record]:
         """Read ``topic`` (from the exchange's start offsets for shared topics) until ``until``
         holds for the kept records, then ``settle`` seconds more to catch any extras."""
-        consumer = clients.consumer(self.settings, group_id=None)
+        consumer = clients.consumer(self.settings, group_id=None, isolation_level=isolation_level)
         await consumer.start()
         try:
             await _assign_from(self.settings, consumer, topic, self.start_offsets)
@@ -188,6 +189,9 @@ async def build_exchange(
     countries: Iterable[str] = ("PA", "US", "CR", "MX"),
     agreements: list[dict[str, Any]] | None = None,
     partitions: int = 1,
+    *,
+    replication: int = 1,
+    min_insync: int = 1,
 ) -> MiniExchange:
     token = uuid.uuid4().hex[:8]
     agencies = tuple(
@@ -198,7 +202,9 @@ async def build_exchange(
     keys = {a.id: AgencyKey.generate(a.id, valid_from=valid_from) for a in agencies}
     directory = KeyDirectory.from_keys(keys.values())
     policy = Policy.model_validate({"agreements": agreements or []})
-    specs = exchange_topics(registry.ids, partitions=partitions, replication=1, min_insync=1)
+    specs = exchange_topics(
+        registry.ids, partitions=partitions, replication=replication, min_insync=min_insync
+    )
     await ensure_topics(settings, specs)
     exchange = MiniExchange(settings, registry, keys, directory, policy, token)
     exchange.start_offsets = await end_offsets(settings, [AUDIT, DEADLETTER])

@@ -10,16 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from broker.policy import Policy
 from enlace.core import clients
@@ -27,59 +21,13 @@ from enlace.core.settings import KafkaSettings
 from enlace.core.topics import outbound
 from schemas.envelope import seal
 from schemas.vocab import Category, Classification
+from tests.faults.routers import RouterProcess, write_config
 from tests.samples import sample_bulletin
 from tests.support import MiniExchange, build_exchange, check_exactly_once
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 BULLETINS = 600
-
-
-class RouterProcess:
-    def __init__(self, ex: MiniExchange, workdir: Path, name: str) -> None:
-        env = {
-            **os.environ,
-            "ENLACE_KAFKA_BOOTSTRAP": ex.settings.kafka_bootstrap,
-            "ENLACE_AGENCIES_FILE": str(workdir / "agencies.yaml"),
-            "ENLACE_POLICY_FILE": str(workdir / "policy.yaml"),
-            "ENLACE_KEYS_FILE": str(workdir / "keys.yaml"),
-            "ENLACE_ROUTER_PREFIX": f"t{ex.token}.router.",
-            "ENLACE_ROUTER_SESSION_TIMEOUT_MS": "6000",
-            "ENLACE_HTTP_PORT": "0",
-            "ENLACE_LOG_FORMAT": "json",
-        }
-        self.log = (workdir / f"{name}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "enlace.cli", "router", "run"],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill_now(self) -> None:
-        """For fixture teardown (no event loop): SIGKILL is immediate, the wait is short."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.log.close()
-
-    async def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        await asyncio.to_thread(self.proc.wait, 10)
-        self.log.close()
-
-    async def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(self.proc.wait, 30)
-        self.log.close()
-        return self.proc.returncode
-
-
-def write_config(ex: MiniExchange, workdir: Path, agreements: list[dict[str, Any]]) -> None:
-    agencies = [a.model_dump() for a in ex.registry]
-    (workdir / "agencies.yaml").write_text(yaml.safe_dump({"agencies": agencies}))
-    (workdir / "policy.yaml").write_text(yaml.safe_dump({"agreements": agreements}))
-    ex.directory.dump(workdir / "keys.yaml")
 
 
 @pytest.fixture
