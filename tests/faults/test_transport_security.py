@@ -271,3 +271,19 @@ async def test_an_agency_certificate_is_its_principal_on_the_mtls_listener(
             await impostor.send_and_wait(other, b"as admin")
 
     await refused(impersonate, KafkaConnectionError, None)
+
+
+async def test_acl_credentials_prints_what_a_service_needs_over_tls(
+    secure: SecureExchange,
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["acl", "credentials", "cr-msp", "--data-dir", str(secure.kafka.data_dir)],
+        env={"ENLACE_STATE_DIR": str(secure.credentials.parent)},
+    )
+    assert result.exit_code == 0, result.output
+    cr = settings_from_lines(result.output)
+    assert cr.kafka_security_protocol == "SASL_SSL"
+    assert cr.kafka_ssl_cafile == secure.ca_file
+    assert cr.kafka_bootstrap == secure.spec.bootstrap
+    assert await produce(cr, topics.receipts("cr-msp")) >= 0
