@@ -61,18 +61,18 @@ def open_feed_record(
 ) -> Delivered | Quarantined:
     """Verify and decode one feed record (see the module docstring for the rules); a sealed
     release (wire format 2) is opened with this agency's key ``own``."""
-    if is_sealed_release(record.value):
-        return _open_sealed(record, directory, now=now, max_bytes=max_bytes, own=own, boxes=boxes)
-    origin: str | None = None
-    key_id: str | None = None
-    release_text: str | None = None
+    signed: hdr.SignedHeaders | None = None
     bulletin: ThreatBulletin | None = None
+    signed_bytes: bytes | None = None
     try:
         signed = hdr.SignedHeaders.parse(record.headers)
-        origin, key_id, release_text = signed.origin, signed.key_id, signed.release
-        release = _release_of(release_text)
-        bulletin = decode_bulletin(record.value, max_bytes=max_bytes)
-        signature = _verify(directory, record, signed, release, at=bulletin.issued_at)
+        release = _release_of(signed.release)
+        if is_sealed_release(record.value):
+            opened = _open_sealed(record, release, directory, max_bytes, own, boxes)
+            bulletin, signature, signed_bytes = opened.bulletin, opened.signature, opened.body
+        else:
+            bulletin = decode_bulletin(record.value, max_bytes=max_bytes)
+            signature = _verify(directory, record, signed, release, at=bulletin.issued_at)
         _check_consistency(record, bulletin, signed.origin, release)
     except _Refused as exc:
         reason, detail = exc.reason, str(exc)
@@ -88,47 +88,7 @@ def open_feed_record(
             key_id=signed.key_id,
             signature=signature,
             received_at=now,
-        )
-    return Quarantined(
-        record=record,
-        reason=reason,
-        detail=detail[:2000],
-        received_at=now,
-        origin=origin,
-        key_id=key_id,
-        bulletin_id=bulletin.bulletin_id if bulletin is not None else None,
-        release=release_text,
-    )
-
-
-def _open_sealed(
-    record: FeedRecord,
-    directory: KeyDirectory,
-    *,
-    now: datetime,
-    max_bytes: int,
-    own: AgencyKey | None,
-    boxes: BoxCache | None,
-) -> Delivered | Quarantined:
-    signed: hdr.SignedHeaders | None = None
-    try:
-        signed = hdr.SignedHeaders.parse(record.headers)
-        release, opened = _open_checked(record, signed, directory, max_bytes, own, boxes)
-    except _Refused as exc:
-        reason, detail = exc.reason, str(exc)
-    except (CodecError, SignatureError) as exc:
-        reason, detail = exc.reason, str(exc)
-    except ValidationError as exc:
-        reason, detail = INVALID, str(exc)
-    else:
-        return Delivered(
-            record=record,
-            bulletin=opened.bulletin,
-            release=release,
-            key_id=signed.key_id,
-            signature=opened.signature,
-            received_at=now,
-            signed_bytes=opened.body,
+            signed_bytes=signed_bytes,
         )
     return Quarantined(
         record=record,
@@ -137,20 +97,19 @@ def _open_sealed(
         received_at=now,
         origin=signed.origin if signed else None,
         key_id=signed.key_id if signed else None,
-        bulletin_id=None,
+        bulletin_id=bulletin.bulletin_id if bulletin is not None else None,
         release=signed.release if signed else None,
     )
 
 
-def _open_checked(  # noqa: PLR0917 - one step of _open_sealed
+def _open_sealed(  # noqa: PLR0917 - one step of open_feed_record
     record: FeedRecord,
-    signed: hdr.SignedHeaders,
+    release: Release,
     directory: KeyDirectory,
     max_bytes: int,
     own: AgencyKey | None,
     boxes: BoxCache | None,
-) -> tuple[Release, Opened]:
-    release = _release_of(signed.release)
+) -> Opened:
     if own is None:
         raise _Refused(NO_PRIVATE_KEY, "a sealed release opens only with this agency's key")
     opened = open_release(
@@ -163,8 +122,7 @@ def _open_checked(  # noqa: PLR0917 - one step of _open_sealed
     )
     if opened.level != release.value.upper():
         raise _Refused(RELEASE_MISMATCH, f"header says {release.value}, body is {opened.level}")
-    _check_consistency(record, opened.bulletin, signed.origin, release)
-    return release, opened
+    return opened
 
 
 def _release_of(text: str | None) -> Release:
