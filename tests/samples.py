@@ -20,7 +20,7 @@ from schemas.models import (
     validate_bulletin,
     validate_event,
 )
-from schemas.vocab import TrustEventKind
+from schemas.vocab import Category, Classification, TrustEventKind
 
 FIXED_BULLETIN_ID = "6f1c7d2e-8b3a-4c5d-9e0f-1a2b3c4d5e6f"
 FIXED_REFERENCE_ID = "0b9d8c7a-6f5e-4d3c-8b2a-190817263544"
@@ -97,6 +97,20 @@ def sample_bulletin(origin: str = "pa-senafront", **overrides: Any) -> ThreatBul
     fields = bulletin_fields(origin)
     fields.update(overrides)
     return validate_bulletin(fields)
+
+
+def routed_bulletin(origin: str, **overrides: Any) -> ThreatBulletin:
+    """A CONFIDENTIAL drug-trafficking bulletin with an UNCLASSIFIED tearline, releasable to
+    everyone: what the routing tests' agreements release FULL to some partners, TEARLINE to
+    others."""
+    fields: dict[str, Any] = {
+        "category": Category.DRUG_TRAFFICKING,
+        "classification": Classification.CONFIDENTIAL,
+        "tearline_classification": Classification.UNCLASSIFIED,
+        "releasable_to": (),
+        **overrides,
+    }
+    return sample_bulletin(origin, **fields)
 
 
 def fixed_bulletin(origin: str = "pa-senafront", **overrides: Any) -> ThreatBulletin:

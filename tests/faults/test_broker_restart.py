@@ -16,8 +16,7 @@ from enlace.core import clients
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import outbound
 from schemas.envelope import Sealed, seal
-from schemas.vocab import Category, Classification
-from tests.samples import sample_bulletin
+from tests.samples import routed_bulletin
 from tests.support import MiniExchange, build_exchange, check_exactly_once, free_kafka_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -95,13 +94,7 @@ def sample(router: Router, name: str, **labels: str) -> float:
 def sealed_batch(ex: MiniExchange, origin: str, count: int) -> list[Sealed]:
     return [
         seal(
-            sample_bulletin(
-                origin,
-                category=Category.DRUG_TRAFFICKING,
-                classification=Classification.CONFIDENTIAL,
-                tearline_classification=Classification.UNCLASSIFIED,
-                releasable_to=(),
-            ),
+            routed_bulletin(origin),
             ex.keys[origin],
         )
         for _ in range(count)

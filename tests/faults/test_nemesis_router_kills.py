@@ -28,10 +28,9 @@ from enlace.core import clients
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import AUDIT, outbound, partitions_of
 from schemas.envelope import seal
-from schemas.vocab import Category, Classification
 from tests.faults.checker import PublishLog, check
 from tests.faults.routers import RouterProcess, write_config
-from tests.samples import sample_bulletin
+from tests.samples import routed_bulletin
 from tests.support import MiniExchange, Record, build_exchange, free_kafka_port
 
 pytestmark = [
@@ -176,13 +175,7 @@ async def publish(ex: MiniExchange, log: PublishLog, total: int, seconds: float)
         for i in range(total):
             origin = origins[i % len(origins)]
             sealed = seal(
-                sample_bulletin(
-                    origin,
-                    category=Category.DRUG_TRAFFICKING,
-                    classification=Classification.CONFIDENTIAL,
-                    tearline_classification=Classification.UNCLASSIFIED,
-                    releasable_to=(),
-                ),
+                routed_bulletin(origin),
                 ex.keys[origin],
             )
             bulletin_id = sealed.key.decode()

@@ -20,9 +20,8 @@ from enlace.core import clients
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import outbound
 from schemas.envelope import seal
-from schemas.vocab import Category, Classification
 from tests.faults.routers import RouterProcess, write_config
-from tests.samples import sample_bulletin
+from tests.samples import routed_bulletin
 from tests.support import MiniExchange, build_exchange, check_exactly_once
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -63,13 +62,7 @@ async def publish_stream(ex: MiniExchange, origins: list[str], total: int) -> se
         for i in range(total):
             origin = origins[i % len(origins)]
             sealed = seal(
-                sample_bulletin(
-                    origin,
-                    category=Category.DRUG_TRAFFICKING,
-                    classification=Classification.CONFIDENTIAL,
-                    tearline_classification=Classification.UNCLASSIFIED,
-                    releasable_to=(),
-                ),
+                routed_bulletin(origin),
                 ex.keys[origin],
             )
             ids.add(sealed.key.decode())

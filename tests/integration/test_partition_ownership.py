@@ -21,9 +21,9 @@ from enlace.core.settings import KafkaSettings
 from enlace.core.topics import DEADLETTER, feed, outbound, owner_partition
 from schemas import headers as hdr
 from schemas.envelope import Sealed, seal
-from schemas.vocab import Category, Classification
+from schemas.vocab import Classification
 from tests.integration.test_router import assert_books_balance, read_audits
-from tests.samples import sample_bulletin
+from tests.samples import routed_bulletin
 from tests.support import MiniExchange, Record, build_exchange, eventually
 
 pytestmark = pytest.mark.integration
@@ -53,10 +53,7 @@ def owned_by(ex: MiniExchange, partition: int, of: int) -> Sealed:
     """A sealed PA bulletin whose owner partition, among ``of``, is ``partition``."""
     pa = ex.agency("PA")
     while True:
-        b = sample_bulletin(pa, category=Category.DRUG_TRAFFICKING,
-                            classification=Classification.RESTRICTED,
-                            tearline_classification=Classification.UNCLASSIFIED,
-                            releasable_to=())  # fmt: skip
+        b = routed_bulletin(pa, classification=Classification.RESTRICTED)
         if owner_partition(b.bulletin_id, of) == partition:
             return seal(b, ex.keys[pa])
 

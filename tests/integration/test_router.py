@@ -20,8 +20,8 @@ from schemas.agency_key import AgencyKey
 from schemas.codec import decode_audit, decode_bulletin, encode_trust_event
 from schemas.envelope import seal, seal_event
 from schemas.key_directory import KeyDirectory
-from schemas.vocab import Category, Classification, TrustEventKind
-from tests.samples import sample_bulletin, sample_event
+from schemas.vocab import TrustEventKind
+from tests.samples import routed_bulletin, sample_event
 from tests.support import MiniExchange, Record, audit_of, build_exchange
 
 pytestmark = pytest.mark.integration
@@ -83,14 +83,7 @@ def assert_books_balance(router: Router) -> None:
 
 
 def bulletin(ex: MiniExchange, origin_country: str = "PA", **overrides: Any) -> Any:
-    fields: dict[str, Any] = {
-        "category": Category.DRUG_TRAFFICKING,
-        "classification": Classification.CONFIDENTIAL,
-        "tearline_classification": Classification.UNCLASSIFIED,
-        "releasable_to": (),
-        **overrides,
-    }
-    return sample_bulletin(ex.agency(origin_country), **fields)
+    return routed_bulletin(ex.agency(origin_country), **overrides)
 
 
 def audits_of(records: list[Record], bulletin_ids: set[str]) -> list[Any]:

@@ -23,8 +23,7 @@ from schemas import headers as hdr
 from schemas.agency_key import AgencyKey
 from schemas.envelope import Sealed, seal
 from schemas.key_directory import KeyDirectory
-from schemas.vocab import Category, Classification
-from tests.samples import sample_bulletin
+from tests.samples import routed_bulletin, sample_bulletin
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PA, US, CR = "pa-senafront", "us-jiatfs", "cr-msp"
@@ -47,10 +46,7 @@ def handler() -> tuple[RouterHandler, RouterMetrics, SeenIndex]:
 
 def sealed_on(partition: int) -> Sealed:
     while True:
-        b = sample_bulletin(PA, category=Category.DRUG_TRAFFICKING,
-                            classification=Classification.CONFIDENTIAL,
-                            tearline_classification=Classification.UNCLASSIFIED,
-                            releasable_to=(), issued_at=NOW - timedelta(minutes=1))  # fmt: skip
+        b = routed_bulletin(PA, issued_at=NOW - timedelta(minutes=1))
         if owner_partition(b.bulletin_id, PARTITIONS) == partition:
             return seal(b, KEYS[PA])
 
