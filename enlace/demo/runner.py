@@ -46,6 +46,7 @@ from schemas.models import AuditRecord, ThreatBulletin
 from schemas.vocab import Classification
 
 log = get_logger(__name__)
+TAMPERED_BYTE = 20
 
 FEEDBACK_FLUSH_S = 0.5
 CATEGORY_TRIES = 25
@@ -315,7 +316,11 @@ class Demo:
         assert self._raw is not None
         key = f"tampered-{uuid.uuid4()}".encode()
         value = bytearray(sealed.value)
-        value[len(value) // 2] ^= 0x20
+        # A byte of what the originator signed (just past the Avro header: the bulletin, or
+        # a sealed record's envelope). The router cannot check a sealed record's key wraps,
+        # only their recipient can (it quarantines a tampered one), so a flip there would
+        # reach the partner instead of the dead letters.
+        value[TAMPERED_BYTE] ^= 0x20
         self.state.books.on_injected_bad(key)
         await (await self._raw.send(outbound(origin), bytes(value), key=key,
                                     headers=sealed.headers))  # fmt: skip
