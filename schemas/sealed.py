@@ -24,13 +24,20 @@ import fastavro
 from fastavro import schemaless_writer
 from pydantic import ValidationError as PydanticValidationError
 
-from enlace.core.errors import CodecError, KeyNotOfAgency, UnsealError, ValidationError
+from enlace.core.errors import (
+    CodecError,
+    CorruptRecord,
+    KeyNotOfAgency,
+    UnsealError,
+    ValidationError,
+)
 from schemas import headers as hdr
 from schemas.bulletin import BulletinEnvelope, ThreatBulletin
 from schemas.catalog import Catalog
 from schemas.codec import (
     BULLETIN,
     DEFAULT_MAX_RECORD_BYTES,
+    HEADER_SIZE,
     MAGIC,
     decode,
     decode_bulletin,
@@ -187,7 +194,7 @@ def view_sealed(
     return SealedView(
         envelope=envelope,
         envelope_datum=datum["envelope"],
-        envelope_bytes=envelope_bytes(datum["envelope"], catalog=catalog),
+        envelope_bytes=_signed_envelope(value, datum["envelope"], catalog),
         full=_body(datum["full"]),
         tearline=_body(datum["tearline"]),
         wrap_nonce=datum["wrap_nonce"],
@@ -298,7 +305,7 @@ def open_release(
         raise KeyNotOfAgency(f"envelope origin {envelope.origin!r}, signed by {signed.origin!r}")
     level = datum["level"]
     body = _body(datum["body"])
-    env = envelope_bytes(datum["envelope"], catalog=catalog)
+    env = _signed_envelope(value, datum["envelope"], catalog)
     digests = (body.digest, datum["other_digest"])
     full_digest, tearline_digest = digests if level == FULL else digests[::-1]
     directory.verify(
@@ -323,6 +330,16 @@ def open_release(
             "a tearline release carries more than the tearline", [("body", "tearline")]
         )
     return Opened(bulletin, level, signature, plaintext)
+
+
+def _signed_envelope(value: bytes, datum: dict[str, Any], catalog: Catalog | None) -> bytes:
+    """The envelope's bytes as written: its canonical re-encoding, which must be exactly the
+    record's first field. Otherwise two encodings that decode alike (a UUID's letter case)
+    would share one signature, and a tampered byte would pass."""
+    env = envelope_bytes(datum, catalog=catalog)
+    if value[HEADER_SIZE : HEADER_SIZE + len(env)] != env:
+        raise CorruptRecord("the envelope is not canonically encoded (altered after signing?)")
+    return env
 
 
 def _envelope_model(datum: dict[str, Any]) -> BulletinEnvelope:

@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError as PydanticValidationError
 
-from enlace.core.errors import BadSignature, SignatureError, UnsealError, ValidationError
+from enlace.core.errors import (
+    BadSignature,
+    CorruptRecord,
+    SignatureError,
+    UnsealError,
+    ValidationError,
+)
 from schemas import headers as hdr
 from schemas.bulletin import ThreatBulletin
 from schemas.codec import decode, encode
@@ -198,3 +204,19 @@ def test_the_assembled_sealed_bulletin_is_the_avro_encoding_of_its_datum(
     datum = decode(sealed.value, "SealedBulletin")
     assert encode(datum, "SealedBulletin") == sealed.value
     assert [w["partner"] for w in datum["wraps"]] == sorted(partners)
+
+
+def test_an_envelope_that_decodes_alike_but_is_not_the_signed_bytes_is_refused() -> None:
+    _, sealed = sealed_for(("cr-msp",))
+    value = bytearray(sealed.value)
+    uuid_start = 11  # header (10), then the bulletin id's length byte
+    letter = next(i for i in range(uuid_start, uuid_start + 36) if chr(value[i]).isalpha())
+    value[letter] ^= 0x20  # upper case: the same UUID once decoded
+    with pytest.raises(CorruptRecord, match="canonically"):
+        view_sealed(bytes(value))
+    release = release_for(view_sealed(sealed.value), "cr-msp", FULL)
+    assert release is not None
+    altered = bytearray(release)
+    altered[letter] ^= 0x20
+    with pytest.raises(CorruptRecord, match="canonically"):
+        opened(bytes(altered), sealed.headers, "cr-msp")
