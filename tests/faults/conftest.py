@@ -1,11 +1,13 @@
-"""The fault tier's shared secure cluster: one broker for every security module."""
+"""The fault tier's shared clusters and report: one secure broker for every security module,
+one 3-node cluster (RF 3, min ISR 2) for every nemesis scenario, and the fault report."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,10 @@ import pytest_asyncio
 
 from deploy.localkafka import DEFAULT_LIBS, LocalKafka
 from deploy.provisioning import AdminConnection, provision
+from enlace.core.settings import KafkaSettings
 from enlace.core.topics import ensure_topics, exchange_topics
+from tests.faults.nemesis import FULL
+from tests.faults.report import FaultReport
 from tests.faults.secure_cluster import AGENCIES, SCRAM_FIXED_IN, SecureExchange, librdkafka_version
 from tests.support import free_kafka_port
 
@@ -53,3 +58,37 @@ def kcat_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env["LD_LIBRARY_PATH"] = str(libdir)
     assert librdkafka_version(env) >= SCRAM_FIXED_IN
     return env
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A running local cluster and the settings its clients use."""
+
+    kafka: LocalKafka
+    settings: KafkaSettings
+
+
+@pytest.fixture(scope="package")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three nodes for the nemesis scenarios; each scenario builds its own exchange (topics
+    under its own token) on it, and a scenario that stops nodes starts them again."""
+    kafka = LocalKafka(tmp_path_factory.mktemp("nemesis-kafka"), DEFAULT_LIBS)
+    spec = kafka.up(3, port=free_kafka_port(3))
+    try:
+        yield Cluster(kafka, KafkaSettings(kafka_bootstrap=spec.bootstrap))
+    finally:
+        kafka.down()
+
+
+@pytest.fixture(scope="session")
+def fault_report() -> Iterator[FaultReport]:
+    """Scenario rows, printed at the end and written to ``ENLACE_FAULTS_REPORT`` if set."""
+    report = FaultReport()
+    yield report
+    if not report.rows:
+        return
+    size = "full" if FULL else "CI"
+    print("\n" + report.markdown(size))
+    target = os.environ.get("ENLACE_FAULTS_REPORT")
+    if target:
+        report.write(Path(target), size)
