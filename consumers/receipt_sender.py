@@ -39,6 +39,7 @@ class ReceiptSender:
         timeout_s: float,
         clock: Callable[[], datetime],
         on_sent: Callable[[int], None] | None = None,
+        after_ack: Callable[[int], None] | None = None,
     ) -> None:
         self.agency = agency
         self._store = store
@@ -48,6 +49,7 @@ class ReceiptSender:
         self._timeout_s = timeout_s
         self._clock = clock
         self._on_sent = on_sent
+        self._after_ack = after_ack  # fault drills: between the broker's ack and the mark
         self._retry_at = 0.0
         self.sent = 0
 
@@ -74,6 +76,8 @@ class ReceiptSender:
                 log.warning("receipts_failed", agency=self.agency, error=str(exc))
                 self._retry_at = loop.time() + RECEIPT_RETRY_S
                 return
+            if self._after_ack is not None:
+                self._after_ack(len(events))
             sent = [(str(e.bulletin_id), e.event_id, now) for e in events]
             own = [(p.bulletin_id, SELF_RECEIPT, now) for p in pending if p.origin == self.agency]
             await self._store.mark_receipts_sent(sent + own)

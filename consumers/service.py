@@ -28,6 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from consumers.drills import KillDrill, KillPoint
 from consumers.metrics import ConsumerMetrics
 from consumers.receipt_sender import ReceiptSender
 from consumers.receipts import load_agency_key
@@ -100,6 +101,10 @@ class FeedConsumer:
         self._on_delivery = on_delivery
         self._on_quarantine = on_quarantine
         self._after_sink_write = after_sink_write
+        self._drill = KillDrill(
+            settings.fault_kill_at, after=settings.fault_kill_after, seed=settings.fault_seed
+        )
+        self._sink_failures: dict[str, str] = {}  # sink name -> last error, while retrying
         self._clock = clock
         self._log = log.bind(agency=self.agency)
         self._stop = asyncio.Event()
@@ -210,6 +215,7 @@ class FeedConsumer:
                 timeout_s=self.settings.send_timeout_s,
                 clock=self._clock,
                 on_sent=self.metrics.receipts.labels(self.agency).inc,
+                after_ack=lambda n: self._drill.reached(KillPoint.AFTER_RECEIPT, receipts=n),
             )
         self._started = True
         self._stop.clear()
@@ -271,9 +277,12 @@ class FeedConsumer:
 
     def health(self) -> tuple[bool, dict[str, object]]:
         """For :class:`enlace.core.http.ServiceHttp`."""
-        return self._started and self._failure is None, {
+        # A sink being retried (disk full, store locked) is unhealthy: the feed is not stored.
+        healthy = self._started and self._failure is None and not self._sink_failures
+        return healthy, {
             "agency": self.agency,
             "failure": self._failure,
+            "sinks_failing": dict(self._sink_failures),
             "topic": self.topic,
             "delivered": self.delivered,
             "quarantined": self.quarantined,
@@ -333,6 +342,7 @@ class FeedConsumer:
         results = await self._write_all(items)
         if results is None:
             return  # stopping mid-retry: nothing committed, the batch comes back next time
+        self._drill.reached(KillPoint.AFTER_SINK_WRITE, records=len(items))
         if self._after_sink_write is not None:
             await self._after_sink_write(items)
         await self.commit_held()
@@ -340,13 +350,17 @@ class FeedConsumer:
         self._observe(items, results[self.sinks.index(self.store)])
 
     async def _write_all(self, items: Sequence[Item]) -> list[WriteResult] | None:
+        pending = len(self.sinks)
+
         async def one(sink: Sink) -> WriteResult | None:
+            nonlocal pending
             attempt = 0
             while True:
                 try:
-                    return await sink.put(items)
+                    result = await sink.put(items)
                 except SinkError as exc:
                     attempt += 1
+                    self._sink_failures[sink.name] = str(exc)
                     self.metrics.sink_errors.labels(self.agency, sink.kind).inc()
                     delay = min(self.settings.sink_retry_max_s, 0.1 * 2**attempt)
                     self._log.warning(
@@ -356,6 +370,12 @@ class FeedConsumer:
                         await asyncio.wait_for(self._stop.wait(), delay)
                     if self._stop.is_set():
                         return None
+                    continue
+                self._sink_failures.pop(sink.name, None)
+                pending -= 1
+                if pending:  # this sink holds the batch, another is still writing it
+                    self._drill.reached(KillPoint.MID_BATCH, sink=sink.kind, records=len(items))
+                return result
 
         results = await asyncio.gather(*(one(sink) for sink in self.sinks))
         if any(r is None for r in results):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from consumers.drills import KillPoint
 from enlace.core import topics
 from enlace.core.errors import ConfigError
 from enlace.core.registry import check_agency_id
@@ -54,6 +55,17 @@ class ConsumerSettings(KafkaSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_max_backoff_s: float = Field(default=30.0, gt=0)
     http_port: int | None = Field(default=None, ge=0, le=65535)
+    fault_kill_at: KillPoint | None = Field(
+        default=None,
+        description="Fault drills only: SIGKILL this process at after_sink_write, mid_batch "
+        "or after_receipt (consumers/drills.py). Never set in production.",
+    )
+    fault_kill_after: int = Field(
+        default=1, ge=1, description="Kill at this arrival at the drill's point."
+    )
+    fault_seed: int = Field(
+        default=0, description="Non-zero: kill at a seeded arrival up to fault_kill_after."
+    )
 
     @field_validator("agency")
     @classmethod
