@@ -17,6 +17,7 @@ from rich.console import Console
 from consumers.feedback import originator_of, record_feedback, send_event
 from consumers.inbox_view import (
     bulletin_panel,
+    gaps_text,
     inbox_table,
     parse_since,
     quarantine_table,
@@ -57,6 +58,7 @@ DbOpt = Annotated[
     typer.Option("--db", help="SQLite store (default: the agency's store under state_dir)."),
 ]
 NoteOpt = Annotated[str | None, typer.Option("--note", help="Free text for the originator.")]
+GAPS_SHOWN = 10  # under the inbox listing; `enlace inbox gaps` shows them all
 
 
 def _settings(**options: Any) -> ConsumerSettings:
@@ -142,9 +144,16 @@ def inbox(
     try:
         rows = store.inbox(query)
         total = store.count()
+        gaps = store.gap_rows(GAPS_SHOWN)
+        gap_count, gap_offsets = store.gap_totals()
     finally:
         store.close()
-    Console().print(inbox_table(rows, title=f"{settings.agency} inbox — {len(rows)} of {total}"))
+    console = Console()
+    console.print(inbox_table(rows, title=f"{settings.agency} inbox — {len(rows)} of {total}"))
+    # Whatever the filters, a feed gap is shown: it is what the inbox cannot list.
+    warning = gaps_text(gaps, total=gap_count, missed=gap_offsets)
+    if warning is not None:
+        console.print(warning, end="")
 
 
 def _open_for(
@@ -196,6 +205,24 @@ def inbox_quarantine(
     finally:
         store.close()
     Console().print(quarantine_table(rows))
+
+
+@inbox_app.command("gaps")
+def inbox_gaps(
+    ctx: typer.Context,
+    agency: AgencyOpt = None,
+    db: DbOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 1_000,
+) -> None:
+    """Feed ranges that expired before this agency read them (retention outran the consumer)."""
+    _, store = _open_for(ctx, agency, db)
+    try:
+        gaps = store.gap_rows(limit)
+        gap_count, gap_offsets = store.gap_totals()
+    finally:
+        store.close()
+    warning = gaps_text(gaps, total=gap_count, missed=gap_offsets)
+    Console().print(warning if warning is not None else "no feed gaps", end="" if warning else "\n")
 
 
 def feedback(

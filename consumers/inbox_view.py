@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from consumers.gaps import FeedGap
 from consumers.store import InboxRow, QuarantineRow, StoredBulletin
 from enlace.core.errors import ConfigError, SignatureError
 from schemas.key_directory import KeyDirectory
@@ -151,3 +152,23 @@ def quarantine_table(rows: Sequence[QuarantineRow]) -> Table:
             row.detail[:120],
         )
     return table
+
+
+def gaps_text(gaps: Sequence[FeedGap], *, total: int, missed: int) -> Text | None:
+    """``2 gaps: enlace.feed.X p0 offsets 0-120 expired unread (detected ...)``, one line per
+    gap shown; ``None`` when the store holds none. ``total``/``missed`` cover every gap, also
+    those beyond ``gaps``."""
+    if total == 0:
+        return None
+    noun = "gap" if total == 1 else "gaps"
+    text = Text(
+        f"{total} {noun}: {missed} feed offsets expired unread (at most that many releases "
+        "missed; ask their originators to re-send)\n",
+        style="bold red",
+    )
+    for gap in gaps:
+        detected = gap.detected_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        text.append(f"  {gap.describe()} (detected {detected})\n", style="red")
+    if total > len(gaps):
+        text.append(f"  ... and {total - len(gaps)} more: enlace inbox gaps\n", style="red")
+    return text

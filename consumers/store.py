@@ -1,4 +1,5 @@
-"""The embedded SQLite store: bulletins keyed by id, quarantine, receipt state, feedback sent.
+"""The embedded SQLite store: bulletins keyed by id, quarantine, receipt state, feedback sent,
+feed gaps.
 
 Synchronous and single-connection by design: the async sink runs every call on one worker
 thread (see :mod:`consumers.sinks.sqlite`), the CLI calls it directly. WAL lets ``enlace
@@ -23,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from consumers.gaps import FeedGap, uncovered
 from consumers.records import Delivered, Quarantined, Release, StoreOutcome, iso
 from consumers.store_schema import MIGRATIONS, SCHEMA_VERSION
 from enlace.core.errors import SinkError
@@ -235,6 +237,28 @@ class BulletinStore:
                 (event_id, kind, bulletin_id, subject, note, iso(sent_at)),
             )
 
+    def record_gaps(self, gaps: Sequence[FeedGap]) -> list[FeedGap]:
+        """Keep feed gaps; return only what was not known yet (the parts of each gap no
+        recorded gap of its partition covers), so a gap seen again after a restart, even
+        grown, is reported once and its offsets never count twice."""
+        added: list[FeedGap] = []
+        with self._transaction() as conn:
+            for gap in gaps:
+                known = conn.execute(
+                    "SELECT from_offset, to_offset FROM gaps "
+                    "WHERE source_topic = ? AND source_partition = ? "
+                    "AND from_offset < ? AND to_offset > ?",
+                    (gap.topic, gap.partition, gap.to_offset, gap.from_offset),
+                ).fetchall()
+                for piece in uncovered(gap, [(int(r[0]), int(r[1])) for r in known]):
+                    conn.execute(
+                        "INSERT OR IGNORE INTO gaps (source_topic, source_partition, "
+                        "from_offset, to_offset, detected_at) VALUES (?, ?, ?, ?, ?)",
+                        (*piece.key, iso(piece.detected_at)),
+                    )
+                    added.append(piece)
+        return added
+
     # -- reads --------------------------------------------------------------------------
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -322,6 +346,25 @@ class BulletinStore:
             )
             for r in rows
         ]
+
+    def gap_rows(self, limit: int = 100) -> list[FeedGap]:
+        """Recorded feed gaps, the most recently detected first."""
+        rows = self._read(
+            "SELECT source_topic, source_partition, from_offset, to_offset, detected_at "
+            "FROM gaps ORDER BY detected_at DESC, id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            FeedGap(r[0], int(r[1]), int(r[2]), int(r[3]), datetime.fromisoformat(r[4]))
+            for r in rows
+        ]
+
+    def gap_totals(self) -> tuple[int, int]:
+        """(gaps, offsets missed) over every recorded gap."""
+        count, missed = self._read(
+            "SELECT count(*), coalesce(sum(to_offset - from_offset), 0) FROM gaps"
+        )[0]
+        return int(count), int(missed)
 
 
 def _escape_like(text: str) -> str:

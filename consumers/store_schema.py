@@ -76,6 +76,20 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX feedback_by_bulletin ON feedback (bulletin_id);
     """,
+    # 2: feed gaps, offsets [from_offset, to_offset) the broker's retention deleted before
+    # this partner read them; one row per distinct range, so a gap is reported once.
+    """
+    CREATE TABLE gaps (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        source_topic     TEXT NOT NULL,
+        source_partition INTEGER NOT NULL,
+        from_offset      INTEGER NOT NULL CHECK (from_offset >= 0),
+        to_offset        INTEGER NOT NULL CHECK (to_offset > from_offset),
+        detected_at      TEXT NOT NULL,
+        UNIQUE (source_topic, source_partition, from_offset, to_offset)
+    );
+    CREATE INDEX gaps_by_time ON gaps (detected_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
