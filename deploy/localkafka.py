@@ -16,8 +16,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from deploy.tls import NODE_PRINCIPAL, PRINCIPAL_MAPPING_RULES, LocalCA
@@ -54,6 +54,24 @@ class ClusterSpec:
     port: int = 9092
     secure: bool = False
     admin_password: str = field(default="", repr=False)
+    # Fault drills: one port per node where a TCP proxy in front of that node's PROXIED
+    # listener runs; empty (the default) = no such listener. Clients that bootstrap through
+    # a proxy get metadata naming the proxies, so all their traffic crosses them.
+    proxy_ports: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        # cluster.json gives a list back; the spec compares and hashes as a tuple.
+        object.__setattr__(self, "proxy_ports", tuple(self.proxy_ports))
+        if self.proxy_ports and len(self.proxy_ports) != self.nodes:
+            raise KafkaLaunchError(f"one proxy port per node: {self.nodes} wanted")
+        if self.proxy_ports and self.secure:
+            # A listener in clear beside SASL_SSL would break "nothing in clear".
+            raise KafkaLaunchError("proxied listeners are for plaintext drill clusters only")
+
+    @property
+    def shape(self) -> tuple[int, int, bool, tuple[int, ...]]:
+        """What must match for ``up`` to reuse a cluster (the password is not shape)."""
+        return (self.nodes, self.port, self.secure, self.proxy_ports)
 
     def broker_port(self, node_id: int) -> int:
         return self.port if self.nodes == 1 else node_id * 10_000 + self.port
@@ -65,10 +83,25 @@ class ClusterSpec:
         """The listener for client certificates instead of SCRAM (secure clusters only)."""
         return self.broker_port(node_id) + 2
 
+    def proxied_port(self, node_id: int) -> int:
+        """The PROXIED listener (with ``proxy_ports`` only): what a node's proxy forwards to."""
+        return self.broker_port(node_id) + 3
+
+    def proxy_port(self, node_id: int) -> int:
+        """Where the node's proxy listens: the PROXIED listener's advertised port."""
+        return self.proxy_ports[node_id - 1]
+
     def ports(self, node_id: int) -> tuple[int, ...]:
         """Every port the node listens on."""
         base = (self.broker_port(node_id), self.controller_port(node_id))
-        return (*base, self.mtls_port(node_id)) if self.secure else base
+        if self.secure:
+            return (*base, self.mtls_port(node_id))
+        return (*base, self.proxied_port(node_id)) if self.proxy_ports else base
+
+    @property
+    def proxied_bootstrap(self) -> str:
+        """Bootstrap through the proxies (empty without ``proxy_ports``)."""
+        return ",".join(f"127.0.0.1:{p}" for p in self.proxy_ports)
 
     @property
     def mtls_bootstrap(self) -> str:
@@ -230,33 +263,39 @@ class LocalKafka:
 
     # -- up / down -----------------------------------------------------------------------
     def up(
-        self, nodes: int = 1, *, port: int = 9092, secure: bool = False, timeout: float = 90
+        self,
+        nodes: int = 1,
+        *,
+        port: int = 9092,
+        secure: bool = False,
+        proxy_ports: Sequence[int] = (),
+        timeout: float = 90,
     ) -> ClusterSpec:
-        """Start the cluster (idempotent: a running cluster of the same shape is returned)."""
+        """Start the cluster (idempotent: a running cluster of the same shape is returned).
+
+        ``proxy_ports`` (fault drills, one per node) adds a PROXIED listener to each node,
+        advertised at that port, where the caller runs a TCP proxy to ``proxied_port``."""
         if nodes not in (1, 3):
             raise KafkaLaunchError("--nodes must be 1 or 3")
+        wanted = ClusterSpec(nodes=nodes, port=port, secure=secure, proxy_ports=tuple(proxy_ports))
         existing = self.spec()
         if existing is not None and any(node.alive for node in self.status()):
-            if (existing.nodes, existing.port, existing.secure) != (nodes, port, secure):
+            if existing.shape != wanted.shape:
                 raise KafkaLaunchError(
                     f"a different Kafka ({existing.nodes} node(s), port {existing.port}, "
-                    f"secure={existing.secure}) runs from {self.data_dir}; "
-                    "run `enlace kafka down` first"
+                    f"secure={existing.secure}, proxy ports {list(existing.proxy_ports)}) "
+                    f"runs from {self.data_dir}; run `enlace kafka down` first"
                 )
             for node_id in existing.node_ids:
                 self.start_node(node_id, timeout=timeout)
             return existing
-        if existing is not None and (existing.nodes, existing.port, existing.secure) == (
-            nodes,
-            port,
-            secure,
-        ):
+        if existing is not None and existing.shape == wanted.shape:
             spec = existing  # restart a stopped cluster on its data
         else:
             if existing is not None:
                 shutil.rmtree(self.data_dir)
             password = os.environ.get("ENLACE_KAFKA_ADMIN_PASSWORD") or secrets.token_urlsafe(18)
-            spec = ClusterSpec(nodes=nodes, port=port, secure=secure, admin_password=password)
+            spec = replace(wanted, admin_password=password)
         java_binary()
         fetch_jars(self.libs)
         for node_id in spec.node_ids:
@@ -446,6 +485,11 @@ def node_properties(
         "num.network.threads": "2",
         "num.io.threads": "4",
         "auto.create.topics.enable": "false",
+        # Local clusters serve tests and drills: enforce retention within a second (Kafka's
+        # default checks every 5 min), so a short-retention drill (a partner offline beyond
+        # its feed's retention) runs in seconds. Cheap: nothing expires under the default
+        # 7-day retention.
+        "log.retention.check.interval.ms": "1000",
         # Kept at Kafka 4's default on purpose: records stamped > 1 h ahead are refused.
         "log.message.timestamp.after.max.ms": "3600000",
     }
@@ -457,6 +501,21 @@ def node_properties(
 def _listeners(spec: ClusterSpec, node_id: int) -> dict[str, str]:
     broker = f"127.0.0.1:{spec.broker_port(node_id)}"
     controller = f"CONTROLLER://127.0.0.1:{spec.controller_port(node_id)}"
+    if not spec.secure and spec.proxy_ports:
+        # Kafka answers metadata with the advertised addresses of the listener the request
+        # came in on: a client that bootstraps through a proxy is told of the proxies only,
+        # while replication and every other client stay on PLAINTEXT, direct.
+        proxied = f"127.0.0.1:{spec.proxied_port(node_id)}"
+        advertised = f"127.0.0.1:{spec.proxy_port(node_id)}"
+        return {
+            "listeners": f"PLAINTEXT://{broker},PROXIED://{proxied},{controller}",
+            "advertised.listeners": f"PLAINTEXT://{broker},PROXIED://{advertised}",
+            "listener.security.protocol.map": (
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT"
+            ),
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+        }
     if not spec.secure:
         return {
             "listeners": f"PLAINTEXT://{broker},{controller}",
