@@ -18,6 +18,7 @@ from deploy.provisioning import AdminConnection, provision
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import ensure_topics, exchange_topics
 from tests.faults.nemesis import FULL
+from tests.faults.proxy import free_ports
 from tests.faults.report import FaultReport
 from tests.faults.secure_cluster import AGENCIES, SCRAM_FIXED_IN, SecureExchange, librdkafka_version
 from tests.support import free_kafka_port
@@ -71,9 +72,11 @@ class Cluster:
 @pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Three nodes for the nemesis scenarios; each scenario builds its own exchange (topics
-    under its own token) on it, and a scenario that stops nodes starts them again."""
+    under its own token) on it, and a scenario that stops nodes starts them again. Each node
+    also has a PROXIED listener advertised at a port of ``spec().proxy_ports``, where the
+    partition scenario runs its proxies (an idle listener costs next to nothing)."""
     kafka = LocalKafka(tmp_path_factory.mktemp("nemesis-kafka"), DEFAULT_LIBS)
-    spec = kafka.up(3, port=free_kafka_port(3))
+    spec = kafka.up(3, port=free_kafka_port(3), proxy_ports=free_ports(3))
     try:
         yield Cluster(kafka, KafkaSettings(kafka_bootstrap=spec.bootstrap))
     finally:
