@@ -7,14 +7,17 @@ services' settings, the engine, the ACL plan, the manifests and the tests all ca
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import murmur2
 
+from enlace.core.clock import MAX_FUTURE, MAX_PAST
 from enlace.core.errors import BrokerError
 from enlace.core.logs import get_logger
 from enlace.core.settings import KafkaSettings
@@ -108,6 +111,15 @@ def exchange_topics(
 
     def kept(kind: str) -> tuple[tuple[str, str], ...]:
         configs: tuple[tuple[str, str], ...] = (*common, ("retention.ms", str(RETENTION_MS[kind])))
+        if kind == "outbound":
+            # The broker refuses (INVALID_TIMESTAMP) a record stamped outside the router's
+            # admission window: a publisher whose clock is off learns it from Kafka itself
+            # (producers/skew.py), and nothing the router would dead-letter for it is stored.
+            configs = (
+                *configs,
+                (TIMESTAMP_AFTER, str(int(MAX_FUTURE.total_seconds() * 1000))),
+                (TIMESTAMP_BEFORE, str(int(MAX_PAST.total_seconds() * 1000))),
+            )
         if kind == "receipts":
             # The router dates trust evidence by arrival: the broker sets the timestamp, the
             # reporter cannot (README, "Threat model").
@@ -170,10 +182,13 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> 
             for spec in wanted
         ]
         try:
-            await admin.create_topics(new, timeout_ms=30_000)
+            response = await admin.create_topics(new, timeout_ms=30_000)
         except TopicAlreadyExistsError:
             # Another provisioner raced us; the end state is what we wanted.
             log.info("topics_race", topics=len(new))
+        else:
+            _raise_topic_errors(response.to_object()["topic_errors"])
+        await _await_visible(admin, [spec.name for spec in wanted])
         log.info("topics_created", count=len(wanted))
         return [spec.name for spec in wanted]
     except KafkaError as exc:
@@ -182,19 +197,70 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> 
         await admin.close()
 
 
+def _raise_topic_errors(results: list[dict[str, Any]]) -> None:
+    """CreateTopics answers per topic and aiokafka raises for none of them: a topic the
+    cluster could not create (too few brokers registered for its replication, a bad config)
+    must not pass as created. One that already exists (a racing provisioner) is fine."""
+    refused = [
+        (r["topic"], r["error_code"], r.get("error_message") or "")
+        for r in results
+        if r["error_code"] not in (0, TopicAlreadyExistsError.errno)
+    ]
+    if refused:
+        shown = "; ".join(
+            f"{topic}: {for_code(code).__name__} {message}".strip()
+            for topic, code, message in refused[:3]
+        )
+        more = f" (and {len(refused) - 3} more)" if len(refused) > 3 else ""
+        raise BrokerError(f"the cluster refused to create {len(refused)} topic(s): {shown}{more}")
+
+
+TOPICS_VISIBLE_WITHIN_S = 30.0
+
+
+async def _await_visible(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """The controller has created them; a broker serves them once its metadata caught up,
+    and on a multi-node cluster that can lag a moment. Created means usable: a client
+    started right after must not find them missing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TOPICS_VISIBLE_WITHIN_S
+    while True:
+        described = await admin.describe_topics(names)
+        visible = {d["topic"] for d in described if d["error_code"] == 0 and d["partitions"]}
+        pending = [name for name in names if name not in visible]
+        if not pending:
+            return
+        if loop.time() > deadline:
+            raise BrokerError(f"topics created but not served after 30 s: {', '.join(pending[:5])}")
+        await asyncio.sleep(0.2)
+
+
 TIMESTAMP_TYPE = "message.timestamp.type"
+TIMESTAMP_AFTER = "message.timestamp.after.max.ms"
+TIMESTAMP_BEFORE = "message.timestamp.before.max.ms"
+# The timestamp rules provisioning aligns on topics that existed before the rule.
+TIMESTAMP_KEYS = (TIMESTAMP_TYPE, TIMESTAMP_AFTER, TIMESTAMP_BEFORE)
+
+
+async def _timestamp_configs(
+    admin: AIOKafkaAdminClient, topics: Iterable[str]
+) -> dict[str, dict[str, str]]:
+    wanted = dict.fromkeys(TIMESTAMP_KEYS)
+    described = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, wanted) for name in topics]
+    )
+    found: dict[str, dict[str, str]] = {}
+    for response in described:
+        for _error, _message, _kind, name, entries in response.resources:
+            found[name] = {entry[0]: entry[1] for entry in entries if entry[0] in wanted}
+    return found
 
 
 async def _timestamp_types(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> dict[str, str]:
-    described = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, name, {TIMESTAMP_TYPE: None}) for name in topics]
-    )
     return {
-        name: entry[1]
-        for response in described
-        for _error, _message, _kind, name, entries in response.resources
-        for entry in entries
-        if entry[0] == TIMESTAMP_TYPE
+        name: configs[TIMESTAMP_TYPE]
+        for name, configs in (await _timestamp_configs(admin, topics)).items()
+        if TIMESTAMP_TYPE in configs
     }
 
 
@@ -215,15 +281,22 @@ async def writer_timestamped(settings: KafkaSettings, topics: Iterable[str]) -> 
 
 
 async def _enforce_timestamps(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
-    """Topics that existed before their spec asked for broker-set timestamps get them: the
-    router's dating of trust evidence relies on it. Their other settings are set to the spec
-    too (Kafka's non-incremental AlterConfigs replaces a topic's dynamic configs)."""
-    wanted = {s.name: s for s in specs if dict(s.configs).get(TIMESTAMP_TYPE)}
+    """Topics that existed before their spec asked for broker-set timestamps or timestamp
+    bounds get them: the router's dating of trust evidence and the publishers' clock check
+    rely on them. Their other settings are set to the spec too (Kafka's non-incremental
+    AlterConfigs replaces a topic's dynamic configs)."""
+
+    def rules(spec: TopicSpec) -> dict[str, str]:
+        return {key: value for key, value in spec.configs if key in TIMESTAMP_KEYS}
+
+    wanted = {s.name: s for s in specs if rules(s)}
     if not wanted:
         return
-    types = await _timestamp_types(admin, wanted)
+    described = await _timestamp_configs(admin, wanted)
     stale = [
-        name for name, kind in types.items() if kind != dict(wanted[name].configs)[TIMESTAMP_TYPE]
+        name
+        for name, found in described.items()
+        if any(found.get(key) != value for key, value in rules(wanted[name]).items())
     ]
     if not stale:
         return
