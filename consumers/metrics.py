@@ -66,3 +66,17 @@ class ConsumerMetrics:
             ["agency", "sink"],
             registry=r,
         )
+        # A feed gap: releases retention deleted before this partner read them. Offsets, not
+        # releases (commit markers take offsets too): an upper bound on what was lost.
+        self.feed_gaps = Counter(
+            "enlace_consumer_feed_gaps",
+            "Feed gaps detected: ranges of the feed that expired before being read.",
+            ["agency"],
+            registry=r,
+        )
+        self.feed_gap_offsets = Counter(
+            "enlace_consumer_feed_gap_offsets",
+            "Feed offsets that expired unread (an upper bound on releases missed).",
+            ["agency"],
+            registry=r,
+        )

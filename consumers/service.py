@@ -26,9 +26,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+)
 
 from consumers.drills import KillDrill, KillPoint
+from consumers.gaps import FeedGap, resume_after_out_of_range
 from consumers.metrics import ConsumerMetrics
 from consumers.receipt_sender import ReceiptSender
 from consumers.receipts import load_agency_key
@@ -119,6 +126,7 @@ class FeedConsumer:
         self.delivered = 0
         self.duplicates = 0
         self.quarantined = 0
+        self.gaps: list[FeedGap] = []  # reported by this instance (the store keeps them all)
 
     @property
     def receipts_sent(self) -> int:
@@ -235,6 +243,10 @@ class FeedConsumer:
                 max_partition_fetch_bytes=max(
                     clients.MAX_REQUEST_BYTES, self.settings.max_record_bytes + 65_536
                 ),
+                # "earliest" would jump silently over releases retention deleted before we
+                # read them: let the fetch fail instead, and record the gap before resuming
+                # (see _resume_out_of_range).
+                auto_offset_reset="none",
             )
             consumer.subscribe([self.topic], listener=_Rebalance(self))
             self._consumer = consumer
@@ -287,6 +299,7 @@ class FeedConsumer:
             "delivered": self.delivered,
             "quarantined": self.quarantined,
             "receipts_sent": self.receipts_sent,
+            "feed_gaps": len(self.gaps),
             "buffered": sum(s.buffered() for s in self.sinks),
         }
 
@@ -305,6 +318,9 @@ class FeedConsumer:
                         timeout_ms=self.settings.poll_timeout_ms,
                         max_records=self.settings.batch_max_records,
                     )
+                except (OffsetOutOfRangeError, NoOffsetForPartitionError) as exc:
+                    await self._resume_out_of_range(exc)
+                    continue
                 except KafkaError as exc:
                     self._log.warning("poll_failed", error=repr(exc))
                     continue
@@ -460,6 +476,85 @@ class FeedConsumer:
             self._log.warning("commit_failed", error=repr(exc))
             return
         self._committed.update(offsets)
+
+    async def _resume_out_of_range(
+        self, exc: OffsetOutOfRangeError | NoOffsetForPartitionError
+    ) -> None:
+        """Kafka refused the offset a partition wanted: retention deleted it (an offline
+        partner, a lagging one), or the group never committed there (a first read). Record
+        the gap in the store first, then seek to the log start: a crash in between re-detects
+        the same gap, which the store keeps once. Anything failing here leaves the position
+        unset, so the fetch fails again and this runs again: never a silent skip."""
+        consumer, store = self._consumer, self.store
+        if consumer is None or store is None:
+            return
+        arg = exc.args[0] if exc.args else None
+        wanted: dict[TopicPartition, int | None]
+        if isinstance(exc, OffsetOutOfRangeError):
+            wanted = dict(arg) if isinstance(arg, Mapping) else {}
+        else:
+            wanted = {arg: None} if isinstance(arg, TopicPartition) else {}
+        assigned = consumer.assignment()
+        wanted = {tp: w for tp, w in wanted.items() if tp in assigned}
+        if not wanted:
+            return  # revoked meanwhile: the new owner meets the same refusal
+        try:
+            starts: dict[TopicPartition, int] = await consumer.beginning_offsets(list(wanted))
+        except KafkaError as error:
+            self._log.warning("log_start_unknown", error=repr(error))
+            return
+        now = self._clock()
+        resumes = {
+            tp: resume_after_out_of_range(
+                tp.topic, tp.partition, wanted=w, log_start=starts[tp], now=now
+            )
+            for tp, w in wanted.items()
+            if tp in starts
+        }
+        found = [r.gap for r in resumes.values() if r.gap is not None]
+        if found:
+            try:
+                new = await store.record_gaps(found)
+            except SinkError as error:
+                self._log.warning("feed_gap_not_recorded", error=str(error))
+                return
+            self._report_gaps(new, seen=found)
+        for tp, resume in resumes.items():
+            if resume.gap is None and wanted[tp] is not None:
+                # Refused though not expired (the log was truncated): re-read what is there.
+                self._log.warning(
+                    "feed_offset_reset",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    wanted=wanted[tp],
+                    log_start=resume.position,
+                )
+            with contextlib.suppress(IllegalStateError):  # revoked since: not ours to move
+                consumer.seek(tp, resume.position)
+
+    def _report_gaps(self, new: Sequence[FeedGap], *, seen: Sequence[FeedGap]) -> None:
+        for gap in new:
+            self.gaps.append(gap)
+            self.metrics.feed_gaps.labels(self.agency).inc()
+            self.metrics.feed_gap_offsets.labels(self.agency).inc(gap.missed)
+            # Offsets only: what expired is unknown, and bulletin content is never logged.
+            self._log.warning(
+                "feed_gap",
+                topic=gap.topic,
+                partition=gap.partition,
+                from_offset=gap.from_offset,
+                to_offset=gap.to_offset,
+                missed=gap.missed,
+            )
+        if not new:
+            for gap in seen:
+                self._log.info(
+                    "feed_gap_known",
+                    topic=gap.topic,
+                    partition=gap.partition,
+                    from_offset=gap.from_offset,
+                    to_offset=gap.to_offset,
+                )
 
     def forget_commits(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:

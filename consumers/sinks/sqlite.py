@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from consumers.gaps import FeedGap
 from consumers.records import Delivered, Item, Quarantined
 from consumers.sinks.base import Sink, WriteResult
 from consumers.store import BulletinStore, PendingReceipt
@@ -65,3 +66,7 @@ class SqliteSink(Sink):
 
     async def mark_receipts_sent(self, sent: Sequence[tuple[str, str, datetime]]) -> None:
         await self._call(lambda store: store.mark_receipts_sent(sent))
+
+    async def record_gaps(self, gaps: Sequence[FeedGap]) -> list[FeedGap]:
+        """Keep feed gaps; the parts not recorded before (see BulletinStore.record_gaps)."""
+        return await self._call(lambda store: store.record_gaps(gaps))
