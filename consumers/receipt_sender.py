@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from consumers.receipts import publish_events, receipt_event
 from consumers.sinks import SqliteSink
-from enlace.core.errors import DeliveryError
+from enlace.core.errors import DeliveryError, SinkError
 from enlace.core.logs import get_logger
 from schemas.signing import AgencyKey
 
@@ -59,7 +59,11 @@ class ReceiptSender:
         if loop.time() < self._retry_at:
             return
         while True:
-            pending = await self._store.pending_receipts(RECEIPT_BATCH)
+            try:
+                pending = await self._store.pending_receipts(RECEIPT_BATCH)
+            except SinkError as exc:
+                self._back_off(loop, "receipts_unread", exc)
+                return
             if not pending:
                 return
             now = self._clock()
@@ -73,16 +77,25 @@ class ReceiptSender:
                     self._producer, self._topic, events, self._key, timeout_s=self._timeout_s
                 )
             except DeliveryError as exc:
-                log.warning("receipts_failed", agency=self.agency, error=str(exc))
-                self._retry_at = loop.time() + RECEIPT_RETRY_S
+                self._back_off(loop, "receipts_failed", exc)
                 return
             if self._after_ack is not None:
                 self._after_ack(len(events))
             sent = [(str(e.bulletin_id), e.event_id, now) for e in events]
             own = [(p.bulletin_id, SELF_RECEIPT, now) for p in pending if p.origin == self.agency]
-            await self._store.mark_receipts_sent(sent + own)
+            try:
+                await self._store.mark_receipts_sent(sent + own)
+            except SinkError as exc:
+                # Sent but not marked (the store's disk is full): they stay pending and go out
+                # again later with the same event ids, which the router counts once.
+                self._back_off(loop, "receipts_unmarked", exc)
+                return
             self.sent += len(events)
             if self._on_sent is not None:
                 self._on_sent(len(events))
             if len(pending) < RECEIPT_BATCH:
                 return
+
+    def _back_off(self, loop: asyncio.AbstractEventLoop, event: str, exc: Exception) -> None:
+        log.warning(event, agency=self.agency, error=str(exc), retry_in_s=RECEIPT_RETRY_S)
+        self._retry_at = loop.time() + RECEIPT_RETRY_S

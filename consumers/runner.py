@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from consumers.metrics import ConsumerMetrics
 from consumers.service import FeedConsumer
 from consumers.settings import ConsumerSettings
@@ -10,6 +12,14 @@ from enlace.core.http import ServiceHttp
 from enlace.core.logs import get_logger
 
 log = get_logger(__name__)
+
+
+def ignore_file_size_signal() -> None:
+    """A write past the file-size limit (``RLIMIT_FSIZE``, a quota) then fails with EFBIG
+    instead of killing the process: the sinks turn it into a SinkError, retried with backoff,
+    the offsets stay where the sinks are, and /health and the sink-error metric show it. Killed
+    by SIGXFSZ, the consumer would restart into the same wall without saying why."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 class ConsumerService:
@@ -24,6 +34,7 @@ class ConsumerService:
 
     async def run(self) -> None:
         """Consume until :meth:`request_stop`; the HTTP endpoint lives as long as the feed."""
+        ignore_file_size_signal()
         async with self.consumer:
             if self.http is not None:
                 await self.http.start()
