@@ -32,29 +32,39 @@ class JsonlSink(Sink):
         self.path = Path(target)
         self.quarantine_path = quarantine_path(self.path)
         self._files: dict[Path, IO[bytes]] = {}
+        self._ends: dict[Path, int] = {}  # where the last whole batch ends, per file
 
     async def start(self) -> None:
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
 
     async def stop(self) -> None:
         files, self._files = self._files, {}
+        self._ends.clear()
         for handle in files.values():
             await asyncio.to_thread(handle.close)
 
     def _append(self, path: Path, lines: list[bytes]) -> None:
         handle = self._files.get(path)
         if handle is None:
-            handle = path.open("ab")
+            # Unbuffered: after a failed write (disk full, EFBIG past RLIMIT_FSIZE) no buffer is
+            # left holding part of the batch, to be flushed ahead of the retry.
+            handle = path.open("ab", buffering=0)
             self._files[path] = handle
-        start = handle.seek(0, os.SEEK_END)
+            self._ends[path] = handle.seek(0, os.SEEK_END)
+        start = self._ends[path]
+        if handle.seek(0, os.SEEK_END) != start:
+            # A failed batch left a torn tail that its truncate could not remove: cut it first.
+            handle.truncate(start)
+        data = memoryview(b"".join(lines))
         try:
-            handle.write(b"".join(lines))
-            handle.flush()
+            while data:
+                data = data[handle.write(data) or 0 :]  # raw writes may be short
             os.fsync(handle.fileno())
         except OSError:
             # Cut a half-written batch off so a retry does not leave a torn line behind.
             handle.truncate(start)
             raise
+        self._ends[path] = start + sum(map(len, lines))
 
     def _write_sync(self, items: Sequence[Item]) -> None:
         good: list[bytes] = []
