@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from enlace.core.clock import MAX_FUTURE, MAX_PAST
 from enlace.core.errors import CodecError, SignatureError, ValidationError
 from schemas import headers as hdr
 from schemas.bulletin import BulletinEnvelope
@@ -55,8 +56,8 @@ INTERNAL_ERROR = "internal_error"
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
-    max_future: timedelta = timedelta(minutes=5)
-    max_past: timedelta = timedelta(days=7)
+    max_future: timedelta = MAX_FUTURE
+    max_past: timedelta = MAX_PAST
 
 
 @dataclass(frozen=True, slots=True)

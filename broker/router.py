@@ -21,11 +21,12 @@ from broker.metrics import RouterMetrics
 from broker.outputs import Source, dead_letter
 from broker.policy import Policy
 from broker.replay import SeenIndex, SeenLoader
-from broker.routing import Clock, RouterHandler, RoutingContext, utc_now
+from broker.routing import RouterHandler, RoutingContext
 from broker.settings import RouterSettings
 from broker.trust_state import Folded, Outcome, TrustLimits, TrustState
 from broker.trust_view import RejectedEvent, TrustFeed
 from enlace.core import clients
+from enlace.core.clock import Clock, offset_clock, utc_now
 from enlace.core.closing import close_producer
 from enlace.core.errors import BrokerError, KafkaUnavailable
 from enlace.core.http import ServiceHttp
@@ -53,6 +54,11 @@ class Router:
         self.registry = registry
         self.policy = policy
         self.metrics = metrics or RouterMetrics()
+        # The drill's offset (zero outside drills) shifts every reading of "now" the router
+        # makes: admission window, trust decay, audit and replay-index times.
+        clock = offset_clock(clock, settings.fault_clock_offset_s)
+        if settings.fault_clock_offset_s:
+            log.warning("router_clock_offset_drill", offset_s=settings.fault_clock_offset_s)
         self._clock = clock
         limits = Limits(
             max_record_bytes=settings.max_record_bytes,

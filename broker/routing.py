@@ -30,19 +30,13 @@ from broker.replay import (
     seen_key,
 )
 from broker.trust import TrustScore
+from enlace.core.clock import Clock, utc_now
 from enlace.core.logs import get_logger
 from enlace.core.registry import Registry
 from enlace.core.topics import ROUTER_SEEN, agency_of, owner_partition
 from schemas.key_directory import KeyDirectory
 
 log = get_logger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
 
 class BatchScores:
     """Each pair's score and audit factors computed once per batch (one ``now`` per batch):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from enlace.core.clock import MAX_DRILL_OFFSET_S, MAX_FUTURE, MAX_PAST
 from enlace.core.settings import DEFAULT_KEYS, DEFAULT_POLICY, KafkaSettings
 from enlace.core.topics import ROUTER_PREFIX, router_group
 from schemas.codec import DEFAULT_MAX_RECORD_BYTES
@@ -41,9 +42,17 @@ class RouterSettings(KafkaSettings):
         "Never set in production.",
     )
     fault_seed: int = Field(default=0, description="Seed of the drill's abort choices.")
+    fault_clock_offset_s: float = Field(
+        default=0.0,
+        ge=-MAX_DRILL_OFFSET_S,
+        le=MAX_DRILL_OFFSET_S,
+        description="Fault drills only: run the router's clock this many seconds ahead "
+        "(negative: behind) of the host's, for admission, trust and audit alike, to rehearse a "
+        "skewed host without faking the OS clock. Never set in production.",
+    )
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=8_388_608)
-    max_future_seconds: float = Field(default=300.0, ge=0)
-    max_past_seconds: float = Field(default=7 * 86_400.0, ge=60)
+    max_future_seconds: float = Field(default=MAX_FUTURE.total_seconds(), ge=0)
+    max_past_seconds: float = Field(default=MAX_PAST.total_seconds(), ge=60)
     trust_snapshot_seconds: float = Field(default=5.0, gt=0)
     trust_event_max_past_seconds: float = Field(
         default=7 * 86_400.0,

@@ -32,9 +32,9 @@ from aiokafka.errors import KafkaError
 
 from broker.admission import INTERNAL_ERROR
 from broker.outputs import release_summary
-from broker.routing import Clock, utc_now
 from broker.trust_state import Folded, Outcome, TrustState
 from enlace.core import clients
+from enlace.core.clock import Clock, utc_now
 from enlace.core.closing import close_consumer
 from enlace.core.errors import BrokerError, CodecError, SignatureError, ValidationError, started
 from enlace.core.logs import get_logger

@@ -29,6 +29,8 @@ Control signals (stop requests, shutdown) are not errors and do not live here.
     │   ├── RevokedKey               key revoked or outside its validity window
     │   ├── BadSignature             signature does not match the bytes
     │   └── UnsealError              a sealed body or wrapped key does not open (wire format 2)
+    ├── BulletinRefused              the publisher did not send: the exchange would not admit it
+    │   └── ClockSkewRefused         its time is outside the admission window (``reason``)
     ├── PolicyError                  trust policy file is invalid (also a ConfigError)
     ├── SinkError                    a consumer sink could not store a bulletin
     └── NotStarted                   a component was used before start() (a caller's bug)
@@ -142,6 +144,25 @@ class UnsealError(SignatureError):
     level, or meant for another agency. A proof failure, like a bad signature."""
 
     reason = "unsealable"
+
+
+class BulletinRefused(EnlaceError):
+    """The publisher refused a bulletin the exchange would not admit (the router would
+    dead-letter it, or the broker refused its record). Re-sending it unchanged cannot help;
+    ``reason`` is a stable code."""
+
+    reason = "refused"
+
+
+class ClockSkewRefused(BulletinRefused):
+    """A bulletin's time is outside the exchange's admission window. ``reason``:
+    ``issued_in_future`` / ``issued_too_old`` (its ``issued_at`` against the publisher's clock,
+    refused before sending) or ``clock_off`` (the broker refused the record's timestamp,
+    ``INVALID_TIMESTAMP``: the publisher's own clock is off by more than the window)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class PolicyError(ConfigError):
