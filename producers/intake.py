@@ -33,10 +33,11 @@ from typing import Any
 
 from aiohttp import web
 
-from enlace.core.errors import CodecError, SignatureError, ValidationError
+from enlace.core.clock import Clock, utc_now
+from enlace.core.errors import BulletinRefused, CodecError, SignatureError, ValidationError
 from enlace.core.logs import get_logger
 from producers.intake_access import intake_token
-from producers.publisher import Clock, DeliveryResult, Publisher, PublishFailure, utc_now
+from producers.publisher import DeliveryResult, Publisher, PublishFailure
 from producers.settings import PublisherSettings
 from schemas.envelope import Sealed
 from schemas.models import ThreatBulletin
@@ -148,6 +149,7 @@ class HttpIntake:
         now = self._clock()
         records: list[tuple[ThreatBulletin, Sealed]] = []
         errors: list[dict[str, Any]] = []
+        refused: set[int] = set()
         for index, obj in enumerate(objs):
             try:
                 records.append(self.publisher.seal(obj, now))
@@ -156,8 +158,18 @@ class HttpIntake:
                 errors.extend({"index": index, "field": f, "rule": r} for f, r in problems)
             except (CodecError, SignatureError) as exc:
                 errors.append({"index": index, "field": "(record)", "rule": str(exc)})
+            except BulletinRefused as exc:
+                # Counted (reason clock_skew) and logged here; not counted again as invalid.
+                claimed = obj.get("bulletin_id") if isinstance(obj, dict) else None
+                self.publisher.refused(claimed if isinstance(claimed, str) else None, exc)
+                refused.add(index)
+                errors.append(
+                    {"index": index, "field": "issued_at", "rule": str(exc), "reason": exc.reason}
+                )
         if errors:
-            self.publisher.metrics.reject("invalid", len({e["index"] for e in errors}))
+            invalid = len({e["index"] for e in errors} - refused)
+            if invalid:
+                self.publisher.metrics.reject("invalid", invalid)
             raise _Refused(422, {"published": 0, "errors": errors})
         return records
 

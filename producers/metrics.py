@@ -7,7 +7,9 @@ from typing import Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Stable reject reasons: the label set of enlace_publisher_rejected_total.
-RejectReason = Literal["invalid", "wrong_origin", "oversize", "timeout", "refused", "unavailable"]
+RejectReason = Literal[
+    "invalid", "wrong_origin", "oversize", "timeout", "refused", "unavailable", "clock_skew"
+]
 REJECT_REASONS: tuple[RejectReason, ...] = (
     "invalid",
     "wrong_origin",
@@ -15,7 +17,12 @@ REJECT_REASONS: tuple[RejectReason, ...] = (
     "timeout",
     "refused",
     "unavailable",
+    "clock_skew",
 )
+# Which clock check refused (producers/skew.py): the label set of
+# enlace_publisher_clock_skew_refused_total. clock_off: the broker refused the timestamp.
+SkewReason = Literal["issued_in_future", "issued_too_old", "clock_off"]
+SKEW_REASONS: tuple[SkewReason, ...] = ("issued_in_future", "issued_too_old", "clock_off")
 FileOutcome = Literal["done", "failed", "retry"]
 FILE_OUTCOMES: tuple[FileOutcome, ...] = ("done", "failed", "retry")
 
@@ -36,6 +43,14 @@ class PublisherMetrics:
         self._rejected = Counter(
             "enlace_publisher_rejected",
             "Bulletins not published, by reason.",
+            ["agency", "reason"],
+            registry=self.registry,
+        )
+        self._skew = Counter(
+            "enlace_publisher_clock_skew_refused",
+            "Bulletins refused for their time (also counted in rejected, reason clock_skew): "
+            "issued_at outside the admission window, or the broker refused the record's "
+            "timestamp (clock_off: this host's clock is off).",
             ["agency", "reason"],
             registry=self.registry,
         )
@@ -69,10 +84,18 @@ class PublisherMetrics:
         self.latency = self._latency.labels(agency)
         self.in_flight = self._in_flight.labels(agency)
         self.rejected = {reason: self._rejected.labels(agency, reason) for reason in REJECT_REASONS}
+        self.skew: dict[str, Counter] = {
+            reason: self._skew.labels(agency, reason) for reason in SKEW_REASONS
+        }
         self.files = {outcome: self._files.labels(agency, outcome) for outcome in FILE_OUTCOMES}
 
     def reject(self, reason: RejectReason, count: int = 1) -> None:
         self.rejected[reason].inc(count)
+
+    def clock_skew(self, reason: str) -> None:
+        """One clock-skew refusal; an unknown reason (a bug) is counted as clock_off, so the
+        label set stays the fixed one."""
+        self.skew.get(reason, self.skew["clock_off"]).inc()
 
     def http_status(self, status: int) -> None:
         # Status codes the intake returns are a small fixed set, so the label stays bounded.

@@ -7,16 +7,17 @@ summary goes to stdout. A progress bar appears on a terminal for large inputs.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from enlace.core.errors import KafkaUnavailable
+from enlace.core.errors import BulletinRefused, ClockSkewRefused, KafkaUnavailable
 from producers.inputs import ParsedInput, Problem, iter_chunks, parse_input
 from producers.prepare import prepare_items
-from producers.publisher import DeliveryResult, Publisher, PublishFailure, utc_now
+from producers.publisher import DeliveryResult, Publisher, PublishFailure
 from producers.settings import PublisherSettings
 from schemas.envelope import Sealed
 from schemas.models import ThreatBulletin
@@ -43,9 +44,14 @@ def _progress(console: Console, total: int) -> Iterator[Progress]:
 
 
 def _seal_all(
-    publisher: Publisher, parsed: ParsedInput, *, stable_ids: bool, progress: Progress
+    publisher: Publisher,
+    parsed: ParsedInput,
+    *,
+    stable_ids: bool,
+    progress: Progress,
+    refusals: list[PublishFailure],
 ) -> tuple[list[tuple[ThreatBulletin, Sealed]], list[Problem]]:
-    now = utc_now()
+    now = publisher.clock()
     ready, problems = prepare_items(
         parsed.items, publisher.agency, now, digest=parsed.digest if stable_ids else None
     )
@@ -55,6 +61,11 @@ def _seal_all(
     for item, bulletin in ready:
         try:
             records.append(publisher.seal(bulletin, now))
+        except BulletinRefused as exc:
+            # Counted (reason clock_skew) and logged by the publisher, reported per line here.
+            failure = publisher.refused(bulletin.bulletin_id, exc)
+            problems.append(Problem(item.line, "issued_at", str(exc), bulletin.bulletin_id))
+            refusals.append(failure)
         except Exception as exc:  # noqa: BLE001 - every seal failure is a per-line problem
             problems.append(Problem(item.line, "(record)", str(exc), bulletin.bulletin_id))
         progress.advance(task)
@@ -85,6 +96,19 @@ async def _publish(
     return published, failures
 
 
+def clock_skew_line(failures: list[PublishFailure]) -> str | None:
+    """One line that says what the clock-skew refusals among ``failures`` mean, or None."""
+    reasons = Counter(f.error.reason for f in failures if isinstance(f.error, ClockSkewRefused))
+    if not reasons:
+        return None
+    counts = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+    if "clock_off" in reasons:
+        hint = "the broker refused their timestamps: this host's clock is off, fix it (NTP)"
+    else:
+        hint = "their issued_at is outside the exchange's admission window"
+    return f"clock skew: {reasons.total()} bulletin(s) refused ({counts}); {hint}"
+
+
 async def produce_bytes(
     settings: PublisherSettings,
     data: bytes,
@@ -101,12 +125,18 @@ async def produce_bytes(
     publisher.load()
     parsed = parse_input(data, name=name)
     with _progress(err, len(parsed.items)) as progress:
-        records, problems = _seal_all(publisher, parsed, stable_ids=stable_ids, progress=progress)
+        refusals: list[PublishFailure] = []
+        records, problems = _seal_all(
+            publisher, parsed, stable_ids=stable_ids, progress=progress, refusals=refusals
+        )
     for problem in problems:
         err.print(problem.describe(), markup=False, highlight=False)
     rejected = len({(p.line, p.bulletin_id) for p in problems})
-    if problems:
-        publisher.metrics.reject("invalid", rejected)
+    if rejected > len(refusals):
+        publisher.metrics.reject("invalid", rejected - len(refusals))
+    skew = clock_skew_line(refusals)
+    if skew:
+        err.print(skew, markup=False, highlight=False)
     if problems and settings.on_error == "abort":
         out.print(
             f"aborted: {rejected} bulletin(s) rejected, nothing published "
@@ -117,6 +147,9 @@ async def produce_bytes(
     published, failures = await _publish(publisher, records, err) if records else (0, [])
     for failure in failures:
         err.print(str(failure), markup=False, highlight=False)
+    skew = clock_skew_line(failures)
+    if skew:
+        err.print(skew, markup=False, highlight=False)
     out.print(
         f"published {published}, rejected {rejected}, not acknowledged {len(failures)} "
         f"(topic {publisher.topic})",

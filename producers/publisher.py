@@ -10,23 +10,31 @@ not acknowledged in time as a :class:`DeliveryError` (never a silent drop). Such
 may still land later; re-sending it with the same id is safe, the router drops duplicates.
 After a timeout the Kafka client is replaced before the next call (aiokafka's idempotent
 producer can stay wedged after an outage, aio-libs/aiokafka#1017).
+
+Time (producers/skew.py): each record carries the publisher's clock as its Kafka timestamp.
+A bulletin whose ``issued_at`` the router would refuse is refused before sending, and the
+broker's ``INVALID_TIMESTAMP`` (the publisher's own clock is off) becomes the same typed
+:class:`~enlace.core.errors.ClockSkewRefused`, counted and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from enlace.core import clients
+from enlace.core.clock import Clock, offset_clock, to_millis, utc_now
 from enlace.core.closing import close_producer
 from enlace.core.errors import (
+    BulletinRefused,
+    ClockSkewRefused,
     CodecError,
     ConfigError,
     DeliveryError,
@@ -43,6 +51,7 @@ from enlace.core.registry import Agency, Registry
 from producers.metrics import PublisherMetrics, RejectReason
 from producers.prepare import ORIGIN_FIELD, prepare
 from producers.settings import PublisherSettings
+from producers.skew import Window, issued_at_refusal, timestamp_refusal
 from schemas.envelope import Sealed, seal
 from schemas.models import ThreatBulletin
 from schemas.sealed import recipients_of, seal_sealed
@@ -51,12 +60,7 @@ from schemas.signing import AgencyKey, KeyDirectory
 
 log = get_logger(__name__)
 
-Clock = Callable[[], datetime]
 Publishable = ThreatBulletin | Mapping[str, Any]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -84,18 +88,21 @@ class PublishFailure:
 Outcome = DeliveryResult | PublishFailure
 
 
+# Error class → reject reason, first match wins (a DeliveryTimeout is a DeliveryError).
+_REASONS: tuple[tuple[type[EnlaceError], RejectReason], ...] = (
+    (RecordTooLarge, "oversize"),
+    (KafkaUnavailable, "unavailable"),
+    (DeliveryTimeout, "timeout"),
+    (ClockSkewRefused, "clock_skew"),
+)
+
+
 def reason_of(error: EnlaceError) -> RejectReason:
     if isinstance(error, ValidationError):
         if any(field == ORIGIN_FIELD for field, _ in error.problems):
             return "wrong_origin"
         return "invalid"
-    if isinstance(error, RecordTooLarge):
-        return "oversize"
-    if isinstance(error, KafkaUnavailable):
-        return "unavailable"
-    if isinstance(error, DeliveryTimeout):
-        return "timeout"
-    return "refused"
+    return next((reason for kind, reason in _REASONS if isinstance(error, kind)), "refused")
 
 
 def check_own_key(directory: KeyDirectory, key: AgencyKey, at: datetime) -> None:
@@ -126,7 +133,12 @@ class Publisher:
         self.metrics = metrics if metrics is not None else PublisherMetrics(settings.agency)
         self._key = key
         self._registry = registry
-        self._clock = clock
+        # Zero outside drills: then this is ``clock`` itself.
+        self._clock = offset_clock(clock, settings.fault_clock_offset_s)
+        self._window = Window(
+            timedelta(seconds=settings.admission_max_future_s),
+            timedelta(seconds=settings.admission_max_past_s),
+        )
         self._agency: Agency | None = None
         self._directory: KeyDirectory | None = None
         self._partners: tuple[str, ...] = ()
@@ -147,6 +159,12 @@ class Publisher:
         if self._key is None:
             raise NotStarted("publisher not started")
         return self._key
+
+    @property
+    def clock(self) -> Clock:
+        """The publisher's notion of now (the drill's offset applied): the intake and the
+        drop-folder watcher date what they hand over with it."""
+        return self._clock
 
     @property
     def healthy(self) -> bool:
@@ -185,6 +203,12 @@ class Publisher:
             if keyless:
                 # Sealed for nobody there: the router withholds from them (not_sealed_for).
                 log.warning("partners_without_keys", agency=agency.id, partners=keyless)
+        if settings.fault_clock_offset_s:
+            log.warning(
+                "publisher_clock_offset_drill",
+                agency=agency.id,
+                offset_s=settings.fault_clock_offset_s,
+            )
         if not settings.sealed:
             log.warning(
                 "publishing_in_clear",
@@ -253,6 +277,9 @@ class Publisher:
     def seal(self, obj: Publishable, now: datetime) -> tuple[ThreatBulletin, Sealed]:
         """Validate and seal one bulletin (pure apart from signing); raises EnlaceError."""
         bulletin = prepare(obj, self.agency, now)
+        refusal = issued_at_refusal(bulletin.bulletin_id, bulletin.issued_at, now, self._window)
+        if refusal is not None:
+            raise refusal
         if self._directory is not None and self.settings.sealed:
             recipients = recipients_of(self._directory, self._partners, now)
             sealed = seal_sealed(bulletin, self.key, recipients, boxes=self._boxes)
@@ -266,9 +293,21 @@ class Publisher:
             )
         return bulletin, sealed
 
+    def refused(self, bulletin_id: str | None, error: EnlaceError) -> PublishFailure:
+        """Count and log a bulletin a caller of :meth:`seal` could not publish."""
+        return self._fail(bulletin_id, error)
+
     def _fail(self, bulletin_id: str | None, error: EnlaceError) -> PublishFailure:
         reason = reason_of(error)
         self.metrics.reject(reason)
+        if isinstance(error, ClockSkewRefused):
+            self.metrics.clock_skew(error.reason)
+            log.warning(
+                "bulletin_refused_clock_skew",
+                bulletin_id=bulletin_id,
+                origin=self.settings.agency,
+                reason=error.reason,
+            )
         return PublishFailure(bulletin_id, reason, error)
 
     async def publish(self, obj: Publishable) -> DeliveryResult:
@@ -287,7 +326,7 @@ class Publisher:
         for obj in objs:
             try:
                 sealed.append(self.seal(obj, now))
-            except (ValidationError, CodecError, SignatureError) as exc:
+            except (ValidationError, CodecError, SignatureError, BulletinRefused) as exc:
                 claimed = obj.get("bulletin_id") if isinstance(obj, Mapping) else None
                 outcomes.append(self._fail(claimed if isinstance(claimed, str) else None, exc))
                 continue
@@ -312,6 +351,10 @@ class Publisher:
     ) -> list[Outcome]:
         loop = asyncio.get_running_loop()
         timeout = self.settings.delivery_timeout_s
+        # The records' Kafka timestamp is the publisher's clock, not the client library's: the
+        # broker's bound on it is how a publisher learns its clock is off (producers/skew.py).
+        stamped = self._clock()
+        stamp_ms = to_millis(stamped)
         sent: list[asyncio.Future[Any] | PublishFailure] = []
         try:
             # Each send must get its record into the client's buffer within the timeout (it
@@ -321,7 +364,11 @@ class Publisher:
                     guard.reschedule(loop.time() + timeout)
                     try:
                         future = await producer.send(
-                            self.topic, record.value, key=record.key, headers=record.headers
+                            self.topic,
+                            record.value,
+                            key=record.key,
+                            headers=record.headers,
+                            timestamp_ms=stamp_ms,
                         )
                     except KafkaTimeoutError:
                         raise
@@ -344,7 +391,9 @@ class Publisher:
         if futures:
             await asyncio.wait(futures, timeout=timeout)
         return [
-            item if isinstance(item, PublishFailure) else self._outcome(bulletin, item, timeout)
+            item
+            if isinstance(item, PublishFailure)
+            else self._outcome(bulletin, item, timeout, stamped)
             for (bulletin, _), item in zip(records, sent, strict=True)
         ]
 
@@ -362,7 +411,11 @@ class Publisher:
         future.add_done_callback(done)
 
     def _outcome(
-        self, bulletin: ThreatBulletin, future: asyncio.Future[Any], timeout: float
+        self,
+        bulletin: ThreatBulletin,
+        future: asyncio.Future[Any],
+        timeout: float,
+        stamped: datetime,
     ) -> Outcome:
         if not future.done():
             self._wedged = True
@@ -380,6 +433,12 @@ class Publisher:
                 ),
             )
         exc = future.exception() if not future.cancelled() else DeliveryError("send cancelled")
+        skewed = timestamp_refusal(bulletin.bulletin_id, exc, stamped) if exc else None
+        if skewed is not None:
+            # aiokafka's idempotent producer has already numbered the refused batch: the next
+            # one would fail OutOfOrderSequence. A fresh client before the next call.
+            self._wedged = True
+            return self._fail(bulletin.bulletin_id, skewed)
         if exc is not None:
             log.warning(
                 "bulletin_refused",

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 
+from enlace.core.clock import Clock, utc_now
 from enlace.core.http import ServiceHttp, server_tls_context
 from enlace.core.logs import get_logger
 from enlace.core.registry import Registry
 from producers.intake import HttpIntake
 from producers.metrics import PublisherMetrics
-from producers.publisher import Clock, Publisher, utc_now
+from producers.publisher import Publisher
 from producers.settings import PublisherSettings
 from producers.watcher import FolderWatcher
 from schemas.signing import AgencyKey
@@ -36,6 +37,8 @@ class PublisherService:
         self.publisher = Publisher(
             settings, key=key, registry=registry, metrics=self.metrics, clock=clock
         )
+        # Everything the service dates uses the publisher's clock (a drill's offset applied).
+        clock = self.publisher.clock
         # Both refuse a bad configuration (no token, unreadable certificate) with a
         # ConfigError here, before anything connects or binds.
         intake = (

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from enlace.core.clock import MAX_DRILL_OFFSET_S, MAX_FUTURE, MAX_PAST
 from enlace.core.errors import ConfigError
 from enlace.core.http import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S
 from enlace.core.registry import check_agency_id
@@ -53,6 +54,25 @@ class PublisherSettings(KafkaSettings):
         "is reported as not delivered (aiokafka's idempotent mode never times out itself).",
     )
     close_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    admission_max_future_s: float = Field(
+        default=MAX_FUTURE.total_seconds(),
+        ge=0,
+        description="The router's admission window (its max_future_seconds): a bulletin "
+        "issued further ahead of this publisher's clock is refused before sending.",
+    )
+    admission_max_past_s: float = Field(
+        default=MAX_PAST.total_seconds(),
+        ge=60,
+        description="The router's max_past_seconds: an older issued_at is refused before sending.",
+    )
+    fault_clock_offset_s: float = Field(
+        default=0.0,
+        ge=-MAX_DRILL_OFFSET_S,
+        le=MAX_DRILL_OFFSET_S,
+        description="Fault drills only: run the publisher's clock this many seconds ahead "
+        "(negative: behind) of the host's, for issued_at, the clock checks and the records' "
+        "Kafka timestamps alike, to rehearse a skewed host. Never set in production.",
+    )
     watch_dir: Path | None = None
     watch_interval_s: float = Field(default=1.0, gt=0, le=60)
     watch_retry_max_s: float = Field(

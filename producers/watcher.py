@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from enlace.core.errors import CodecError, SignatureError, ValidationError
+from enlace.core.clock import Clock, utc_now
+from enlace.core.errors import BulletinRefused, CodecError, SignatureError, ValidationError
 from enlace.core.logs import get_logger
 from producers.dropfolder import Claim, DropFolder, stable
 from producers.inputs import Problem, iter_chunks, parse_input
 from producers.prepare import prepare_items
-from producers.publisher import Clock, DeliveryResult, Publisher, utc_now
+from producers.publisher import DeliveryResult, Publisher
 from producers.settings import PublisherSettings
 from schemas.envelope import Sealed
 from schemas.models import ThreatBulletin
@@ -54,7 +55,7 @@ def sealed_file(
     for item, bulletin in ready:
         try:
             records.append(publisher.seal(bulletin, claim.claimed_at))
-        except (CodecError, ValidationError, SignatureError) as exc:
+        except (CodecError, ValidationError, SignatureError, BulletinRefused) as exc:
             problems.append(Problem(item.line, "(record)", str(exc), bulletin.bulletin_id))
     return records, problems
 
