@@ -8,10 +8,17 @@ from pathlib import Path
 import pytest
 
 from deploy.localkafka import ClusterSpec, NodeTls, node_properties
-from enlace.core.errors import KafkaLaunchError, RegistryError
+from enlace.core.errors import BrokerError, KafkaLaunchError, RegistryError
 from enlace.core.registry import Registry, check_agency_id
 from enlace.core.settings import DEFAULT_AGENCIES, KafkaSettings
-from enlace.core.topics import agency_of, exchange_topics, feed, outbound, receipts
+from enlace.core.topics import (
+    _raise_topic_errors,
+    agency_of,
+    exchange_topics,
+    feed,
+    outbound,
+    receipts,
+)
 
 SEED = {
     "bz-bdf", "ca-rcmp", "co-ponal", "cr-msp", "do-dncd", "sv-pnc",
@@ -132,3 +139,13 @@ async def test_components_used_before_start_say_so_with_one_error() -> None:
         _ = publisher.agency
     with pytest.raises(NotStarted, match="is not started"):
         await SqliteSink("unused.db").write([])
+
+
+def test_topic_creation_errors_are_raised_except_already_exists() -> None:
+    _raise_topic_errors([{"topic": "a", "error_code": 0}, {"topic": "b", "error_code": 36}])
+    refused = [
+        {"topic": "a", "error_code": 38, "error_message": "only 1 broker(s) are registered"},
+        {"topic": "b", "error_code": 0},
+    ]
+    with pytest.raises(BrokerError, match=r"refused to create 1 topic\(s\): a: .*registered"):
+        _raise_topic_errors(refused)
