@@ -4,19 +4,26 @@ and how ``enlace inbox`` shows them."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from consumers.gaps import FeedGap, resume_after_out_of_range, total_missed, uncovered
 from consumers.inbox_view import gaps_text
+from consumers.service import FeedConsumer
+from consumers.settings import ConsumerSettings
+from consumers.sinks import SqliteSink
 from consumers.store import BulletinStore
 from consumers.store_schema import MIGRATIONS, SCHEMA_VERSION
 from enlace.cli import app
+from enlace.core.errors import SinkError
 
 NOW = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
 TOPIC = "enlace.feed.cr-msp"
@@ -193,3 +200,74 @@ def test_enlace_inbox_shows_the_gaps(store: BulletinStore) -> None:
     assert f"{TOPIC} p0 offsets 0-120" in _invoke(
         "inbox", "--db", path, "gaps", "--agency", "cr-msp"
     )
+
+
+# -- the consumer's glue (a fake Kafka consumer; the real one is in tests/faults) -----------
+
+
+class FakeKafka:
+    """What FeedConsumer._resume_out_of_range asks of an AIOKafkaConsumer."""
+
+    def __init__(self, starts: dict[TopicPartition, int], assigned: set[TopicPartition]):
+        self.starts = starts
+        self.assigned = assigned
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.starts[tp] for tp in tps}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+class DiskFullSink(SqliteSink):
+    async def record_gaps(self, gaps: Sequence[FeedGap]) -> list[FeedGap]:
+        raise SinkError(f"disk full: {len(gaps)} gaps not kept")
+
+
+async def _glue(
+    tmp_path: Path, kafka: FakeKafka, kind: type[SqliteSink] = SqliteSink
+) -> tuple[FeedConsumer, SqliteSink]:
+    settings = ConsumerSettings(agency="cr-msp", state_dir=tmp_path)
+    consumer = FeedConsumer(settings, clock=lambda: NOW)
+    sink = kind(str(tmp_path / "inbox.sqlite3"))
+    await sink.start()
+    consumer.store = sink
+    consumer._consumer = kafka  # aiokafka is untyped: the stand-in needs no cast
+    return consumer, sink
+
+
+async def test_the_consumer_records_then_seeks_and_reports_a_gap_once(tmp_path: Path) -> None:
+    p0, p1, p2 = (TopicPartition(TOPIC, p) for p in range(3))
+    kafka = FakeKafka({p0: 50, p1: 0, p2: 9}, assigned={p0, p1})
+    consumer, sink = await _glue(tmp_path, kafka)
+    try:
+        await consumer._resume_out_of_range(OffsetOutOfRangeError({p0: 42, p2: 3}))
+        assert kafka.seeks == [(p0, 50)]  # p2 is no longer ours: untouched
+        await consumer._resume_out_of_range(NoOffsetForPartitionError(p1))
+        assert kafka.seeks[-1] == (p1, 0)  # a first read of an intact partition: no gap
+        # A restart before the commit meets the same refusal: the same gap, not reported again.
+        await consumer._resume_out_of_range(OffsetOutOfRangeError({p0: 42}))
+        assert consumer.gaps == [FeedGap(TOPIC, 0, 42, 50, NOW)]
+        registry = consumer.metrics.registry
+        labels = {"agency": "cr-msp"}
+        assert registry.get_sample_value("enlace_consumer_feed_gaps_total", labels) == 1
+        assert registry.get_sample_value("enlace_consumer_feed_gap_offsets_total", labels) == 8
+        assert consumer.health()[1]["feed_gaps"] == 1
+    finally:
+        await sink.stop()
+
+
+async def test_no_seek_while_the_gap_is_not_in_the_store(tmp_path: Path) -> None:
+    p0 = TopicPartition(TOPIC, 0)
+    kafka = FakeKafka({p0: 50}, assigned={p0})
+    consumer, sink = await _glue(tmp_path, kafka, DiskFullSink)
+    try:
+        await consumer._resume_out_of_range(OffsetOutOfRangeError({p0: 42}))
+    finally:
+        await sink.stop()
+    assert kafka.seeks == []  # the fetch fails again and this runs again: never a silent skip
+    assert consumer.gaps == []
