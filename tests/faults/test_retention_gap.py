@@ -17,6 +17,7 @@ while the partner is away, then restored. Three ways to be away:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
@@ -75,6 +76,7 @@ class Feed:
         )
         self.base_configs = dict(spec.configs)
         self.sent: dict[str, int] = {}  # bulletin id -> offset
+        self.expiry_s: list[float] = []  # how long each cut of retention took to bite
         self._producer: AIOKafkaProducer | None = None
         self._probe: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -139,6 +141,7 @@ class Feed:
         new log start. Each loop writes one more release: a segment only rolls (and can then
         expire) when something is appended to it after ``segment.ms``; those releases are in
         the ledger like any other (most expire too)."""
+        began = time.monotonic()
         await self._configure(SHORT_RETENTION)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WITHIN
@@ -147,6 +150,7 @@ class Feed:
             await self.release(1)
             await asyncio.sleep(0.3)  # pacing the roll releases, not synchronising
         await self._configure({})
+        self.expiry_s.append(time.monotonic() - began)
         return start
 
 
@@ -266,6 +270,7 @@ async def test_offline_partner_beyond_retention_reports_every_gap(
     with capture_logs() as logs:
         async with opened(Feed(ex, cr, pa)) as the_feed:
             # 1. A new partner whose feed's start expired before its first read.
+            run.marks.append(time.monotonic())
             first = await the_feed.release(EXPIRED)
             start1 = await the_feed.expire_through(first[-1][1])
             await the_feed.release(LIVE)
@@ -280,6 +285,7 @@ async def test_offline_partner_beyond_retention_reports_every_gap(
             assert [(g.from_offset, g.to_offset) for g in partner.gaps()] == expected_gaps
 
             # 2. The partner stops mid-way; retention expires what follows; it restarts.
+            run.marks.append(time.monotonic())
             group = partner.settings.consumer_group()
             resume_at = await committed_offset(ex, group, the_feed.tp)
             second = await the_feed.release(EXPIRED)
@@ -294,6 +300,7 @@ async def test_offline_partner_beyond_retention_reports_every_gap(
                 assert partner.first_delivery is not None
                 recovery.append(partner.first_delivery - began)
 
+                run.marks.append(time.monotonic())
                 # 3. The same consumer lags while running: held in a sink write with the
                 # rest of its fetch buffered while retention deletes what follows.
                 partner.hold = asyncio.Event()
@@ -310,6 +317,7 @@ async def test_offline_partner_beyond_retention_reports_every_gap(
                 recovery.append(time.monotonic() - released)
                 assert consumer.health()[1]["feed_gaps"] == 2
             expected_gaps.append((resume_at, start2))
+    run.marks.append(time.monotonic())
     check_and_report(run, the_feed, partner, logs, fault_report)
 
 
@@ -320,6 +328,10 @@ class Run:
     trigger: list[tuple[str, int]] = field(default_factory=list)
     third: list[tuple[str, int]] = field(default_factory=list)
     start3: int = -1
+    marks: list[float] = field(default_factory=list)  # monotonic time at each phase's start
+
+    def phases(self) -> str:
+        return "/".join(f"{b - a:.0f}" for a, b in itertools.pairwise(self.marks))
 
 
 def check_and_report(
@@ -381,7 +393,9 @@ def check_and_report(
             recovery,
             RECOVERY_BOUND_S,
             f"gaps {', '.join(f'{a}-{b}' for a, b in spans)} ({missed} offsets for "
-            f"{len(expired)} releases: commit markers included); {len(stored)} stored",
+            f"{len(expired)} releases: commit markers included); {len(stored)} stored; "
+            f"retention took {', '.join(f'{t:.1f}' for t in the_feed.expiry_s)} s to expire "
+            f"each offline period; phases took {run.phases()} s",
             not skipped and worst <= RECOVERY_BOUND_S,
         )
     )
