@@ -38,6 +38,7 @@ from schemas.key_directory import KeyDirectory
 
 log = get_logger(__name__)
 
+
 class BatchScores:
     """Each pair's score and audit factors computed once per batch (one ``now`` per batch):
     scoring is cheap, but explaining a score costs several times more."""
