@@ -8,6 +8,10 @@ router uses the pre-KIP-447 pattern:
   ``init_transactions`` on a new owner fences the old one (its commit then fails);
 * producers are created on assignment and closed on revocation, and revocation waits for the
   batch in flight to commit (one lock around batch processing and rebalance callbacks);
+* the assignment callback only pauses the new partitions and hands their preparation
+  (producers, state catch-up, seeks) to a task: aiokafka starts heartbeating only after the
+  callback returns, so a callback that outlives the session timeout (a dozen
+  ``init_transactions`` on a loaded host) gets the member expelled and the group storms;
 * after fencing, the new owner re-reads the committed offset of each assigned partition and
   seeks there, so a zombie's commit that raced the rebalance is seen, never replayed; records
   below it that a late lazy offset reset hands back are skipped;
@@ -121,6 +125,7 @@ class TransactionalEngine:
         self._next_offset: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        self._preparing: asyncio.Task[None] | None = None
         # Fault drills: abort some transactions after their outputs are written, so a
         # read_committed reader that ever sees a marked record has read an aborted one.
         self._abort_ratio = abort_ratio
@@ -162,6 +167,7 @@ class TransactionalEngine:
     async def stop(self) -> None:
         """Stop after the batch in flight: its transaction commits or aborts, never half."""
         self._stopping.set()
+        await self._settle_preparation()
         async with self._lock:
             if self._consumer is not None:
                 await close_consumer(self._consumer)
@@ -318,21 +324,49 @@ class TransactionalEngine:
             self._next_offset[tp] = committed
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Paused until prepared; the preparation runs after the callback, heartbeats on."""
+        await self._settle_preparation()
+        if not assigned:
+            return
+        assert self._consumer is not None
+        self._consumer.pause(*assigned)
+        self._preparing = asyncio.create_task(self._prepare(assigned))
+
+    async def _prepare(self, assigned: set[TopicPartition]) -> None:
+        started = time.perf_counter()
         async with self._lock:
             fresh = {tp for tp in assigned if tp not in self._producers}
             try:
-                await asyncio.gather(*(self._open_producer(tp) for tp in fresh))
-                await self._handler.prepare(assigned)
-                # The committed offsets aiokafka fetched may predate the fence above.
-                await self._seek_committed(assigned)
+                async with asyncio.timeout(RECOVERY_TIMEOUT_S):
+                    await asyncio.gather(*(self._open_producer(tp) for tp in fresh))
+                    await self._handler.prepare(assigned)
+                    # The committed offsets aiokafka fetched may predate the fence above.
+                    await self._seek_committed(assigned)
             except (TimeoutError, KafkaError, OSError, BrokerError) as exc:
                 # Partitions left without a producer recover on their first batch.
                 log.warning("router_assign_incomplete", error=repr(exc))
                 for tp in assigned:
                     await self._close_producer(tp)
-            log.info("router_assigned", partitions=len(assigned), new=len(fresh))
+            finally:
+                if self._consumer is not None:
+                    owned = self._consumer.assignment()
+                    self._consumer.resume(*(tp for tp in assigned if tp in owned))
+            log.info(
+                "router_assigned",
+                partitions=len(assigned),
+                new=len(fresh),
+                seconds=round(time.perf_counter() - started, 3),
+            )
+
+    async def _settle_preparation(self) -> None:
+        """Let an assignment's preparation finish (it is bounded) before the next rebalance
+        step or the stop touches the same producers."""
+        task, self._preparing = self._preparing, None
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._settle_preparation()
         async with self._lock:
             await asyncio.gather(*(self._drop_producer(tp) for tp in revoked))
             log.info("router_revoked", partitions=len(revoked))
