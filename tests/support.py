@@ -12,7 +12,6 @@ import inspect
 import random
 import socket
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,11 +31,9 @@ from enlace.core.topics import (
     DEADLETTER,
     ensure_topics,
     exchange_topics,
-    feed,
     outbound,
     partitions_of,
 )
-from schemas import headers as hdr
 from schemas.agency_key import AgencyKey
 from schemas.codec import decode_audit
 from schemas.envelope import Sealed
@@ -229,51 +226,3 @@ def audit_of(record: Record) -> Any:
         return decode_audit(record.value or b"")
     except (CodecError, ValidationError):
         return None
-
-
-async def audits_until(ex: MiniExchange, ids: set[str], per_bulletin: int) -> list[Any]:
-    want = len(ids) * per_bulletin
-
-    def kept(r: Record) -> bool:
-        audit = audit_of(r)
-        return audit is not None and audit.bulletin_id in ids
-
-    def enough(found: list[Record]) -> bool:
-        decided = [r for r in found if decode_audit(r.value).decision != "DUPLICATE"]
-        return len(decided) >= want
-
-    records = await ex.read(AUDIT, until=enough, keep=kept, within=120, settle=3.0)
-    return [decode_audit(r.value) for r in records]
-
-
-async def check_exactly_once(
-    ex: MiniExchange, ids: set[str], *, allow_duplicates: bool = False
-) -> Counter[str]:
-    """Exactly one decision per (bulletin, partner), exactly one feed record per release, and
-    nothing in a feed without its decision. ``allow_duplicates``: publishers re-sent."""
-    partners_per_bulletin = len(ex.registry) - 1
-    audits = await audits_until(ex, ids, partners_per_bulletin)
-    per_pair = Counter((a.bulletin_id, a.partner) for a in audits if a.decision != "DUPLICATE")
-    assert {a.bulletin_id for a in audits} == ids, "a bulletin was lost"
-    duplicated = [pair for pair, n in per_pair.items() if n > 1]
-    assert not duplicated, f"{len(duplicated)} (bulletin, partner) decisions duplicated"
-    assert len(per_pair) == len(ids) * partners_per_bulletin
-    if not allow_duplicates:
-        assert not [a for a in audits if a.decision == "DUPLICATE"]
-
-    released = Counter(
-        (a.bulletin_id, a.partner, a.decision) for a in audits if a.decision in ("FULL", "TEARLINE")
-    )
-    delivered: Counter[tuple[str, str, str]] = Counter()
-    for agency in ex.registry.ids:
-        want = sum(1 for (_, p, _) in released if p == agency)
-
-        def enough(found: list[Record], want: int = want) -> bool:
-            return len(found) >= want
-
-        records = await ex.read(feed(agency), until=enough, within=60, settle=1.0)
-        for r in records:
-            kind = (hdr.text(r.headers, hdr.RELEASE) or "").upper()
-            delivered[(r.key.decode(), agency, kind)] += 1
-    assert delivered == released, "feeds differ from the audited decisions"
-    return Counter(a.decision for a in audits)
