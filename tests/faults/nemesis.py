@@ -93,6 +93,18 @@ class Fleet:
             if router.proc.poll() is None:
                 router.kill_now()
 
+    async def routing(self, group: str, within: float = 120.0) -> None:
+        """Wait until every live router has joined and routing flows (the first commits land):
+        the nemesis starts on a working exchange, not on processes still importing."""
+        deadline = time.monotonic() + within
+        while not all(b'"router_assigned"' in r.log_text() for r in self.alive()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"routers not assigned within {within:.0f} s")
+            await asyncio.sleep(0.25)
+        left = max(1.0, deadline - time.monotonic())
+        if await recovery(self._ex, group, left) == float("inf"):
+            raise AssertionError(f"routing did not start within {within:.0f} s")
+
     def count_in_logs(self, event: bytes) -> int:
         return sum(p.read_bytes().count(event) for p in self.workdir.glob("router-*.log"))
 

@@ -30,13 +30,18 @@ class RouterProcess:
             "ENLACE_LOG_FORMAT": "json",
             **extra_env,
         }
-        self.log = (workdir / f"{name}.log").open("wb")
+        self.log_path = workdir / f"{name}.log"
+        self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "enlace.cli", "router", "run"],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+
+    def log_text(self) -> bytes:
+        self.log.flush()
+        return self.log_path.read_bytes()
 
     def kill_now(self) -> None:
         """For fixture teardown (no event loop): SIGKILL is immediate, the wait is short."""

@@ -107,7 +107,7 @@ async def test_broker_kill_loop_while_routing_has_no_anomaly(
     group = ex.router_settings().group_id
     resumed: list[float] = []
     caught_up: list[float] = []
-    await asyncio.sleep(5.0)  # the routers start and the stream flows before the first kill
+    await fleet.routing(group)
     for _ in range(ROUNDS):
         for victim in await round_victims(ex, rng, nodes):
             await faults.kill(victim, DOWN_S)
