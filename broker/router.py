@@ -226,8 +226,11 @@ class Router:
         """Return when a background task ends (which only happens on failure or stop)."""
         done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                raise BrokerError(f"router task {task.get_name()} failed") from task.exception()
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                # Logged here, before the stop: what stops the router must be in its log even
+                # if the process cannot get as far as printing the traceback.
+                log.error("router_task_failed", task=task.get_name(), exc_info=exc)
+                raise BrokerError(f"router task {task.get_name()} failed") from exc
 
     def _health(self) -> tuple[bool, dict[str, object]]:
         return self._ready, {
