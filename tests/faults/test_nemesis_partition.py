@@ -14,8 +14,9 @@ paced stream of bulletins flows:
 
 Pass = the checker's anomaly counts all zero, every acknowledged bulletin decided for every
 partner, no router process exits, routing stops during the cut (proof that the routers had
-no way around the proxies) and resumes on every partition within the session timeout + 15 s
-of the cut's end and of the latency's end.
+no way around the proxies), resumes on every partition while the latency still lasts (the
+cut's end is no fault's end: that recovery is a figure, bounded by the latency phase plus the
+session timeout + 15 s), and within the session timeout + 15 s of the heal, the fault's end.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from tests.faults.nemesis import recovery as measure_recovery
 from tests.faults.proxy import FaultProxy, total
 from tests.faults.report import FaultReport, ScenarioRow, anomalies_of
 from tests.faults.routers import RouterProcess
-from tests.support import MiniExchange, eventually
+from tests.support import MiniExchange
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -49,6 +50,8 @@ RECOVERY_BOUND_S = SESSION_TIMEOUT_MS / 1000 + 15
 BLACKHOLE_S = 10.0
 REFUSE_S = 10.0
 LATENCY_S = 30.0
+# Measured from the cut's end, under latency and resets: it may run past the latency phase.
+UNDER_LATENCY_BOUND_S = LATENCY_S + RECOVERY_BOUND_S
 LATENCY_MEAN_S, LATENCY_JITTER_S = 0.3, 0.2
 # Per chunk forwarded; with the routers' request rate under latency, about one reset every
 # second or two across all their connections.
@@ -171,7 +174,7 @@ async def faults(
         proxy.reset_probability(RESET_P)
     latency_at = time.monotonic()
     print(f"partition: latency from {utc_now()}")
-    after_cut = asyncio.create_task(measure_recovery(ex, group, RECOVERY_BOUND_S + 30))
+    after_cut = asyncio.create_task(measure_recovery(ex, group, UNDER_LATENCY_BOUND_S + 10))
     await at(latency_at + LATENCY_S)
 
     # 3. Heal.
@@ -198,11 +201,7 @@ async def test_partition_then_latency_with_resets_has_no_anomaly(
     log = PublishLog()
     stream = asyncio.create_task(publish(ex, log, BULLETINS, STREAM_S))
     try:
-
-        async def routing() -> bool:
-            return committed_total((await positions(ex, group))[0]) > 0
-
-        await eventually(routing, "the routers commit through the proxies", within=120)
+        await fleet.routing(group)  # every router joined and committing, via the proxies
         assert all(p.stats.connections > 0 for p in proxies), [p.stats for p in proxies]
 
         moved_during_cut, resumed = await faults(ex, group, proxies)
@@ -224,10 +223,10 @@ async def test_partition_then_latency_with_resets_has_no_anomaly(
         f"{stats.connections} router connections through the proxies, "
         f"{stats.bytes_up / 1e6:.1f} MB up / {stats.bytes_down / 1e6:.1f} MB down; "
         f"{stats.dropped} connections reset when the refusal began, {stats.refused} refused, "
-        f"{stats.resets} random resets under latency; routing resumed {each} after the cut "
-        f"and after the latency; {aborted} transactions aborted, {recovery_failed} partition "
-        f"recoveries retried; router exits {supervisor.exits or 'none'}; "
-        f"decisions {dict(report.decisions)}"
+        f"{stats.resets} random resets under latency; routing resumed on every partition "
+        f"{each} after the cut (under latency) and after the heal; {aborted} transactions "
+        f"aborted, {recovery_failed} partition recoveries retried; "
+        f"router exits {supervisor.exits or 'none'}; decisions {dict(report.decisions)}"
     )
     print(
         f"\npartition: {len(log.acked)} acknowledged ({len(log.failed)} failed); {figures}; "
@@ -239,7 +238,8 @@ async def test_partition_then_latency_with_resets_has_no_anomaly(
         and not log.failed
         and not supervisor.exits
         and moved_during_cut == 0
-        and max(resumed) <= RECOVERY_BOUND_S
+        and resumed[0] <= UNDER_LATENCY_BOUND_S
+        and resumed[1] <= RECOVERY_BOUND_S
     )
     fault_report.add(
         ScenarioRow(
@@ -249,7 +249,7 @@ async def test_partition_then_latency_with_resets_has_no_anomaly(
             f"{LATENCY_JITTER_S * 1000:.0f} ms latency with random resets for {LATENCY_S:.0f} s",
             f"{len(log.acked):,} bulletins",
             anomalies_of(report),
-            resumed,
+            resumed[1:],  # from the fault's end; the recovery under latency is in the figures
             RECOVERY_BOUND_S,
             figures,
             passed,
@@ -266,4 +266,5 @@ async def test_partition_then_latency_with_resets_has_no_anomaly(
     assert not supervisor.exits, f"routers exited under the fault: {supervisor.exits}"
     assert alive_at_end == ROUTERS
     assert all(code == 0 for code in codes), codes
-    assert max(resumed) <= RECOVERY_BOUND_S, resumed
+    assert resumed[0] <= UNDER_LATENCY_BOUND_S, f"no routing under latency: {resumed}"
+    assert resumed[1] <= RECOVERY_BOUND_S, resumed
