@@ -309,6 +309,10 @@ class TransactionalEngine:
         except KafkaError as exc:
             await close_producer(producer)
             raise BrokerError(f"transactional producer for {tp} failed: {exc!r}") from exc
+        except asyncio.CancelledError:
+            # A preparation cancelled by a revocation: no producer may outlive it unclosed.
+            await asyncio.shield(close_producer(producer))
+            raise
         self._producers[tp] = producer
 
     async def _seek_committed(self, partitions: set[TopicPartition]) -> None:
@@ -359,10 +363,13 @@ class TransactionalEngine:
             )
 
     async def _settle_preparation(self) -> None:
-        """Let an assignment's preparation finish (it is bounded) before the next rebalance
-        step or the stop touches the same producers."""
+        """Cancel an assignment's preparation still running before the next rebalance step
+        or the stop touches the same producers: its partitions are being revoked, and
+        waiting for it (up to its timeout) would hold this member's rejoin and the whole
+        group's rebalance with it."""
         task, self._preparing = self._preparing, None
         if task is not None:
+            task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:

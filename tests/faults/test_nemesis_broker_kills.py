@@ -40,7 +40,7 @@ ROUTERS = 2
 DOWN_S = 3.0
 RECOVERY_BOUND_S = 30.0
 # A kill cycle is the node down, its start-up, routing resumed and the replicas caught up.
-CYCLE_S = 20.0
+CYCLE_S = 15.0
 
 
 @pytest.fixture

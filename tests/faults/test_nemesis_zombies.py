@@ -80,7 +80,7 @@ async def test_frozen_routers_and_broker_leave_no_anomaly(
     routers = [fleet.launch(), fleet.launch()]
     log = PublishLog()
     # Each freeze, its recovery and a pause to let work queue up; then the broker's.
-    duration = ROUTER_FREEZES * (FROZEN_S + 12) + BROKER_FROZEN_S + 25
+    duration = ROUTER_FREEZES * (FROZEN_S + 8) + BROKER_FROZEN_S + 15
     stream = asyncio.create_task(publish(ex, log, BULLETINS, duration, request_timeout_ms=60_000))
     group = ex.router_settings().group_id
     router_recovery: list[float] = []
