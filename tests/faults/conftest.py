@@ -17,11 +17,12 @@ from deploy.localkafka import DEFAULT_LIBS, LocalKafka
 from deploy.provisioning import AdminConnection, provision
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import ensure_topics, exchange_topics
-from tests.faults.nemesis import FULL
+from tests.faults.brokers import BrokerFaults
+from tests.faults.nemesis import FULL, Fleet, four_agency_exchange
 from tests.faults.proxy import free_ports
 from tests.faults.report import FaultReport
 from tests.faults.secure_cluster import AGENCIES, SCRAM_FIXED_IN, SecureExchange, librdkafka_version
-from tests.support import free_kafka_port
+from tests.support import MiniExchange, free_kafka_port
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
@@ -81,6 +82,42 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster(kafka, KafkaSettings(kafka_bootstrap=spec.bootstrap))
     finally:
         kafka.down()
+
+
+@pytest.fixture
+async def exchange(cluster: Cluster, tmp_path: Path) -> MiniExchange:
+    """A scenario's four agencies on the 3-node cluster (a module with a broker of its own
+    defines its own ``exchange``)."""
+    return await four_agency_exchange(cluster.settings, tmp_path)
+
+
+@pytest.fixture
+def fleet_env() -> dict[str, str]:
+    """Environment of the scenario's router processes; a module overrides it."""
+    return {}
+
+
+@pytest.fixture
+async def fleet(
+    exchange: MiniExchange, tmp_path: Path, fleet_env: dict[str, str]
+) -> AsyncIterator[Fleet]:
+    """The scenario's routers, every one SIGKILLed at the end, pass or fail (a frozen one
+    too: SIGKILL needs no SIGCONT)."""
+    routers = Fleet(exchange, tmp_path, **fleet_env)
+    try:
+        yield routers
+    finally:
+        routers.kill_all_now()
+
+
+@pytest.fixture
+async def broker_faults(cluster: Cluster) -> AsyncIterator[BrokerFaults]:
+    """Node kills and freezes; every node running and continued at the end."""
+    nemesis = BrokerFaults(cluster.kafka)
+    try:
+        yield nemesis
+    finally:
+        await asyncio.to_thread(nemesis.heal)
 
 
 @pytest.fixture(scope="session")

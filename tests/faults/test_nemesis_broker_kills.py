@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -28,7 +26,7 @@ from tests.faults.brokers import (
 )
 from tests.faults.checker import PublishLog, check
 from tests.faults.conftest import Cluster
-from tests.faults.nemesis import FULL, SEED, Fleet, four_agency_exchange, publish, recovery, sized
+from tests.faults.nemesis import FULL, SEED, Fleet, publish, recovery, sized
 from tests.faults.report import FaultReport, ScenarioRow, anomalies_of
 from tests.support import MiniExchange
 
@@ -41,29 +39,6 @@ DOWN_S = 3.0
 RECOVERY_BOUND_S = 30.0
 # A kill cycle is the node down, its start-up, routing resumed and the replicas caught up.
 CYCLE_S = 15.0
-
-
-@pytest.fixture
-async def exchange(cluster: Cluster, tmp_path: Path) -> MiniExchange:
-    return await four_agency_exchange(cluster.settings, tmp_path)
-
-
-@pytest.fixture
-async def faults(cluster: Cluster) -> AsyncIterator[BrokerFaults]:
-    nemesis = BrokerFaults(cluster.kafka)
-    try:
-        yield nemesis
-    finally:
-        await asyncio.to_thread(nemesis.heal)
-
-
-@pytest.fixture
-async def fleet(exchange: MiniExchange, tmp_path: Path) -> AsyncIterator[Fleet]:
-    routers = Fleet(exchange, tmp_path)
-    try:
-        yield routers
-    finally:
-        routers.kill_all_now()
 
 
 async def round_victims(ex: MiniExchange, rng: random.Random, nodes: list[int]) -> list[int]:
@@ -89,7 +64,7 @@ async def round_victims(ex: MiniExchange, rng: random.Random, nodes: list[int]) 
 async def test_broker_kill_loop_while_routing_has_no_anomaly(
     cluster: Cluster,
     exchange: MiniExchange,
-    faults: BrokerFaults,
+    broker_faults: BrokerFaults,
     fleet: Fleet,
     fault_report: FaultReport,
 ) -> None:
@@ -110,7 +85,7 @@ async def test_broker_kill_loop_while_routing_has_no_anomaly(
     await fleet.routing(group)
     for _ in range(ROUNDS):
         for victim in await round_victims(ex, rng, nodes):
-            await faults.kill(victim, DOWN_S)
+            await broker_faults.kill(victim, DOWN_S)
             resumed.append(await recovery(ex, group, RECOVERY_BOUND_S + 30))
             caught_up.append(await fully_replicated(ex.settings, topics, within=120))
     await stream
@@ -121,16 +96,16 @@ async def test_broker_kill_loop_while_routing_has_no_anomaly(
     each = ", ".join(f"{r:.1f}" for r in resumed)
     print(
         f"\nbroker kills: {len(log.acked)} acknowledged ({len(log.failed)} failed) over "
-        f"{len(faults.kills)} SIGKILLs (nodes {faults.kills}); routing resumed after each "
-        f"restart in {each} s; replicas back in sync after {max(caught_up):.1f} s at worst; "
-        f"checked {drained:.1f} s after the stream ended\n{report.table()}"
+        f"{len(broker_faults.kills)} SIGKILLs (nodes {broker_faults.kills}); routing resumed "
+        f"after each restart in {each} s; replicas back in sync after {max(caught_up):.1f} s "
+        f"at worst; checked {drained:.1f} s after the stream ended\n{report.table()}"
     )
     fault_report.add(
         ScenarioRow(
             "2. broker kill -9 loop",
             "SIGKILL an audit leader, a transaction coordinator, the node left; "
             f"{DOWN_S:.0f} s down each",
-            f"{len(log.acked):,} bulletins, {len(faults.kills)} kills",
+            f"{len(log.acked):,} bulletins, {len(broker_faults.kills)} kills",
             anomalies_of(report),
             resumed,
             RECOVERY_BOUND_S,
@@ -142,6 +117,6 @@ async def test_broker_kill_loop_while_routing_has_no_anomaly(
     assert not log.failed, f"{len(log.failed)} publishes failed although a retrying producer"
     assert len(log.acked) == BULLETINS
     assert report.ok, (report.table(), report.examples)
-    assert len(faults.kills) >= sized(5, 50)
+    assert len(broker_faults.kills) >= sized(5, 50)
     assert all(code == 0 for code in codes), codes
     assert max(resumed) <= RECOVERY_BOUND_S, resumed

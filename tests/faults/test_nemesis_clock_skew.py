@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,8 +43,7 @@ from producers.skew import CLOCK_OFF, ISSUED_IN_FUTURE
 from schemas import headers as hdr
 from schemas.envelope import seal
 from tests.faults.checker import PublishLog, check
-from tests.faults.conftest import Cluster
-from tests.faults.nemesis import FULL, Fleet, four_agency_exchange, publish, sized
+from tests.faults.nemesis import FULL, Fleet, publish, sized
 from tests.faults.report import FaultReport, ScenarioRow, anomalies_of
 from tests.samples import routed_bulletin
 from tests.support import MiniExchange, Record, audit_of, end_offsets
@@ -62,20 +59,6 @@ RAW_AHEAD = sized(40, 400)  # raw records issued 2 h ahead, half stamped 2 h ahe
 ROUTER_BEHIND_S = -360.0
 PUBLISHER_AHEAD_S = 7_200.0
 AHEAD = timedelta(seconds=PUBLISHER_AHEAD_S)
-
-
-@pytest.fixture
-async def exchange(cluster: Cluster, tmp_path: Path) -> MiniExchange:
-    return await four_agency_exchange(cluster.settings, tmp_path)
-
-
-@pytest.fixture
-async def fleet(exchange: MiniExchange, tmp_path: Path) -> AsyncIterator[Fleet]:
-    routers = Fleet(exchange, tmp_path)
-    try:
-        yield routers
-    finally:
-        routers.kill_all_now()
 
 
 def dead_letters_of(ex: MiniExchange, records: list[Record]) -> dict[str, str]:

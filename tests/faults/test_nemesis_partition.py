@@ -34,7 +34,7 @@ from aiokafka.structs import TopicPartition
 
 from tests.faults.checker import PublishLog, check
 from tests.faults.conftest import Cluster
-from tests.faults.nemesis import FULL, SEED, Fleet, four_agency_exchange, positions, publish, sized
+from tests.faults.nemesis import FULL, SEED, Fleet, positions, publish, sized
 from tests.faults.nemesis import recovery as measure_recovery
 from tests.faults.proxy import FaultProxy, total
 from tests.faults.report import FaultReport, ScenarioRow, anomalies_of
@@ -58,11 +58,6 @@ LATENCY_MEAN_S, LATENCY_JITTER_S = 0.3, 0.2
 RESET_P = 0.01
 # The stream covers the warm-up, both faults and a tail after the heal.
 STREAM_S = sized(75, 150)
-
-
-@pytest.fixture
-async def exchange(cluster: Cluster, tmp_path: Path) -> MiniExchange:
-    return await four_agency_exchange(cluster.settings, tmp_path)
 
 
 @pytest.fixture

@@ -13,19 +13,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from enlace.core.topics import AUDIT
 from tests.faults.checker import PublishLog, check
-from tests.faults.conftest import Cluster
 from tests.faults.nemesis import (
     FULL,
     SEED,
     Fleet,
-    four_agency_exchange,
     marked_uncommitted,
     publish,
     recovery,
@@ -47,21 +43,11 @@ RECOVERY_BOUND_S = RECOVERY_TARGET_S
 
 
 @pytest.fixture
-async def exchange(cluster: Cluster, tmp_path: Path) -> MiniExchange:
-    return await four_agency_exchange(cluster.settings, tmp_path)
-
-
-@pytest.fixture
-async def fleet(exchange: MiniExchange, tmp_path: Path) -> AsyncIterator[Fleet]:
-    routers = Fleet(
-        exchange, tmp_path,
-        ENLACE_FAULT_ABORT_RATIO=ABORT_RATIO,
-        ENLACE_ROUTER_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
-    )  # fmt: skip
-    try:
-        yield routers
-    finally:
-        routers.kill_all_now()
+def fleet_env() -> dict[str, str]:
+    return {
+        "ENLACE_FAULT_ABORT_RATIO": ABORT_RATIO,
+        "ENLACE_ROUTER_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+    }
 
 
 @pytest.mark.timeout(1800 if FULL else 420)

@@ -14,16 +14,13 @@ import asyncio
 import os
 import random
 import signal
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from enlace.core.topics import AUDIT
 from tests.faults.brokers import BrokerFaults, leader_of
 from tests.faults.checker import PublishLog, check
-from tests.faults.conftest import Cluster
-from tests.faults.nemesis import FULL, SEED, Fleet, four_agency_exchange, publish, recovery, sized
+from tests.faults.nemesis import FULL, SEED, Fleet, publish, recovery, sized
 from tests.faults.report import FaultReport, ScenarioRow, anomalies_of
 from tests.support import MiniExchange
 
@@ -39,28 +36,8 @@ BROKER_BOUND_S = 30.0
 
 
 @pytest.fixture
-async def exchange(cluster: Cluster, tmp_path: Path) -> MiniExchange:
-    return await four_agency_exchange(cluster.settings, tmp_path)
-
-
-@pytest.fixture
-async def faults(cluster: Cluster) -> AsyncIterator[BrokerFaults]:
-    nemesis = BrokerFaults(cluster.kafka)
-    try:
-        yield nemesis
-    finally:
-        await asyncio.to_thread(nemesis.heal)
-
-
-@pytest.fixture
-async def fleet(exchange: MiniExchange, tmp_path: Path) -> AsyncIterator[Fleet]:
-    routers = Fleet(exchange, tmp_path, ENLACE_ROUTER_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS))
-    try:
-        yield routers
-    finally:
-        for router in routers.alive():
-            os.kill(router.proc.pid, signal.SIGCONT)  # a frozen process takes no SIGTERM
-        routers.kill_all_now()
+def fleet_env() -> dict[str, str]:
+    return {"ENLACE_ROUTER_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS)}
 
 
 async def freeze(pid: int, seconds: float) -> None:
@@ -73,7 +50,7 @@ async def freeze(pid: int, seconds: float) -> None:
 
 @pytest.mark.timeout(1800 if FULL else 420)
 async def test_frozen_routers_and_broker_leave_no_anomaly(
-    exchange: MiniExchange, faults: BrokerFaults, fleet: Fleet, fault_report: FaultReport
+    exchange: MiniExchange, broker_faults: BrokerFaults, fleet: Fleet, fault_report: FaultReport
 ) -> None:
     ex = exchange
     rng = random.Random(SEED)
@@ -91,7 +68,7 @@ async def test_frozen_routers_and_broker_leave_no_anomaly(
         router_recovery.append(await recovery(ex, group, ROUTER_BOUND_S + 30))
         await asyncio.sleep(rng.uniform(2.0, 5.0))  # the nemesis's schedule, seeded
     victim = await leader_of(ex.settings, AUDIT, rng.randrange(3))
-    await faults.pause(victim, BROKER_FROZEN_S)
+    await broker_faults.pause(victim, BROKER_FROZEN_S)
     broker_recovery = await recovery(ex, group, BROKER_BOUND_S + 30)
     await stream
     report = await check(ex, log, within=300.0 if FULL else 180.0)
