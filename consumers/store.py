@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -94,6 +94,17 @@ class PendingReceipt:
     origin: str
 
 
+SQLITE_IOERR = 10  # the primary result code; extended ones (disk full, short write) share it
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
 class BulletinStore:
     """One SQLite database file; not thread-safe (one owner thread)."""
 
@@ -108,15 +119,25 @@ class BulletinStore:
             raise SinkError(f"no store at {path}; has this agency's consumer run yet?")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            store = cls(conn, path)
+            store = cls(_connect(path), path)
             store._migrate()
         except (sqlite3.Error, OSError) as exc:
             raise SinkError(f"cannot open store {path}: {exc}") from exc
         return store
+
+    def _recover_from(self, exc: sqlite3.Error) -> None:
+        """After a failed write: no transaction left open, and after an I/O error (a full
+        disk) a fresh connection. One that met SQLITE_IOERR mid-WAL can keep answering
+        "disk I/O error" after space returned (seen: a consumer stuck until restarted)."""
+        with suppress(sqlite3.Error):
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != SQLITE_IOERR:
+            return
+        with suppress(sqlite3.Error):
+            self._conn.close()
+        with suppress(sqlite3.Error, OSError):
+            self._conn = _connect(self.path)
 
     def close(self) -> None:
         self._conn.close()
@@ -151,6 +172,7 @@ class BulletinStore:
                 raise
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._recover_from(exc)
             raise SinkError(f"store {self.path}: {exc}") from exc
 
     # -- writes -------------------------------------------------------------------------
