@@ -95,7 +95,10 @@ async def test_frozen_routers_and_broker_leave_no_anomaly(
             f"router thaw → routing resumed {each} s (bound {ROUTER_BOUND_S:.0f} s); broker "
             f"thaw → {broker_recovery:.1f} s (bound {BROKER_BOUND_S:.0f} s); {fenced} "
             f"transactions of thawed zombies fenced; decisions {dict(report.decisions)}",
-            report.ok and not log.failed,
+            report.ok
+            and not log.failed
+            and max(router_recovery) <= ROUTER_BOUND_S
+            and broker_recovery <= BROKER_BOUND_S,
         )
     )
     assert not log.failed, f"{len(log.failed)} publishes failed"
