@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from enlace.core.clock import MAX_FUTURE, MAX_PAST
+from enlace.core.clock import MAX_FUTURE, MAX_PAST, outside_window
 from enlace.core.errors import CodecError, SignatureError, ValidationError
 from schemas import headers as hdr
 from schemas.bulletin import BulletinEnvelope
@@ -190,9 +190,10 @@ def _origin_key_and_clock(
         return Refused(
             "revoked_key", f"key {signed.key_id!r} was not valid at issued_at {bulletin.issued_at}"
         )
-    if bulletin.issued_at > now + limits.max_future:
+    skew = outside_window(bulletin.issued_at, now, limits.max_future, limits.max_past)
+    if skew == "ahead":
         return Refused(CLOCK_SKEW, f"issued_at {bulletin.issued_at} is in the future")
-    if bulletin.issued_at < now - limits.max_past:
+    if skew == "behind":
         return Refused(CLOCK_SKEW, f"issued_at {bulletin.issued_at} is older than the window")
     return None
 

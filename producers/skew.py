@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from aiokafka.errors import InvalidTimestampError
 
-from enlace.core.clock import MAX_FUTURE, MAX_PAST
+from enlace.core.clock import MAX_FUTURE, MAX_PAST, outside_window
 from enlace.core.errors import ClockSkewRefused
 
 ISSUED_IN_FUTURE = "issued_in_future"
@@ -39,14 +39,15 @@ def issued_at_refusal(
 ) -> ClockSkewRefused | None:
     """The refusal the router's clock check (admission step 9) would make at ``now``, or None.
     Same bounds, same strictness: the publisher refuses exactly what the router would."""
-    if issued_at > now + window.max_future:
+    skew = outside_window(issued_at, now, window.max_future, window.max_past)
+    if skew == "ahead":
         return ClockSkewRefused(
             f"bulletin {bulletin_id}: issued_at {issued_at.isoformat()} is more than "
             f"{window.max_future} after this publisher's clock ({now.isoformat()}); "
             "the router would dead-letter it (clock_skew)",
             ISSUED_IN_FUTURE,
         )
-    if issued_at < now - window.max_past:
+    if skew == "behind":
         return ClockSkewRefused(
             f"bulletin {bulletin_id}: issued_at {issued_at.isoformat()} is more than "
             f"{window.max_past} before this publisher's clock ({now.isoformat()}); "

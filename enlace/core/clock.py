@@ -25,6 +25,22 @@ MAX_PAST = timedelta(days=7)
 MAX_DRILL_OFFSET_S = 366 * 86_400.0
 
 
+def outside_window(
+    issued_at: datetime,
+    now: datetime,
+    max_future: timedelta = MAX_FUTURE,
+    max_past: timedelta = MAX_PAST,
+) -> str | None:
+    """``"ahead"`` if ``issued_at`` is more than ``max_future`` after ``now``, ``"behind"`` if
+    more than ``max_past`` before it, else None: the one comparison the router's admission and
+    the publisher's refusal both make, so they cannot drift apart."""
+    if issued_at > now + max_future:
+        return "ahead"
+    if issued_at < now - max_past:
+        return "behind"
+    return None
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
