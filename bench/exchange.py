@@ -74,8 +74,10 @@ def build_exchange(
     *,
     agencies_file: Path = DEFAULT_AGENCIES,
     policy_file: Path = DEFAULT_POLICY,
+    key_age: timedelta = timedelta(days=1),
 ) -> Exchange:
-    """Write the renamed registry, policy and key directory into ``workdir`` (no network)."""
+    """Write the renamed registry, policy and key directory into ``workdir`` (no network).
+    Keys are valid from ``key_age`` ago: a back-dated history must verify at its times."""
     seed = Registry.load(agencies_file)
     registry = Registry(
         agencies=tuple(Agency(id=rename(a.id, token), name=a.name, country=a.country) for a in seed)
@@ -91,7 +93,7 @@ def build_exchange(
         rename_in_text(policy_file.read_text(encoding="utf-8"), seed.ids, token), encoding="utf-8"
     )
     policy = Policy.load(policy_out)
-    valid_from = datetime.now(UTC) - timedelta(days=1)
+    valid_from = datetime.now(UTC) - key_age
     keys = {a: AgencyKey.generate(a, valid_from=valid_from) for a in registry.ids}
     directory = KeyDirectory.from_keys(keys.values())
     keys_out = workdir / "keys.yaml"

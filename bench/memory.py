@@ -12,8 +12,9 @@ from pathlib import Path
 MIB = 1024 * 1024
 
 
-def rss_mib(pid: int | None) -> float | None:
-    """``VmRSS`` of ``pid`` in MiB (None if /proc cannot tell)."""
+def rss_mib(pid: int | None, field: str = "VmRSS") -> float | None:
+    """``VmRSS`` (or another ``kB`` ``field`` of /proc/PID/status) of ``pid`` in MiB (None if
+    /proc cannot tell)."""
     if pid is None:
         return None
     try:
@@ -21,10 +22,16 @@ def rss_mib(pid: int | None) -> float | None:
     except OSError:
         return None
     for line in status.splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             # The line reads e.g. "VmRSS:  123456 kB".
             return int(line.split()[1]) * 1024 / MIB
     return None
+
+
+def peak_rss_mib(pid: int | None) -> float | None:
+    """The kernel's high-water mark of ``pid``'s resident memory (``VmHWM``), in MiB: the
+    true peak, which samples every second can miss."""
+    return rss_mib(pid, "VmHWM")
 
 
 class RssSampler:

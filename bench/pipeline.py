@@ -42,7 +42,11 @@ def publisher(
 
 
 def router_child(
-    settings: KafkaSettings, exchange: Exchange, log_path: Path, profile_path: Path | None
+    settings: KafkaSettings,
+    exchange: Exchange,
+    log_path: Path,
+    profile_path: Path | None,
+    extra_env: dict[str, str] | None = None,
 ) -> Child:
     # Under the profiler the same command runs through a wrapper that profiles only after
     # SIGUSR1 (sent once the router routes), leaving its start-up catch-up out.
@@ -62,6 +66,7 @@ def router_child(
         # The router's production settings otherwise: INFO, JSON lines (to the log file).
         "ENLACE_LOG_LEVEL": "INFO",
         "ENLACE_LOG_FORMAT": "json",
+        **(extra_env or {}),
     }
     return Child("router", argv, log_path, env)
 

@@ -58,6 +58,8 @@ class BenchResult:
     problems: list[str] = field(default_factory=list)
     # The flood phase's figures as data (``--flood``); its rows are in ``rows`` too.
     flood: dict[str, Any] = field(default_factory=dict)
+    # The history phase's figures per size (``--history``); its rows are in ``rows`` too.
+    history: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         data = {
@@ -70,6 +72,8 @@ class BenchResult:
         }
         if self.flood:
             data["flood"] = self.flood
+        if self.history:
+            data["history"] = self.history
         return data
 
 
