@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install kafka-jars tools lint typecheck schemas-check test unit faults demo bench clean
+.PHONY: install kafka-jars tools lint typecheck schemas-check test unit faults demo bench bench-history clean
 
 install: $(STAMP)
 
@@ -65,6 +65,11 @@ demo: $(STAMP) kafka-jars
 
 bench: $(STAMP) kafka-jars
 	$(BIN)/python -m bench
+
+# Router start-up against a large trust history (issue 14); HISTORY_SIZES=100000 for a short run.
+HISTORY_SIZES ?= 100000,1000000
+bench-history: $(STAMP) kafka-jars
+	$(BIN)/python -m bench --history --history-sizes $(HISTORY_SIZES) --private-kafka
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -18,6 +18,7 @@ import structlog
 from bench import machine
 from bench.exchange import build_exchange, new_token
 from bench.flood import run_flood
+from bench.history_phase import SIZES, parse_sizes, run_history
 from bench.kafka_env import kafka_for_bench
 from bench.plan import Plan
 from bench.report import BenchResult, render
@@ -53,12 +54,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "other agencies' latency and the router's memory",
     )  # fmt: skip
     parser.add_argument("--flood-events", type=int, help="junk trust events of --flood")
+    parser.add_argument(
+        "--history", action="store_true",
+        help="run only the history phase: router start-up (time to the first release, "
+        "memory) against a large trust history, each size on a fresh private broker",
+    )  # fmt: skip
+    parser.add_argument(
+        "--history-sizes", default=",".join(str(s) for s in SIZES),
+        help="receipts (and as many audit releases) per history size, comma-separated "
+        "(default %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="JSON result path (default bench/results/)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.history:
+        return history(args)
     base = Plan.quick() if args.quick else Plan.standard()
     try:
         plan = base.with_overrides(
@@ -82,6 +95,31 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS_DIR / f"bench-{stamp}.json"
     out.write_text(json.dumps(result.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
     print(f"JSON written to {out}", file=sys.stderr)
+    sys.stdout.write(render(result))
+    return 1 if result.problems else 0
+
+
+def history(args: argparse.Namespace) -> int:
+    """``--history``: always on private brokers (a fresh one per size), whatever
+    ``--private-kafka`` says: the history must be the only data the router reads."""
+    try:
+        sizes = parse_sizes(args.history_sizes)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    check_c_extensions()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = RESULTS_DIR / f"bench-{stamp}-history.log"
+    progress = Progress()
+    progress(f"logs of this run: {log_path}")
+    with log_path.open("a", encoding="utf-8") as log_file:
+        route_logs(log_file)
+        result = run_history(sizes, progress, RESULTS_DIR, stamp)
+    out = args.out or RESULTS_DIR / f"bench-{stamp}-history.json"
+    out.write_text(json.dumps(result.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"JSON written to {out}", file=sys.stderr)
+    progress(f"total {progress.elapsed:.0f} s")
     sys.stdout.write(render(result))
     return 1 if result.problems else 0
 
