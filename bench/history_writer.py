@@ -135,15 +135,17 @@ def _job(job: tuple[str, int, Sequence[Any]]) -> tuple[str, list[Record]]:
     return topic, encode_audits(first, items) if topic == AUDIT else seal_events(items)
 
 
+def _chunks(topic: str, items: Sequence[Any]) -> Iterator[tuple[str, int, Sequence[Any]]]:
+    # A function, not a generator expression in the caller's loop: that would read the
+    # loop's variables when iterated, i.e. the last reporter's, for every stream.
+    for i in range(0, len(items), CHUNK):
+        yield topic, i, items[i : i + CHUNK]
+
+
 def jobs(history: History) -> Iterator[tuple[str, int, Sequence[Any]]]:
     """Pool tasks, each topic's in its order, topics interleaved (both in time order)."""
-    streams: list[Iterator[tuple[str, int, Sequence[Any]]]] = [
-        ((AUDIT, i, history.releases[i : i + CHUNK])
-         for i in range(0, len(history.releases), CHUNK))
-    ]  # fmt: skip
-    for reporter, events in history.events.items():
-        topic = receipts(reporter)
-        streams.append((topic, i, events[i : i + CHUNK]) for i in range(0, len(events), CHUNK))
+    streams = [_chunks(AUDIT, history.releases)]
+    streams += [_chunks(receipts(r), events) for r, events in history.events.items()]
     while streams:
         for stream in list(streams):
             item = next(stream, None)

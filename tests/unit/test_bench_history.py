@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -20,8 +21,9 @@ from bench.history import (
     plan_history,
 )
 from bench.history_phase import log_marks, parse_sizes
-from bench.history_writer import partition_of
+from bench.history_writer import jobs, partition_of
 from consumers.receipts import receipt_event_id
+from enlace.core.topics import AUDIT, receipts
 from schemas.vocab import ReleaseKind, TrustEventKind
 
 END = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -138,3 +140,12 @@ def test_parse_sizes() -> None:
     assert parse_sizes("100000,1_000_000") == (100_000, 1_000_000)
     with pytest.raises(ValueError, match="positive"):
         parse_sizes("0")
+
+
+def test_writer_jobs_cover_every_record_once(exchange: Exchange) -> None:
+    history = history_of(exchange, 12_000)
+    by_topic: dict[str, list[Any]] = {}
+    for topic, _first, items in jobs(history):
+        by_topic.setdefault(topic, []).extend(items)
+    assert by_topic.pop(AUDIT) == history.releases
+    assert by_topic == {receipts(r): events for r, events in history.events.items()}
