@@ -27,6 +27,7 @@ Pair = tuple[str, str]
 class Bucket:
     tokens: float
     as_of: float  # POSIX seconds
+    fresh: bool = False  # opened, no claim spent yet
 
     def at(self, ts: float, rate_per_day: float, burst: float) -> Bucket:
         if ts <= self.as_of:
@@ -44,10 +45,13 @@ class ClaimBudget:
         self._buckets: dict[Pair, Bucket] = {}
 
     def open(self, pair: Pair, at: float) -> None:
-        """Start the pair's bucket, empty, when the pair is first seen (a release or any
-        evidence): honest and eager claimers then accrue from the same moment."""
-        if pair not in self._buckets:
-            self._buckets[pair] = Bucket(0.0, at)
+        """Start the pair's bucket, empty, at the pair's first release: honest and eager
+        claimers then accrue from the same moment. Until a claim spends from it, an earlier
+        release read later moves the start back, so the start does not depend on the order
+        history is read in."""
+        current = self._buckets.get(pair)
+        if current is None or (current.fresh and at < current.as_of):
+            self._buckets[pair] = Bucket(0.0, at, fresh=True)
 
     def spend(self, pair: Pair, weight: float, at: float) -> float:
         """The fraction (0..1) of one claim of ``weight`` that counts at ``at``; spends it."""
@@ -64,3 +68,9 @@ class ClaimBudget:
         if current is None:
             return 0.0
         return current.at(at, self.rate_per_day, self.burst).tokens
+
+    def buckets(self) -> dict[Pair, Bucket]:
+        return dict(self._buckets)
+
+    def load(self, buckets: dict[Pair, Bucket]) -> None:
+        self._buckets = dict(buckets)

@@ -183,7 +183,8 @@ class PairEvidence:
         pos, neg, _ = decay.factors(base.as_of - at)
         i = _INDEX[cls]
         counts = list(base.counts)
-        counts[i] += amount * (pos if cls.positive else neg)
+        # A retraction (negative amount) may leave a rounding residue below zero.
+        counts[i] = max(0.0, counts[i] + amount * (pos if cls.positive else neg))
         return PairEvidence(base.as_of, tuple(counts), base.shared_out, base.shared_in)
 
     def with_release(self, *, outbound: bool, at: float, decay: Decay) -> PairEvidence:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from broker.claims import ClaimBudget
+from broker.claims import Bucket, ClaimBudget
 from broker.evidence import (
     Decay,
     Evidence,
@@ -64,11 +64,18 @@ class TrustLedger:
             amount = self._claims.spend(pair, self._claim_weights.get(evidence.cls, 1.0), at)
             if amount <= 0.0:
                 return 0.0
-        elif self._claims is not None:
-            self._claims.open(pair, at)
         current = self._pairs.get(pair) or PairEvidence.empty(at)
         self._pairs[pair] = current.with_evidence(evidence.cls, at, self._decay, amount)
         return amount
+
+    def retract(self, evidence: Evidence) -> None:
+        """Take back evidence added before (a missing receipt its late receipt replaces).
+        Never a claim: what the claim budget let through stays spent."""
+        pair = (evidence.originator, evidence.partner)
+        current = self._pairs.get(pair)
+        if current is not None and not evidence.cls.claim:
+            at = evidence.at.timestamp()
+            self._pairs[pair] = current.with_evidence(evidence.cls, at, self._decay, -1.0)
 
     def record_missing_receipt(
         self, originator: str, partner: str, at: datetime, bulletin_id: str | None = None
@@ -87,6 +94,17 @@ class TrustLedger:
         self._pairs[partner, originator] = back.with_release(
             outbound=False, at=ts, decay=self._decay
         )
+
+    def export(self) -> tuple[dict[Pair, PairEvidence], dict[Pair, Bucket]]:
+        """Every pair's evidence and claim bucket (for a snapshot)."""
+        buckets = self._claims.buckets() if self._claims is not None else {}
+        return dict(self._pairs), buckets
+
+    def load(self, pairs: dict[Pair, PairEvidence], buckets: dict[Pair, Bucket]) -> None:
+        """Replace the state with a snapshot's (see :meth:`export`)."""
+        self._pairs = dict(pairs)
+        if self._claims is not None:
+            self._claims.load(buckets)
 
     def evidence(self, originator: str, partner: str) -> PairEvidence | None:
         return self._pairs.get((originator, partner))

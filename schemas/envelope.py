@@ -57,11 +57,16 @@ def seal(bulletin: ThreatBulletin, key: AgencyKey, *, catalog: Catalog | None = 
 
 
 def seal_event(event: TrustEvent, key: AgencyKey, *, catalog: Catalog | None = None) -> Sealed:
-    """Encode and sign a trust event with the reporter's ``key``; the record key is the event id."""
+    """Encode and sign a trust event with the reporter's ``key``.
+
+    The record key is the subject: every event a reporter sends about one agency lands on one
+    partition, so the router folds them in the order they arrived however its read of the
+    topic's partitions interleaves (the claim budget depends on that order).
+    """
     _check_signer(key, event.reporter)
     value = encode_trust_event(event, catalog=catalog)
     headers = hdr.build(origin=event.reporter, key_id=key.key_id, sig=key.sign(value))
-    return Sealed(event.event_id.encode("ascii"), value, b"", headers)
+    return Sealed(event.subject.encode("ascii"), value, b"", headers)
 
 
 def tearline_value_of(

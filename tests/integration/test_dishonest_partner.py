@@ -186,7 +186,7 @@ async def test_evidence_is_dated_by_the_router_never_by_the_partner(
 
     assert meta.timestamp_type == 1, "receipts topics use LogAppendTime"
     [back] = await ex.read(
-        receipts(us), until=lambda f: len(f) >= 1, keep=lambda r: r.key == honest.key
+        receipts(us), until=lambda f: len(f) >= 1, keep=lambda r: r.value == honest.value
     )
     assert back.timestamp_type == 1
     assert abs(back.timestamp / 1000 - time.time()) < 60, "the broker's clock, not the writer's"

@@ -61,7 +61,7 @@ def test_feedback_counts_only_for_a_release_and_only_once() -> None:
     assert s.events_applied == 1
 
 
-def test_missing_receipt_after_the_deadline_and_no_second_penalty_when_it_comes_late() -> None:
+def test_missing_receipt_after_the_deadline_and_a_late_receipt_replaces_it() -> None:
     s = state()
     s.release(PA, CR, BID, T0)
     assert s.sweep(T0 + timedelta(minutes=59)) == 0
@@ -69,8 +69,25 @@ def test_missing_receipt_after_the_deadline_and_no_second_penalty_when_it_comes_
     assert s.sweep(T0 + timedelta(minutes=62)) == 0
     assert factor(s, "receipt_missing", T0 + timedelta(hours=2)) < 0
     late = fold(s, receipt(T0 + timedelta(hours=2)))
-    assert (late.outcome, late.reason) == (Outcome.IGNORED, "after_missing")
-    assert factor(s, "receipt_late", T0 + timedelta(hours=2)) == 0
+    assert late.outcome is Outcome.COUNTED
+    assert factor(s, "receipt_missing", T0 + timedelta(hours=2)) == 0
+    assert factor(s, "receipt_late", T0 + timedelta(hours=2)) < 0
+    # The same as if no sweep had run before the receipt was folded.
+    unswept = state()
+    unswept.release(PA, CR, BID, T0)
+    fold(unswept, receipt(T0 + timedelta(hours=2)))
+    unswept.sweep(T0 + timedelta(hours=2))
+    at = T0 + timedelta(hours=3)
+    assert s.score(PA, CR, POLICY, at).value == unswept.score(PA, CR, POLICY, at).value
+
+
+def test_an_on_time_receipt_read_after_the_sweep_still_counts_on_time() -> None:
+    s = state()
+    s.release(PA, CR, BID, T0)
+    assert s.sweep(T0 + timedelta(hours=5)) == 1  # the router lagged behind the receipts
+    fold(s, receipt(T0 + timedelta(minutes=5)), observed=T0 + timedelta(minutes=5))
+    assert factor(s, "receipt_missing", T0 + timedelta(hours=5)) == 0
+    assert factor(s, "receipt_on_time", T0 + timedelta(hours=5)) > 0
 
 
 def test_a_receipt_is_on_time_by_its_arrival_not_its_claimed_time() -> None:
