@@ -58,8 +58,8 @@ class RouterMetrics:
         )
         self.trust_bounds_hit = Counter(
             "enlace_router_trust_bounds_hit_total",
-            "Times a bound on trust state was reached (orphans, event_ids, claims, "
-            "deadletter_queue), by bound.",
+            "Times a bound on trust state was reached (orphans, orphan_age, event_ids, claims, "
+            "releases, deadletter_queue), by bound.",
             ["bound"],
             registry=r,
         )
@@ -109,6 +109,43 @@ class RouterMetrics:
             "enlace_router_trust_events_total",
             "Trust events applied, by kind.",
             ["kind"],
+            registry=r,
+        )
+        self.trust_remembered = Gauge(
+            "enlace_router_trust_remembered",
+            "What the trust state holds (releases, orphans, event_ids), by kind: each is "
+            "bounded (settings ENLACE_TRUST_*).",
+            ["kind"],
+            registry=r,
+        )
+        self.trust_start = Counter(
+            "enlace_router_trust_starts_total",
+            "How the trust state was built at start: from a snapshot ('snapshot'), or from "
+            "history because none was usable (none, format, fold_changed, key_revoked, "
+            "offsets, unreadable) or snapshots are off (disabled).",
+            ["source"],
+            registry=r,
+        )
+        self.trust_start_seconds = Gauge(
+            "enlace_router_trust_start_seconds",
+            "Seconds the last start spent building the trust state (snapshot load + tail).",
+            registry=r,
+        )
+        self.trust_snapshots = Counter(
+            "enlace_router_trust_snapshots_total",
+            "Trust snapshots this instance wrote, by outcome (written, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.trust_snapshot_bytes = Gauge(
+            "enlace_router_trust_snapshot_bytes",
+            "Size of the last trust snapshot this instance wrote or loaded (compressed).",
+            registry=r,
+        )
+        self.trust_snapshot_seconds = Histogram(
+            "enlace_router_trust_snapshot_seconds",
+            "Time to capture, encode and write one trust snapshot.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
         self.assigned = Gauge(

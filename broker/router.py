@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from datetime import timedelta
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from broker.admission import Limits
@@ -23,6 +24,7 @@ from broker.policy import Policy
 from broker.replay import SeenIndex, SeenLoader
 from broker.routing import RouterHandler, RoutingContext
 from broker.settings import RouterSettings
+from broker.trust_snapshots import TrustSnapshots
 from broker.trust_state import Folded, Outcome, TrustLimits, TrustState
 from broker.trust_view import RejectedEvent, TrustFeed
 from enlace.core import clients
@@ -71,6 +73,8 @@ class Router:
             max_future=limits.max_future,
             orphans_per_reporter=settings.trust_orphans_per_reporter,
             event_ids_per_reporter=settings.trust_event_ids_per_reporter,
+            release_memory=timedelta(days=settings.trust_release_memory_days),
+            releases_per_partner=settings.trust_releases_per_partner,
         )
         self.trust = TrustState(
             policy,
@@ -126,6 +130,18 @@ class Router:
             abort_ratio=settings.fault_abort_ratio,
             abort_seed=settings.fault_seed,
         )
+        # The snapshot writer's partition: the router group gives it to one instance at a time.
+        writer_partition = TopicPartition(outbound(min(registry.ids)), 0)
+        self.snapshots = TrustSnapshots(
+            settings,
+            self.trust,
+            self._trust_feed,
+            keys=keys,
+            registry=registry,
+            metrics=self.metrics,
+            is_writer=lambda: writer_partition in self.engine.assignment,
+            clock=clock,
+        )
         self.http = ServiceHttp(
             self.metrics.registry,
             host=settings.http_host,
@@ -158,8 +174,18 @@ class Router:
             await self._side_producer.start()
         except KafkaError as exc:
             raise KafkaUnavailable(f"cannot reach Kafka: {exc!r}") from exc
-        await self._trust_feed.start()
+        began = time.perf_counter()
+        resume = await self.snapshots.restore()
+        await self._trust_feed.start(resume)
         await self._trust_feed.catch_up()
+        self.metrics.trust_start_seconds.set(time.perf_counter() - began)
+        log.info(
+            "router_trust_ready",
+            seconds=round(time.perf_counter() - began, 3),
+            from_snapshot=resume is not None,
+            records=self._trust_feed.records_folded,
+            releases=self.trust.remembered_releases(),
+        )
         await self._seen_loader.start()
         await self.engine.start()
         self._tasks = [
@@ -167,6 +193,7 @@ class Router:
             asyncio.create_task(self._follow_trust(), name="router-trust"),
             asyncio.create_task(self._publish_scores(), name="router-scores"),
             asyncio.create_task(self._send_rejected(), name="router-trust-deadletters"),
+            asyncio.create_task(self.snapshots.run(), name="router-trust-snapshots"),
         ]
         self._ready = True
         log.info(
@@ -239,13 +266,21 @@ class Router:
             "trust_events": self.trust.events_applied,
             "trust_orphans": self.trust.orphans(),
             "trust_event_ids": self.trust.remembered_ids(),
+            "trust_releases": self.trust.remembered_releases(),
         }
 
     async def _follow_trust(self) -> None:
         while True:
             await self._trust_feed.poll(timeout_ms=500)
-            self.trust.sweep(self._clock())
+            # Up to the feed's watermark, not the clock: a receipt still unread is not missing.
+            mark = self._trust_feed.watermark(self._clock())
+            if mark is not None:
+                self.trust.sweep(mark)
             self.metrics.assigned.set(len(self.engine.assignment))
+            remembered = self.metrics.trust_remembered
+            remembered.labels("releases").set(self.trust.remembered_releases())
+            remembered.labels("orphans").set(self.trust.orphans())
+            remembered.labels("event_ids").set(self.trust.remembered_ids())
 
     async def _publish_scores(self) -> None:
         """Write the current matrix to the compacted trust-scores topic and the gauges."""

@@ -53,6 +53,7 @@ class RouterSettings(KafkaSettings):
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=8_388_608)
     max_future_seconds: float = Field(default=MAX_FUTURE.total_seconds(), ge=0)
     max_past_seconds: float = Field(default=MAX_PAST.total_seconds(), ge=60)
+    # How often the score matrix goes to enlace.trust.scores (not the state snapshots below).
     trust_snapshot_seconds: float = Field(default=5.0, gt=0)
     trust_event_max_past_seconds: float = Field(
         default=7 * 86_400.0,
@@ -64,6 +65,33 @@ class RouterSettings(KafkaSettings):
     )
     trust_event_ids_per_reporter: int = Field(
         default=20_000, ge=100, le=10_000_000, description="Event ids kept to drop duplicates."
+    )
+    trust_release_memory_days: float = Field(
+        default=30.0,
+        ge=1.0,
+        le=365.0,
+        description="How long a release is remembered for the feedback about it to count.",
+    )
+    trust_releases_per_partner: int = Field(
+        default=100_000, ge=100, le=10_000_000, description="Releases remembered per partner."
+    )
+    trust_state_snapshots: bool = Field(
+        default=True,
+        description="Start from the newest trust snapshot and write new ones (when this "
+        "instance owns the writer's partition); false: replay history at every start.",
+    )
+    trust_state_snapshot_seconds: float = Field(
+        default=300.0,
+        ge=1.0,
+        le=86_400.0,
+        description="Most time between two trust snapshots (while trust records arrive).",
+    )
+    trust_state_snapshot_records: int = Field(
+        default=200_000,
+        ge=100,
+        le=100_000_000,
+        description="Trust records folded since the last snapshot that trigger the next one "
+        "early: a restart replays at most about this many.",
     )
     trust_deadletter_queue: int = Field(
         default=1_000, ge=1, le=1_000_000, description="Rejected trust events awaiting send."

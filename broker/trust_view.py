@@ -1,8 +1,12 @@
 """The router's trust feed: every receipts topic and the audit topic, read as a global table by
 every router instance and folded into a :class:`broker.trust_state.TrustState`.
 
-Nothing here is committed anywhere: on restart the state is rebuilt from Kafka alone by
-reading both sources from the beginning (the audit topic from a horizon). No single record can
+Nothing here is committed anywhere: on restart the state is rebuilt from Kafka alone, from
+the newest trust snapshot (``broker.snapshots``) and the records after the offsets it covers
+(:meth:`TrustFeed.start` ``resume``), or, with no usable snapshot, by reading both sources from
+the beginning (the audit topic from a horizon). The feed knows, record by record, the offsets it
+has folded (:meth:`TrustFeed.positions`) and how far in time every receipt has been read
+(:meth:`TrustFeed.watermark`), which is what the state may be swept to. No single record can
 stop it: every step of folding a record (timestamp, headers, signature, decode, fold) runs
 inside error handling that rejects or counts the record and goes on.
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +54,9 @@ log = get_logger(__name__)
 RELEASED = frozenset({ReleaseKind.FULL.value, ReleaseKind.TEARLINE.value})
 CHUNK = 25  # records folded between two yields to the event loop (about 15 ms of CPU)
 FETCH_MAX = 1_000
+# How far behind the router's clock a caught-up partition's next record may still be dated
+# (the broker stamps receipts; its clock and the router's differ by a little).
+WATERMARK_GRACE = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +109,14 @@ class TrustFeed:
         self._live_share = live_share
         self._consumer: AIOKafkaConsumer | None = None
         self._live_from: dict[TopicPartition, int] = {}
+        # Per partition: the next offset to fold, and the time of the last record folded.
+        self._next: dict[TopicPartition, int] = {}
+        self._last_at: dict[TopicPartition, datetime] = {}
+        self.records_folded = 0
 
-    async def start(self) -> None:
+    async def start(self, resume: Mapping[tuple[str, int], int] | None = None) -> None:
+        """Assign every source partition and seek: to ``resume``'s offset where it names one
+        (a snapshot's), else to the beginning (the audit topic: to its horizon)."""
         layout = await partitions_of(self._settings, [self._audit_topic, *self._receipt_topics])
         partitions = [TopicPartition(t, p) for t, ids in layout.items() for p in ids]
         consumer = clients.consumer(self._settings, group_id=None)
@@ -111,9 +124,15 @@ class TrustFeed:
             await consumer.start()
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
-            await self._skip_old_audit(consumer, partitions)
+            covered = resume or {}
+            await self._skip_old_audit(
+                consumer, [tp for tp in partitions if (tp.topic, tp.partition) not in covered]
+            )
+            if resume is not None:
+                await self._resume(consumer, partitions, resume)
             # Records below these offsets are history, rebuilt at every start.
             self._live_from = dict(await consumer.end_offsets(partitions))
+            self._next = {tp: await consumer.position(tp) for tp in partitions}
         except KafkaError as exc:
             await close_consumer(consumer)
             raise BrokerError(f"trust feed could not start: {exc!r}") from exc
@@ -142,6 +161,48 @@ class TrustFeed:
             at = found.get(tp)
             consumer.seek(tp, at.offset if at is not None else ends[tp])
 
+    async def _resume(
+        self,
+        consumer: AIOKafkaConsumer,
+        partitions: list[TopicPartition],
+        resume: Mapping[tuple[str, int], int],
+    ) -> None:
+        begins = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            offset = resume.get((tp.topic, tp.partition))
+            if offset is None:
+                continue
+            if not begins[tp] <= offset <= ends[tp]:
+                # Retention or a recreated topic: the snapshot cannot say what was between.
+                raise BrokerError(
+                    f"snapshot offset {offset} of {tp.topic}/{tp.partition} is outside "
+                    f"[{begins[tp]}, {ends[tp]}]"
+                )
+            consumer.seek(tp, offset)
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The next offset to fold per source partition (what a snapshot covers)."""
+        return {(tp.topic, tp.partition): offset for tp, offset in self._next.items()}
+
+    def watermark(self, now: datetime) -> datetime | None:
+        """A time before which every receipt and release has been folded: the oldest last
+        record of a partition still behind, or (all caught up) ``now`` less a grace. None
+        until every partition has been fetched once."""
+        consumer = started(self._consumer, "trust feed")
+        low = now - WATERMARK_GRACE
+        for tp, offset in self._next.items():
+            stable = consumer.last_stable_offset(tp)
+            if stable is None:
+                return None
+            if offset >= stable:
+                continue
+            at = self._last_at.get(tp)
+            if at is None:
+                return None
+            low = min(low, at)
+        return low
+
     async def stop(self) -> None:
         if self._consumer is not None:
             await close_consumer(self._consumer)
@@ -151,11 +212,30 @@ class TrustFeed:
         """Read both sources to their current end (callers bound it with a timeout)."""
         consumer = started(self._consumer, "trust feed")
         ends = await consumer.end_offsets(list(consumer.assignment()))
+        # The releases first, then the events about them: read in that order, history folds
+        # as it did live (no receipt waits as an orphan; each claim budget starts at its
+        # pair's first release), whatever the interleaving of the partitions' fetches.
+        receipts = [tp for tp in ends if tp.topic != self._audit_topic]
+        consumer.pause(*receipts)
+        try:
+            await self._read_to(ends, [tp for tp in ends if tp.topic == self._audit_topic])
+        finally:
+            consumer.resume(*receipts)
+        await self._read_to(ends, list(ends))
+
+    async def _read_to(
+        self, ends: dict[TopicPartition, int], partitions: list[TopicPartition]
+    ) -> None:
+        consumer = started(self._consumer, "trust feed")
         while True:
-            behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
+            behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
             if not behind:
                 return
             await self.poll(timeout_ms=200, throttle=False)
+            # Forget as history is read, not after: memory stays what the bounds allow.
+            mark = self.watermark(self._clock())
+            if mark is not None:
+                self.state.sweep(mark)
 
     async def poll(self, timeout_ms: int = 500, *, throttle: bool = True) -> int:
         """Fetch and fold one batch; with ``throttle``, yield the loop between chunks."""
@@ -176,6 +256,10 @@ class TrustFeed:
 
     def apply(self, topic: str, record: ConsumerRecord[Any, Any], now: datetime) -> None:
         """Fold one record of any shape; never raises."""
+        tp = TopicPartition(topic, record.partition)
+        self._next[tp] = record.offset + 1
+        self._last_at[tp] = observed_at(record.timestamp, now)
+        self.records_folded += 1
         if topic == self._audit_topic:
             try:
                 self._apply_audit(record, now)

@@ -151,7 +151,12 @@ def router_bindings(router_prefix: str = DEFAULT_ROUTER_PREFIX) -> list[AclBindi
     pre, lit = PatternType.PREFIXED, PatternType.LITERAL
     inputs = [topics.OUTBOUND_PREFIX, topics.RECEIPTS_PREFIX]
     # Audit and seen ids are re-read at start; trust scores are read back by the router.
-    own_state = [topics.AUDIT, topics.ROUTER_SEEN, topics.TRUST_SCORES]
+    own_state = [
+        topics.AUDIT,
+        topics.ROUTER_SEEN,
+        topics.TRUST_SCORES,
+        topics.trust_snapshots_topic(router_prefix),
+    ]
     return [
         *_grant(who, ResourceType.TOPIC, pre, inputs, read),
         # Read on its group: the consumer group and send_offsets_to_transaction.
@@ -168,7 +173,7 @@ def operator_bindings() -> list[AclBinding]:
         user(OPERATOR_USER),
         ResourceType.TOPIC,
         PatternType.LITERAL,
-        [topics.AUDIT, topics.DEADLETTER, topics.TRUST_SCORES],
+        [topics.AUDIT, topics.DEADLETTER, topics.TRUST_SCORES, topics.trust_snapshots_topic()],
         (Operation.READ, Operation.DESCRIBE),
     )
 

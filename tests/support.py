@@ -200,7 +200,11 @@ async def build_exchange(
     directory = KeyDirectory.from_keys(keys.values())
     policy = Policy.model_validate({"agreements": agreements or []})
     specs = exchange_topics(
-        registry.ids, partitions=partitions, replication=replication, min_insync=min_insync
+        registry.ids,
+        partitions=partitions,
+        replication=replication,
+        min_insync=min_insync,
+        router_prefix=f"t{token}.router.",
     )
     await ensure_topics(settings, specs)
     exchange = MiniExchange(settings, registry, keys, directory, policy, token)

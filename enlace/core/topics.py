@@ -73,6 +73,18 @@ def router_transactional_id(topic: str, partition: int, prefix: str = ROUTER_PRE
     return f"{prefix}{topic}.{partition}"
 
 
+def trust_snapshots_topic(prefix: str = ROUTER_PREFIX) -> str:
+    """Snapshots of the router's trust state (broker/snapshots.py): a router starts from the
+    newest. Named by the router prefix, like the group: one exchange's routers, one topic."""
+    return f"{prefix}trust"
+
+
+def trust_snapshot_transactional_id(prefix: str = ROUTER_PREFIX) -> str:
+    """The one transactional id trust snapshots are written with: a router that takes the
+    writer's role fences whoever held it (no partition of any topic is named like this)."""
+    return f"{prefix}trust-snapshots"
+
+
 def consumer_group(agency: str, topic_prefix: str = "") -> str:
     """The partner consumer's group: one per agency (``topic_prefix`` namespaces tests)."""
     return f"{topic_prefix}{CONSUMER_GROUP_PREFIX}{agency}"
@@ -104,7 +116,12 @@ class TopicSpec:
 
 
 def exchange_topics(
-    agencies: Iterable[str], *, partitions: int, replication: int, min_insync: int
+    agencies: Iterable[str],
+    *,
+    partitions: int,
+    replication: int,
+    min_insync: int,
+    router_prefix: str = ROUTER_PREFIX,
 ) -> list[TopicSpec]:
     """Every topic docs/design.md names, for these agencies."""
     common = (("min.insync.replicas", str(min_insync)),)
@@ -155,6 +172,20 @@ def exchange_topics(
                 *common,
                 ("cleanup.policy", "compact,delete"),
                 ("retention.ms", str(SEEN_RETENTION_MS)),
+            ),
+        )
+    )
+    specs.append(
+        TopicSpec(
+            trust_snapshots_topic(router_prefix),
+            1,
+            replication,
+            (
+                *common,
+                ("cleanup.policy", "compact"),
+                ("min.cleanable.dirty.ratio", "0.1"),
+                # Roll hourly so the cleaner can drop superseded snapshots from closed segments.
+                ("segment.ms", str(3600 * 1000)),
             ),
         )
     )

@@ -66,8 +66,11 @@ def test_topic_names_follow_the_design() -> None:
     assert set(specs) == {
         "enlace.outbound.cr-msp", "enlace.feed.cr-msp", "enlace.receipts.cr-msp",
         "enlace.trust.scores", "enlace.audit", "enlace.deadletter", "enlace.router.seen",
+        "enlace.router.trust",
     }  # fmt: skip
     assert ("cleanup.policy", "compact") in specs["enlace.trust.scores"].configs
+    assert ("cleanup.policy", "compact") in specs["enlace.router.trust"].configs
+    assert specs["enlace.router.trust"].partitions == 1
     assert all(("min.insync.replicas", "2") in s.configs for s in specs.values())
     assert ("retention.ms", "-1") in specs["enlace.audit"].configs
     assert ("retention.ms", "-1") in specs["enlace.receipts.cr-msp"].configs

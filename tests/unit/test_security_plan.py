@@ -64,7 +64,7 @@ def test_every_topic_has_exactly_the_readers_and_writers_of_the_design_table(
     plan = acl_plan(agencies)
     everyone = [user(name) for name in principals(agencies)]
     specs = exchange = topics.exchange_topics(agencies, partitions=3, replication=1, min_insync=1)
-    assert len(specs) == 3 * len(agencies) + 4
+    assert len(specs) == 3 * len(agencies) + 5
     expected: dict[str, tuple[set[str], set[str]]] = {}
     for agency in agencies:
         expected[topics.outbound(agency)] = ({user(agency)}, {ROUTER})
@@ -74,6 +74,8 @@ def test_every_topic_has_exactly_the_readers_and_writers_of_the_design_table(
     expected[topics.DEADLETTER] = ({ROUTER}, {OPERATOR})
     expected[topics.TRUST_SCORES] = ({ROUTER}, {ROUTER, OPERATOR})
     expected[topics.ROUTER_SEEN] = ({ROUTER}, {ROUTER})
+    # Snapshots name released bulletins, as the audit does: the operator may read them.
+    expected[topics.trust_snapshots_topic()] = ({ROUTER}, {ROUTER, OPERATOR})
     for spec in exchange:
         want_writers, want_readers = expected[spec.name]
         assert writers(plan, spec.name, everyone) == want_writers, spec.name
@@ -94,7 +96,9 @@ def test_no_agency_reaches_another_agencys_topics(agencies: list[str]) -> None:
         # Its own outbound is write-only: no agency reads what any agency published.
         assert not allowed(plan, user(me), T, topics.outbound(me), Operation.READ)
         assert not allowed(plan, user(me), T, topics.feed(me), Operation.WRITE)
-        for topic in (topics.AUDIT, topics.DEADLETTER, topics.TRUST_SCORES, topics.ROUTER_SEEN):
+        own = (topics.AUDIT, topics.DEADLETTER, topics.TRUST_SCORES, topics.ROUTER_SEEN,
+               topics.trust_snapshots_topic())  # fmt: skip
+        for topic in own:
             assert not allowed(plan, user(me), T, topic, Operation.DESCRIBE)
         assert not any(
             b.resource_type is ResourceType.TRANSACTIONAL_ID
