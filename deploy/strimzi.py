@@ -261,6 +261,7 @@ def render(
         partitions=shape.partitions,
         replication=shape.replicas,
         min_insync=min(2, shape.replicas),
+        router_prefix=shape.router_prefix,
     )
     plan = acl_plan(ids, shape.router_prefix)
     return [
