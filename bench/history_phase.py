@@ -23,17 +23,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench import machine
 from bench.exchange import Exchange, build_exchange, new_token
 from bench.history import DAYS, History, plan_history
 from bench.history_writer import WORKERS, Written, write_history
 from bench.kafka_env import kafka_for_bench, topic_records
 from bench.memory import RssSampler, peak_rss_mib, rss_mib
-from bench.pipeline import Failures, publisher, router_child, wait_routed
-from bench.procs import tail
+from bench.pipeline import Failures, publisher, router_child
+from bench.procs import Child, tail
 from bench.report import BenchResult, Row
 from bench.run import Progress
-from bench.scrape import TrustCounters, metrics_url, read_trust
+from bench.scrape import TrustCounters, fetch, metrics_url, read_trust
 from bench.tracker import Tracker
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import AUDIT, ensure_topics, exchange_topics, feed
@@ -73,6 +75,29 @@ def log_marks(log_text: str, launched: float) -> dict[str, float]:
     return found
 
 
+def routed_line(log_text: str, bulletin_id: str) -> dict[str, Any] | None:
+    """The router's ``bulletin_routed`` log line for ``bulletin_id`` (its full / tearline /
+    withheld counts), or None before it was decided."""
+    for line in log_text.splitlines():
+        if bulletin_id in line and '"bulletin_routed"' in line:
+            try:
+                item: dict[str, Any] = json.loads(line)
+            except ValueError:
+                continue
+            return item
+    return None
+
+
+def scores_of(metrics_text: str, origin: str) -> dict[str, float]:
+    """``enlace_trust_score`` towards each partner of ``origin``, from a /metrics body."""
+    return {
+        sample.labels["partner"]: round(sample.value, 3)
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == "enlace_trust_score" and sample.labels.get("originator") == origin
+    }
+
+
 def label(size: int) -> str:
     return f"history {size:,} receipts + {size:,} audit" if size else "empty broker"
 
@@ -84,6 +109,8 @@ def mib(value: float | None) -> str:
 @dataclass
 class Startup:
     first_release_s: float | None
+    decision: dict[str, int]  # the bulletin's full / tearline / withheld partners
+    scores: dict[str, float]  # the origin's trust in each partner after the start-up
     marks: dict[str, float]
     rss_peak: float | None  # VmHWM
     rss_sampled_peak: float | None
@@ -94,8 +121,15 @@ class Startup:
 
     def note(self) -> str:
         marks = self.marks
-        text = f"first release {self.first_release_s:.1f} s after launch" if (
-            self.first_release_s is not None) else "NO RELEASE"  # fmt: skip
+        if self.first_release_s is not None:
+            text = f"first release {self.first_release_s:.1f} s after launch"
+        else:
+            text = "NO RELEASE"
+        if self.decision:
+            text += " (bulletin: " + ", ".join(f"{k} {v}" for k, v in self.decision.items())
+            if "bulletin_routed" in marks:
+                text += f", decided at {marks['bulletin_routed']:.1f} s"
+            text += ")"
         if "router_started" in marks:
             text += f"; log: router_started (trust caught up) at {marks['router_started']:.1f} s"
         if "router_assigned" in marks:
@@ -107,7 +141,33 @@ class Startup:
             text += f"; trust feed: {folded or 'nothing'}"
         if self.bounds:
             text += "; bounds hit: " + ", ".join(f"{k} {v:,}" for k, v in self.bounds.items())
+        if self.scores:
+            values = sorted(self.scores.values())
+            text += (f"; origin's scores after start: min {values[0]:.3f}, "
+                     f"max {values[-1]:.3f}")  # fmt: skip
         return text
+
+
+async def wait_decided(
+    tracker: Tracker, key: bytes, log: Path, router: Child, within: float
+) -> dict[str, Any] | None:
+    """Until the bulletin's release reaches a feed, or the router decided it and released it
+    to nobody (its log line says so: nothing will arrive); the log line, or None in time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    bulletin_id = key.decode("ascii")
+    while loop.time() < deadline:
+        router.check()
+        if await tracker.wait_for({key}, 0.5):
+            break
+        routed = await asyncio.to_thread(_routed, log, bulletin_id)
+        if routed is not None and not (routed.get("full") or routed.get("tearline")):
+            return routed
+    return await asyncio.to_thread(_routed, log, bulletin_id)
+
+
+def _routed(log: Path, bulletin_id: str) -> dict[str, Any] | None:
+    return routed_line(log.read_text(encoding="utf-8", errors="replace"), bulletin_id)
 
 
 async def measure_startup(
@@ -131,8 +191,9 @@ async def measure_startup(
             await failures.publish(pub, [bulletin])
             if failures.failed:
                 raise RuntimeError(f"the bulletin was not acknowledged: {failures.failed[0]}")
-            routed = await wait_routed(tracker, {key}, STARTUP_LIMIT_S, router)
-            first = tracker.arrived[key] - launched if routed else None
+            routed = await wait_decided(tracker, key, log, router, STARTUP_LIMIT_S)
+            arrived = tracker.arrived.get(key)
+            first = arrived - launched if arrived is not None else None
             at_release = rss_mib(router.pid)
             progress(f"first release after {first:.1f} s" if first else "no release in time")
             await asyncio.sleep(SETTLE_S)
@@ -141,11 +202,15 @@ async def measure_startup(
             text = log.read_text(encoding="utf-8", errors="replace")
             url = metrics_url(text)
             counters = await read_trust(url) if url else None
+            scores = scores_of(await asyncio.to_thread(fetch, url), origin) if url else {}
         finally:
             await sampler.stop()
             await router.stop(within=60)
-    return Startup(first, log_marks(text, launched_wall), peak, sampled, at_release, settled,
-                   *trust_figures(counters))  # fmt: skip
+    decision: dict[str, int] = {
+        k: int(routed[k]) for k in ("full", "tearline", "withheld") if routed and k in routed
+    }
+    return Startup(first, decision, scores, log_marks(text, launched_wall), peak, sampled,
+                   at_release, settled, *trust_figures(counters))  # fmt: skip
 
 
 def trust_figures(counters: TrustCounters | None) -> tuple[dict[str, int], dict[str, int]]:
@@ -187,14 +252,18 @@ async def one_size(
                            None, "", None, startup.note()))  # fmt: skip
     figures.update(
         audit_records=audit, first_release_seconds=startup.first_release_s,
+        decision=startup.decision, scores=startup.scores,
         log_marks=startup.marks, rss_peak_mib=startup.rss_peak,
         rss_sampled_peak_mib=startup.rss_sampled_peak,
         rss_at_release_mib=startup.rss_at_release, rss_settled_mib=startup.rss_settled,
         trust=startup.trust, bounds_hit=startup.bounds,
     )  # fmt: skip
     result.history[str(size)] = figures
-    if startup.first_release_s is None:
-        result.problems.append(f"{label(size)}: no release within {STARTUP_LIMIT_S:g} s; "
+    if startup.first_release_s is None and startup.decision:
+        result.problems.append(f"{label(size)}: the first bulletin was released to nobody "
+                               f"({startup.note().split('; ', 1)[0]})")  # fmt: skip
+    elif startup.first_release_s is None:
+        result.problems.append(f"{label(size)}: no decision within {STARTUP_LIMIT_S:g} s; "
                                f"router log: {tail(workdir / 'router.log', 5)}")  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from bench.history import (
     History,
     plan_history,
 )
-from bench.history_phase import log_marks, parse_sizes
+from bench.history_phase import log_marks, parse_sizes, routed_line, scores_of
 from bench.history_writer import jobs, partition_of
 from consumers.receipts import receipt_event_id
 from enlace.core.topics import AUDIT, receipts
@@ -149,3 +149,29 @@ def test_writer_jobs_cover_every_record_once(exchange: Exchange) -> None:
         by_topic.setdefault(topic, []).extend(items)
     assert by_topic.pop(AUDIT) == history.releases
     assert by_topic == {receipts(r): events for r, events in history.events.items()}
+
+
+def test_routed_line_finds_the_bulletins_decision() -> None:
+    text = "\n".join(
+        [
+            '{"event": "router_started", "timestamp": "2026-12-01T12:00:00Z"}',
+            (
+                '{"bulletin_id": "b-1", "full": 0, "tearline": 0, "withheld": 10, '
+                '"event": "bulletin_routed", "timestamp": "2026-12-01T12:00:01Z"}'
+            ),
+        ]
+    )
+    assert routed_line(text, "b-2") is None
+    found = routed_line(text, "b-1")
+    assert found is not None
+    assert found["withheld"] == 10
+
+
+def test_scores_of_reads_the_originators_gauges() -> None:
+    text = (
+        "# HELP enlace_trust_score Current directed trust score, originator towards partner.\n"
+        "# TYPE enlace_trust_score gauge\n"
+        'enlace_trust_score{originator="a",partner="b"} 0.7123\n'
+        'enlace_trust_score{originator="c",partner="a"} 0.5\n'
+    )
+    assert scores_of(text, "a") == {"b": 0.712}
