@@ -46,8 +46,15 @@ PARTITIONS = 3
 STARTUP_LIMIT_S = 3_600.0  # the router's own start-up timeout (default 120 s) for this phase
 SETTLE_S = 6.0  # after the first release: the first sweep and trust snapshot have run
 # Router log events worth a time since launch, in the order they happen.
-MARKS = ("router_revoked", "router_started", "replay_index_ready", "router_assigned",
-         "bulletin_routed")  # fmt: skip
+MARKS = ("router_revoked", "trust_snapshot_loaded", "trust_snapshot_refused",
+         "router_trust_ready", "router_started", "replay_index_ready", "router_assigned",
+         "bulletin_routed", "trust_snapshot_written")  # fmt: skip
+SNAPSHOT_WAIT_S = 600.0  # after the first start: until its first trust snapshot is written
+ROUTER_ENV = {
+    "ENLACE_STARTUP_TIMEOUT_SECONDS": str(STARTUP_LIMIT_S),
+    # A snapshot a few seconds after the start (the default waits 300 s, or 200,000 records).
+    "ENLACE_TRUST_STATE_SNAPSHOT_SECONDS": "5",
+}
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -118,6 +125,7 @@ class Startup:
     rss_settled: float | None
     trust: dict[str, int]
     bounds: dict[str, int]
+    snapshot: dict[str, Any] | None = None  # the trust_snapshot_written log line, if waited
 
     def note(self) -> str:
         marks = self.marks
@@ -125,6 +133,10 @@ class Startup:
             text = f"first release {self.first_release_s:.1f} s after launch"
         else:
             text = "NO RELEASE"
+        if "trust_snapshot_loaded" in marks:
+            text += f"; snapshot loaded at {marks['trust_snapshot_loaded']:.1f} s"
+        if "router_trust_ready" in marks:
+            text += f", trust ready at {marks['router_trust_ready']:.1f} s"
         if self.decision:
             text += " (bulletin: " + ", ".join(f"{k} {v}" for k, v in self.decision.items())
             if "bulletin_routed" in marks:
@@ -145,6 +157,11 @@ class Startup:
             values = sorted(self.scores.values())
             text += (f"; origin's scores after start: min {values[0]:.3f}, "
                      f"max {values[-1]:.3f}")  # fmt: skip
+        if self.snapshot:
+            snap = self.snapshot
+            text += (f"; then wrote a trust snapshot: {snap.get('bytes', 0):,} bytes, "
+                     f"{snap.get('releases', 0):,} releases, "
+                     f"{snap.get('seconds', 0):.2f} s")  # fmt: skip
         return text
 
 
@@ -170,13 +187,43 @@ def _routed(log: Path, bulletin_id: str) -> dict[str, Any] | None:
     return routed_line(log.read_text(encoding="utf-8", errors="replace"), bulletin_id)
 
 
+def snapshot_line(log_text: str) -> dict[str, Any] | None:
+    """The router's first ``trust_snapshot_written`` log line, or None."""
+    for line in log_text.splitlines():
+        if '"trust_snapshot_written"' in line:
+            try:
+                item: dict[str, Any] = json.loads(line)
+            except ValueError:
+                continue
+            return item
+    return None
+
+
+async def wait_snapshot(log: Path, router: Child, within: float) -> dict[str, Any] | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        router.check()
+        text = await asyncio.to_thread(log.read_text, encoding="utf-8", errors="replace")
+        found = snapshot_line(text)
+        if found is not None:
+            return found
+        await asyncio.sleep(0.5)
+    return None
+
+
 async def measure_startup(
-    settings: KafkaSettings, exchange: Exchange, workdir: Path, progress: Progress
+    settings: KafkaSettings,
+    exchange: Exchange,
+    workdir: Path,
+    progress: Progress,
+    *,
+    name: str = "router.log",
+    then_snapshot: bool = False,
 ) -> Startup:
     origin = exchange.origins[0]  # has "full" partners: its bulletin makes a feed record
-    log = workdir / "router.log"
-    router = router_child(settings, exchange, log, None,
-                          {"ENLACE_STARTUP_TIMEOUT_SECONDS": str(STARTUP_LIMIT_S)})  # fmt: skip
+    log = workdir / name
+    router = router_child(settings, exchange, log, None, ROUTER_ENV)
     feeds = [feed(a) for a in exchange.registry.ids]
     async with Tracker(settings, feeds) as tracker, publisher(settings, exchange, origin) as pub:
         bulletin = sample_bulletin(origin)
@@ -198,6 +245,11 @@ async def measure_startup(
             progress(f"first release after {first:.1f} s" if first else "no release in time")
             await asyncio.sleep(SETTLE_S)
             settled, peak = rss_mib(router.pid), peak_rss_mib(router.pid)
+            snapshot = None
+            if then_snapshot:
+                progress("waiting for the router's first trust snapshot")
+                snapshot = await wait_snapshot(log, router, SNAPSHOT_WAIT_S)
+                peak = peak_rss_mib(router.pid)
             sampled = await sampler.stop()
             text = log.read_text(encoding="utf-8", errors="replace")
             url = metrics_url(text)
@@ -210,7 +262,7 @@ async def measure_startup(
         k: int(routed[k]) for k in ("full", "tearline", "withheld") if routed and k in routed
     }
     return Startup(first, decision, scores, log_marks(text, launched_wall), peak, sampled,
-                   at_release, settled, *trust_figures(counters))  # fmt: skip
+                   at_release, settled, *trust_figures(counters), snapshot)  # fmt: skip
 
 
 def trust_figures(counters: TrustCounters | None) -> tuple[dict[str, int], dict[str, int]]:
@@ -226,7 +278,8 @@ async def one_size(
     exchange = build_exchange(workdir, token, key_age=timedelta(days=DAYS + 2))
     specs = exchange_topics(exchange.registry.ids, partitions=PARTITIONS,
                             replication=settings.topic_replication,
-                            min_insync=settings.topic_min_insync)  # fmt: skip
+                            min_insync=settings.topic_min_insync,
+                            router_prefix=exchange.router_prefix)  # fmt: skip
     await ensure_topics(settings, specs)
     figures: dict[str, Any] = {"size": size}
     if size:
@@ -247,9 +300,20 @@ async def one_size(
                                                        history.kinds().items()})  # fmt: skip
         del history
     audit = await topic_records(settings, AUDIT)
-    startup = await measure_startup(settings, exchange, workdir, progress)
-    result.rows.append(Row(f"Router start-up, {label(size)}", "launch → first release", 1,
-                           None, "", None, startup.note()))  # fmt: skip
+    startup = await measure_startup(settings, exchange, workdir, progress, then_snapshot=True)
+    result.rows.append(Row(f"Router start-up, {label(size)}, no snapshot (replays history)",
+                           "launch → first release", 1, None, "", None,
+                           startup.note()))  # fmt: skip
+    restart = await measure_startup(settings, exchange, workdir, progress,
+                                    name="router-restart.log")  # fmt: skip
+    result.rows.append(Row(f"Router restart, {label(size)}, from its trust snapshot",
+                           "launch → first release", 1, None, "", None,
+                           restart.note()))  # fmt: skip
+    figures["restart"] = {
+        "first_release_seconds": restart.first_release_s, "log_marks": restart.marks,
+        "rss_peak_mib": restart.rss_peak, "trust": restart.trust, "decision": restart.decision,
+        "snapshot": startup.snapshot,
+    }  # fmt: skip
     figures.update(
         audit_records=audit, first_release_seconds=startup.first_release_s,
         decision=startup.decision, scores=startup.scores,
@@ -296,9 +360,10 @@ def run_history(
             except Exception as exc:  # noqa: BLE001 - a failed size still reports the others
                 result.problems.append(f"{label(size)}: stopped early: {exc!r}")
             finally:
-                router_log = workdir / "router.log"
-                if router_log.exists():
-                    target = results_dir / f"bench-{stamp}-history-{size}-router.log"
-                    target.write_bytes(router_log.read_bytes())
+                for name in ("router.log", "router-restart.log"):
+                    router_log = workdir / name
+                    if router_log.exists():
+                        target = results_dir / f"bench-{stamp}-history-{size}-{name}"
+                        target.write_bytes(router_log.read_bytes())
     result.machine["load average at end"] = machine.load_average()
     return result

@@ -151,6 +151,7 @@ class Run:
             partitions=plan.partitions,
             replication=s.topic_replication,
             min_insync=s.topic_min_insync,
+            router_prefix=self.exchange.router_prefix,
         )
         specs += [
             TopicSpec(name, plan.partitions, s.topic_replication, common)

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from broker.admission import Limits
+from broker.catch_up import CatchUpLog
 from broker.engine import TransactionalEngine
 from broker.metrics import RouterMetrics
 from broker.outputs import Source, dead_letter
@@ -152,15 +153,20 @@ class Router:
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
         self._stop_requested = asyncio.Event()
+        self._deadline: asyncio.Timeout | None = None
 
     async def start(self) -> None:
+        """Start everything; the start-up timeout bounds each step, and while the trust state
+        is read from history it restarts at every fetch that makes progress (a long history
+        is slow, not stuck)."""
+        limit = self.settings.startup_timeout_seconds
         try:
-            async with asyncio.timeout(self.settings.startup_timeout_seconds):
+            async with asyncio.timeout(limit) as self._deadline:
                 await self._start()
         except TimeoutError as exc:
             await self.stop()
             raise KafkaUnavailable(
-                f"router not ready within {self.settings.startup_timeout_seconds:.0f}s; "
+                f"router not ready: no progress within {limit:.0f}s; "
                 f"is Kafka up at {self.settings.kafka_bootstrap} and are topics created?"
             ) from exc
         except BaseException:
@@ -177,7 +183,7 @@ class Router:
         began = time.perf_counter()
         resume = await self.snapshots.restore()
         await self._trust_feed.start(resume)
-        await self._trust_feed.catch_up()
+        await self._trust_feed.catch_up(CatchUpLog(self._deadline, self.settings))
         self.metrics.trust_start_seconds.set(time.perf_counter() - began)
         log.info(
             "router_trust_ready",

@@ -37,6 +37,7 @@ from enlace.core.closing import close_consumer, close_producer
 from enlace.core.errors import BrokerError, ValidationError, started
 from enlace.core.logs import get_logger
 from enlace.core.settings import KafkaSettings
+from enlace.core.topics import partitions_of
 
 log = get_logger(__name__)
 
@@ -134,6 +135,7 @@ async def read_newest(settings: KafkaSettings, topic: str) -> StoredSnapshot | N
     Raises :class:`ValidationError` when the newest manifest's chunks do not add up (the
     caller then replays history) and :class:`BrokerError` when the topic cannot be read.
     """
+    await partitions_of(settings, [topic])  # a missing topic: BrokerError now, not a timeout
     consumer = clients.consumer(settings, group_id=None)
     tp = TopicPartition(topic, 0)
     try:

@@ -77,6 +77,17 @@ def observed_at(timestamp_ms: int, now: datetime) -> datetime:
     return min(at, now)
 
 
+@dataclass(slots=True)
+class _Progress:
+    report: Callable[[int, int], None]
+    total: int
+    read: int = 0
+
+    def add(self, records: int) -> None:
+        self.read += records
+        self.report(self.read, self.total)
+
+
 class TrustFeed:
     """Reads the receipts topics and the audit topic into a :class:`TrustState`."""
 
@@ -208,30 +219,38 @@ class TrustFeed:
             await close_consumer(self._consumer)
             self._consumer = None
 
-    async def catch_up(self) -> None:
-        """Read both sources to their current end (callers bound it with a timeout)."""
+    async def catch_up(self, on_progress: Callable[[int, int], None] = lambda _d, _t: None) -> None:
+        """Read both sources to their current end (callers bound it with a timeout);
+        ``on_progress(read, total)`` after every fetch, in records of this catch-up."""
         consumer = started(self._consumer, "trust feed")
         ends = await consumer.end_offsets(list(consumer.assignment()))
         # The releases first, then the events about them: read in that order, history folds
         # as it did live (no receipt waits as an orphan; each claim budget starts at its
         # pair's first release), whatever the interleaving of the partitions' fetches.
         receipts = [tp for tp in ends if tp.topic != self._audit_topic]
+        starts = {tp: await consumer.position(tp) for tp in ends}
+        total = sum(max(0, end - starts[tp]) for tp, end in ends.items())
+        progress = _Progress(on_progress, total)
         consumer.pause(*receipts)
         try:
-            await self._read_to(ends, [tp for tp in ends if tp.topic == self._audit_topic])
+            audit = [tp for tp in ends if tp.topic == self._audit_topic]
+            await self._read_to(ends, audit, progress)
         finally:
             consumer.resume(*receipts)
-        await self._read_to(ends, list(ends))
+        await self._read_to(ends, list(ends), progress)
 
     async def _read_to(
-        self, ends: dict[TopicPartition, int], partitions: list[TopicPartition]
+        self,
+        ends: dict[TopicPartition, int],
+        partitions: list[TopicPartition],
+        progress: _Progress,
     ) -> None:
         consumer = started(self._consumer, "trust feed")
         while True:
             behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
             if not behind:
                 return
-            await self.poll(timeout_ms=200, throttle=False)
+            progress.add(await self.poll(timeout_ms=200, throttle=False))
             # Forget as history is read, not after: memory stays what the bounds allow.
             mark = self.watermark(self._clock())
             if mark is not None:

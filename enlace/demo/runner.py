@@ -144,6 +144,7 @@ class Demo:
                 partitions=self.settings.topic_partitions,
                 replication=self.settings.topic_replication,
                 min_insync=self.settings.topic_min_insync,
+                router_prefix=self.options.router_prefix,
             ),
         )
         self._keys = agency_keys(self.registry, state_dir / "keys")
