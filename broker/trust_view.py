@@ -57,6 +57,8 @@ FETCH_MAX = 1_000
 # How far behind the router's clock a caught-up partition's next record may still be dated
 # (the broker stamps receipts; its clock and the router's differ by a little).
 WATERMARK_GRACE = timedelta(seconds=10)
+# While history is read: how far the audit topic may run ahead of the receipts (in record time).
+AUDIT_LEAD = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,40 +223,51 @@ class TrustFeed:
 
     async def catch_up(self, on_progress: Callable[[int, int], None] = lambda _d, _t: None) -> None:
         """Read both sources to their current end (callers bound it with a timeout);
-        ``on_progress(read, total)`` after every fetch, in records of this catch-up."""
+        ``on_progress(read, total)`` after every fetch, in records of this catch-up.
+
+        History is read in time order across partitions (:meth:`_pace`): the releases a
+        little ahead of the events about them, as they happened live, so no receipt waits
+        as an orphan and every bound and sweep meets the records as it did live, and memory
+        holds what the live state holds, whatever the fetches' interleaving.
+        """
         consumer = started(self._consumer, "trust feed")
         ends = await consumer.end_offsets(list(consumer.assignment()))
-        # The releases first, then the events about them: read in that order, history folds
-        # as it did live (no receipt waits as an orphan; each claim budget starts at its
-        # pair's first release), whatever the interleaving of the partitions' fetches.
-        receipts = [tp for tp in ends if tp.topic != self._audit_topic]
         starts = {tp: await consumer.position(tp) for tp in ends}
-        total = sum(max(0, end - starts[tp]) for tp, end in ends.items())
-        progress = _Progress(on_progress, total)
-        consumer.pause(*receipts)
+        progress = _Progress(on_progress, sum(max(0, e - starts[tp]) for tp, e in ends.items()))
+        paused: set[TopicPartition] = set()
         try:
-            audit = [tp for tp in ends if tp.topic == self._audit_topic]
-            await self._read_to(ends, audit, progress)
+            while True:
+                behind = [tp for tp in ends if await consumer.position(tp) < ends[tp]]
+                if not behind:
+                    return
+                wanted = self._pace(behind)
+                if wanted != paused:
+                    consumer.resume(*(paused - wanted))
+                    consumer.pause(*(wanted - paused))
+                    paused = wanted
+                progress.add(await self.poll(timeout_ms=200, throttle=False))
+                # Forget as history is read, not after: memory stays what the bounds allow.
+                mark = self.watermark(self._clock())
+                if mark is not None:
+                    self.state.sweep(mark)
         finally:
-            consumer.resume(*receipts)
-        await self._read_to(ends, list(ends), progress)
+            consumer.resume(*paused)
 
-    async def _read_to(
-        self,
-        ends: dict[TopicPartition, int],
-        partitions: list[TopicPartition],
-        progress: _Progress,
-    ) -> None:
-        consumer = started(self._consumer, "trust feed")
-        while True:
-            behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
-            if not behind:
-                return
-            progress.add(await self.poll(timeout_ms=200, throttle=False))
-            # Forget as history is read, not after: memory stays what the bounds allow.
-            mark = self.watermark(self._clock())
-            if mark is not None:
-                self.state.sweep(mark)
+    def _pace(self, behind: list[TopicPartition]) -> set[TopicPartition]:
+        """The partitions to hold back: a receipts partition that has read as far in time as
+        the audit topic, an audit partition more than ``AUDIT_LEAD`` ahead of the receipts."""
+        never = datetime.min.replace(tzinfo=UTC)
+        audit = [tp for tp in behind if tp.topic == self._audit_topic]
+        events = [tp for tp in behind if tp.topic != self._audit_topic]
+        audit_at = min((self._last_at.get(tp, never) for tp in audit), default=None)
+        events_at = min((self._last_at.get(tp, never) for tp in events), default=None)
+        held: set[TopicPartition] = set()
+        if audit_at is not None:
+            held.update(tp for tp in events if self._last_at.get(tp, never) >= audit_at)
+        if events_at is not None and events_at > never:
+            lead = events_at + AUDIT_LEAD
+            held.update(tp for tp in audit if self._last_at.get(tp, never) > lead)
+        return held
 
     async def poll(self, timeout_ms: int = 500, *, throttle: bool = True) -> int:
         """Fetch and fold one batch; with ``throttle``, yield the loop between chunks."""
