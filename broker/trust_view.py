@@ -25,8 +25,10 @@ other agencies' bulletins a bounded share of the event loop.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,8 +59,6 @@ FETCH_MAX = 1_000
 # How far behind the router's clock a caught-up partition's next record may still be dated
 # (the broker stamps receipts; its clock and the router's differ by a little).
 WATERMARK_GRACE = timedelta(seconds=10)
-# While history is read: how far the audit topic may run ahead of the receipts (in record time).
-AUDIT_LEAD = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +77,62 @@ def observed_at(timestamp_ms: int, now: datetime) -> datetime:
     except (OverflowError, OSError, ValueError):
         return now  # a timestamp no calendar holds: only the router's own clock is left
     return min(at, now)
+
+
+class _Merge:
+    """Per-partition buffers of fetched history, released in record-time order."""
+
+    BUFFER = 1_000  # records buffered per partition before it waits for the others
+
+    def __init__(self, audit_topic: str) -> None:
+        self._audit_topic = audit_topic
+        self._buffers: dict[TopicPartition, deque[ConsumerRecord[Any, Any]]] = {}
+        self._last_ms: dict[TopicPartition, int] = {}  # the last fetched record's timestamp
+
+    def add(self, batch: Mapping[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        for tp, records in batch.items():
+            if records:
+                self._buffers.setdefault(tp, deque()).extend(records)
+                self._last_ms[tp] = records[-1].timestamp
+
+    def empty(self) -> bool:
+        return not any(self._buffers.values())
+
+    def full(self, unfetched: set[TopicPartition]) -> set[TopicPartition]:
+        return {tp for tp in unfetched if len(self._buffers.get(tp, ())) >= self.BUFFER}
+
+    def ready(
+        self, unfetched: set[TopicPartition]
+    ) -> Iterator[tuple[str, ConsumerRecord[Any, Any]]]:
+        """Buffered records in time order (releases first at equal times), up to the earliest
+        record a partition still to be fetched, with nothing buffered, may hold."""
+        bounds = [self._floor(tp) for tp in unfetched if not self._buffers.get(tp)]
+        bound = min(bounds, default=None)
+        heads = [
+            (buffer[0].timestamp, tp.topic != self._audit_topic, tp.topic, tp.partition)
+            for tp, buffer in self._buffers.items()
+            if buffer
+        ]
+        heapq.heapify(heads)
+        while heads:
+            at, receipt, topic, partition = heads[0]
+            if bound is not None and (at, receipt) > bound:
+                return
+            tp = TopicPartition(topic, partition)
+            buffer = self._buffers[tp]
+            yield topic, buffer.popleft()
+            if buffer:
+                heapq.heapreplace(heads, (buffer[0].timestamp, receipt, topic, partition))
+            else:
+                heapq.heappop(heads)
+                if tp in unfetched:
+                    # Its next record may come before any other head: fetch it first.
+                    floor = self._floor(tp)
+                    bound = floor if bound is None else min(bound, floor)
+
+    def _floor(self, tp: TopicPartition) -> tuple[int, bool]:
+        """The least (time, kind) the next record of ``tp`` can have (in time order)."""
+        return self._last_ms.get(tp, -1), tp.topic != self._audit_topic
 
 
 @dataclass(slots=True)
@@ -225,49 +281,46 @@ class TrustFeed:
         """Read both sources to their current end (callers bound it with a timeout);
         ``on_progress(read, total)`` after every fetch, in records of this catch-up.
 
-        History is read in time order across partitions (:meth:`_pace`): the releases a
-        little ahead of the events about them, as they happened live, so no receipt waits
-        as an orphan and every bound and sweep meets the records as it did live, and memory
-        holds what the live state holds, whatever the fetches' interleaving.
+        History is folded in time order across all partitions (a merge of per-partition
+        buffers by record timestamp, releases before events at the same millisecond): as it
+        happened live, so a receipt finds its release, and every bound and sweep meets the
+        records as it did live, whatever the fetches' interleaving. A record is folded once
+        no partition still to be fetched can hold an earlier one (each partition is in time
+        order); partitions with enough buffered wait, so the others are fetched.
         """
         consumer = started(self._consumer, "trust feed")
         ends = await consumer.end_offsets(list(consumer.assignment()))
         starts = {tp: await consumer.position(tp) for tp in ends}
         progress = _Progress(on_progress, sum(max(0, e - starts[tp]) for tp, e in ends.items()))
+        merge = _Merge(self._audit_topic)
         paused: set[TopicPartition] = set()
         try:
             while True:
-                behind = [tp for tp in ends if await consumer.position(tp) < ends[tp]]
-                if not behind:
+                unfetched = {tp for tp in ends if await consumer.position(tp) < ends[tp]}
+                if not unfetched and merge.empty():
                     return
-                wanted = self._pace(behind)
+                wanted = merge.full(unfetched)
                 if wanted != paused:
                     consumer.resume(*(paused - wanted))
                     consumer.pause(*(wanted - paused))
                     paused = wanted
-                progress.add(await self.poll(timeout_ms=200, throttle=False))
+                if unfetched:
+                    batch = await consumer.getmany(timeout_ms=200, max_records=FETCH_MAX)
+                    merge.add(batch)
+                    unfetched = {tp for tp in ends if await consumer.position(tp) < ends[tp]}
+                now = self._clock()
+                folded = 0
+                for topic, record in merge.ready(unfetched):
+                    self.apply(topic, record, now)
+                    folded += 1
+                progress.add(folded)
                 # Forget as history is read, not after: memory stays what the bounds allow.
-                mark = self.watermark(self._clock())
+                mark = self.watermark(now)
                 if mark is not None:
                     self.state.sweep(mark)
+                await asyncio.sleep(0)
         finally:
             consumer.resume(*paused)
-
-    def _pace(self, behind: list[TopicPartition]) -> set[TopicPartition]:
-        """The partitions to hold back: a receipts partition that has read as far in time as
-        the audit topic, an audit partition more than ``AUDIT_LEAD`` ahead of the receipts."""
-        never = datetime.min.replace(tzinfo=UTC)
-        audit = [tp for tp in behind if tp.topic == self._audit_topic]
-        events = [tp for tp in behind if tp.topic != self._audit_topic]
-        audit_at = min((self._last_at.get(tp, never) for tp in audit), default=None)
-        events_at = min((self._last_at.get(tp, never) for tp in events), default=None)
-        held: set[TopicPartition] = set()
-        if audit_at is not None:
-            held.update(tp for tp in events if self._last_at.get(tp, never) >= audit_at)
-        if events_at is not None and events_at > never:
-            lead = events_at + AUDIT_LEAD
-            held.update(tp for tp in audit if self._last_at.get(tp, never) > lead)
-        return held
 
     async def poll(self, timeout_ms: int = 500, *, throttle: bool = True) -> int:
         """Fetch and fold one batch; with ``throttle``, yield the loop between chunks."""

@@ -1,55 +1,55 @@
-"""Reading history in time order: which partitions the trust feed holds back, and never all."""
+"""Reading history in time order: the trust feed's merge of per-partition buffers."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.policy import Policy
-from broker.trust_state import TrustState
-from broker.trust_view import AUDIT_LEAD, TrustFeed
-from enlace.core.settings import KafkaSettings
+from broker.trust_view import _Merge
 from enlace.core.topics import AUDIT
-from schemas.key_directory import KeyDirectory
 
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
-AUDIT_TPS = [TopicPartition(AUDIT, p) for p in range(3)]
-EVENT_TPS = [TopicPartition("enlace.receipts.cr-msp", p) for p in range(3)]
-
-
-def feed() -> TrustFeed:
-    state = TrustState(Policy.model_validate({}))
-    return TrustFeed(
-        KafkaSettings(), state, KeyDirectory(), receipt_topics=["enlace.receipts.cr-msp"]
-    )
+RECEIPTS = "enlace.receipts.cr-msp"
+TPS = [TopicPartition(AUDIT, 0), TopicPartition(AUDIT, 1),
+       TopicPartition(RECEIPTS, 0), TopicPartition(RECEIPTS, 1)]  # fmt: skip
 
 
-def test_receipts_wait_for_the_audit_topic_to_start_and_then_follow_it() -> None:
-    f = feed()
-    behind = AUDIT_TPS + EVENT_TPS
-    assert f._pace(behind) == set(EVENT_TPS)
-    f._last_at.update(dict.fromkeys(AUDIT_TPS, T0))
-    f._last_at[EVENT_TPS[0]] = T0 + timedelta(minutes=1)
-    assert f._pace(behind) == {EVENT_TPS[0]}
-    f._last_at.update(dict.fromkeys(EVENT_TPS, T0 - 2 * AUDIT_LEAD))
-    assert f._pace(behind) == set(AUDIT_TPS)
+@dataclass(frozen=True)
+class FakeRecord:
+    timestamp: int
+    offset: int
 
 
-offsets = st.one_of(st.none(), st.integers(-10_000, 10_000))
+logs = st.lists(st.lists(st.integers(0, 50), max_size=12).map(sorted), min_size=4, max_size=4)
 
 
-@given(st.lists(offsets, min_size=6, max_size=6), st.lists(st.booleans(), min_size=6, max_size=6))
-def test_never_every_partition_behind_is_held(times: list[int | None], behind: list[bool]) -> None:
-    f = feed()
-    tps = AUDIT_TPS + EVENT_TPS
-    for tp, minutes in zip(tps, times, strict=True):
-        if minutes is not None:
-            f._last_at[tp] = T0 + timedelta(minutes=minutes)
-    lagging = [tp for tp, b in zip(tps, behind, strict=True) if b]
-    held = f._pace(lagging)
-    assert held <= set(lagging)
-    if lagging:
-        assert held != set(lagging), "reading would stop"
+@given(logs, st.lists(st.tuples(st.integers(0, 3), st.integers(1, 5)), max_size=60))
+def test_records_come_out_in_time_order_however_fetches_interleave(
+    partitions: list[list[int]], fetches: list[tuple[int, int]]
+) -> None:
+    merge = _Merge(AUDIT)
+    fetched = [0] * len(TPS)
+    out: list[tuple[int, bool]] = []
+
+    def unfetched() -> set[TopicPartition]:
+        return {tp for i, tp in enumerate(TPS) if fetched[i] < len(partitions[i])}
+
+    def fetch(i: int, n: int) -> None:
+        chunk = partitions[i][fetched[i] : fetched[i] + n]
+        merge.add({TPS[i]: [FakeRecord(t, fetched[i] + k) for k, t in enumerate(chunk)]})
+        fetched[i] += len(chunk)
+
+    def drain() -> None:
+        out.extend((r.timestamp, topic != AUDIT) for topic, r in merge.ready(unfetched()))
+
+    for i, n in fetches:
+        fetch(i, n)
+        drain()
+    while unfetched() or not merge.empty():
+        for i in range(len(TPS)):  # the feed keeps fetching until every partition is read
+            fetch(i, 3)
+        drain()
+    assert len(out) == sum(len(p) for p in partitions)
+    assert out == sorted(out), "folded out of time order"
