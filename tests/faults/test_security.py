@@ -109,6 +109,7 @@ async def test_agency_reads_only_its_own_feed_and_sees_only_its_topics(
         topics.AUDIT,
         topics.DEADLETTER,
         topics.TRUST_SCORES,
+        topics.trust_snapshots_topic(),
     }
 
 
