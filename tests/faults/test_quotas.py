@@ -171,4 +171,8 @@ async def test_a_flooding_agency_is_throttled_and_the_others_keep_their_latency(
         f"{flooded_p99 * 1e3:.1f} ms"
     )
     assert written <= allowed, f"{written} bytes in {elapsed:.1f}s: not throttled"
-    assert flooded_p99 <= 2 * quiet_p99, (quiet_p99, flooded_p99)
+    # p95, not p99: of 60 probes p99 is the single slowest, and one GC pause or CI neighbour
+    # decides it (a CI run saw quiet 235 ms vs flooded 535 ms, the next run 292 vs 102 ms);
+    # a starved exchange moves the 3rd-slowest probe as surely.
+    quiet_p95, flooded_p95 = percentile(quiet, 95), percentile(flooded, 95)
+    assert flooded_p95 <= 2 * quiet_p95, (quiet_p95, flooded_p95, quiet_p99, flooded_p99)
