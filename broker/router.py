@@ -278,10 +278,7 @@ class Router:
     async def _follow_trust(self) -> None:
         while True:
             await self._trust_feed.poll(timeout_ms=500)
-            # Up to the feed's watermark, not the clock: a receipt still unread is not missing.
-            mark = self._trust_feed.watermark(self._clock())
-            if mark is not None:
-                self.trust.sweep(mark)
+            self._trust_feed.sweep(self._clock())
             self.metrics.assigned.set(len(self.engine.assignment))
             remembered = self.metrics.trust_remembered
             remembered.labels("releases").set(self.trust.remembered_releases())

@@ -114,9 +114,9 @@ def trusted_keys(keys: KeyDirectory) -> dict[str, tuple[int, int | None]]:
 
 def capture(state: TrustState, offsets: Offsets, keys: KeyDirectory, now: datetime) -> TrustImage:
     """The state as it is (synchronous: no record can be folded halfway through)."""
-    agencies = sorted(_agencies_in(state))
-    index = {a: i for i, a in enumerate(agencies)}
     pairs, buckets = state.ledger.export()
+    agencies = sorted(_agencies_in(state, [*pairs, *buckets]))
+    index = {a: i for i, a in enumerate(agencies)}
     releases = []
     for order in state.release_order.values():
         for key in order:
@@ -155,9 +155,8 @@ def capture(state: TrustState, offsets: Offsets, keys: KeyDirectory, now: dateti
     return TrustImage(now, basis, dict(offsets), trusted_keys(keys), body)
 
 
-def _agencies_in(state: TrustState) -> set[str]:
-    pairs, buckets = state.ledger.export()
-    found = {a for pair in (*pairs, *buckets) for a in pair}
+def _agencies_in(state: TrustState, pairs: list[tuple[str, str]]) -> set[str]:
+    found = {a for pair in pairs for a in pair}
     found.update(a for key in state.releases for a in key[:2])
     found.update(state.event_ids)
     for waiting in state.orphans_by_reporter.values():

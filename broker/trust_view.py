@@ -272,6 +272,13 @@ class TrustFeed:
             low = min(low, at)
         return low
 
+    def sweep(self, now: datetime) -> None:
+        """Sweep the state up to the watermark (not the clock: an unread receipt is not
+        missing)."""
+        mark = self.watermark(now)
+        if mark is not None:
+            self.state.sweep(mark)
+
     async def stop(self) -> None:
         if self._consumer is not None:
             await close_consumer(self._consumer)
@@ -314,10 +321,7 @@ class TrustFeed:
                     self.apply(topic, record, now)
                     folded += 1
                 progress.add(folded)
-                # Forget as history is read, not after: memory stays what the bounds allow.
-                mark = self.watermark(now)
-                if mark is not None:
-                    self.state.sweep(mark)
+                self.sweep(now)  # forget as history is read: memory stays within the bounds
                 await asyncio.sleep(0)
         finally:
             consumer.resume(*paused)
