@@ -54,6 +54,8 @@ ROUTER_ENV = {
     "ENLACE_STARTUP_TIMEOUT_SECONDS": str(STARTUP_LIMIT_S),
     # A snapshot a few seconds after the start (the default waits 300 s, or 200,000 records).
     "ENLACE_TRUST_STATE_SNAPSHOT_SECONDS": "5",
+    # The per-bulletin ``bulletin_routed`` line (the first release's time) is at DEBUG.
+    "ENLACE_LOG_LEVEL": "DEBUG",
 }
 
 

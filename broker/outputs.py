@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -16,7 +17,7 @@ from schemas import headers as hdr
 from schemas.catalog import Catalog
 from schemas.codec import AUDIT as AUDIT_SCHEMA
 from schemas.codec import encode
-from schemas.models import AuditRecord
+from schemas.models import ROUTED, ROUTED_RULE, AuditRecord
 from schemas.sealed import SealedView, release_for
 from schemas.sealing import FULL, TEARLINE
 from schemas.vocab import ReleaseKind
@@ -29,9 +30,12 @@ DLQ_PARTITION = "enlace-dlq-partition"
 DLQ_OFFSET = "enlace-dlq-offset"
 MAX_DLQ_MESSAGE = 1000
 
-# On every audit record: "DECISION|origin|partner|bulletin id|decided-at ms", so readers that
-# only need who got what (the router's trust feed) skip the Avro decode.
+# On every audit record, so readers that only need who got what (the router's trust feed)
+# skip the Avro decode: "DECISION|origin|partner|bulletin id|decided-at ms" on a record of one
+# decision, "origin|bulletin id|decided-at ms|partner=DECISION,partner=DECISION..." on a
+# ROUTED record (one per bulletin, every partner's decision).
 AUDIT_SUMMARY = "enlace-audit"
+AUDIT_DECISIONS = "enlace-audit-decisions"
 
 DUPLICATE = "DUPLICATE"
 DUPLICATE_RULE = "duplicate"
@@ -109,15 +113,23 @@ def _audit_out(datum: dict[str, Any]) -> OutRecord:
     """Encode straight from the Avro datum: the router builds it from validated values and
     fixed rule codes, and a pydantic round trip per decision would double the routing cost
     (consumers of the audit topic still validate with ``decode_audit``)."""
-    key = f"{datum['bulletin_id']}/{datum['partner']}".encode("ascii")
-    decided_ms = int(datum["decided_at"].timestamp() * 1000)
-    fields = (datum["decision"], datum["origin"], datum["partner"], datum["bulletin_id"])
-    summary = "|".join((*fields, str(decided_ms)))
+    decided_ms = str(int(datum["decided_at"].timestamp() * 1000))
+    decisions = datum["decisions"]
+    if decisions:
+        key = datum["bulletin_id"].encode("ascii")
+        each = ",".join(f"{d['partner']}={d['decision']}" for d in decisions)
+        name = AUDIT_DECISIONS
+        summary = "|".join((datum["origin"], datum["bulletin_id"], decided_ms, each))
+    else:
+        key = f"{datum['bulletin_id']}/{datum['partner']}".encode("ascii")
+        name = AUDIT_SUMMARY
+        fields = (datum["decision"], datum["origin"], datum["partner"], datum["bulletin_id"])
+        summary = "|".join((*fields, decided_ms))
     return OutRecord(
         topic=AUDIT,
         value=encode(datum, AUDIT_SCHEMA, writer=_audit_writer()),
         key=key,
-        headers=((AUDIT_SUMMARY, summary.encode("ascii")),),
+        headers=((name, summary.encode("ascii")),),
     )
 
 
@@ -136,14 +148,46 @@ def release_summary(headers: hdr.Headers | None) -> ReleaseSummary | None:
     if raw is None:
         return None
     parts = raw.decode("ascii", "replace").split("|")
-    if len(parts) != 5 or not parts[4].isdigit():
+    if len(parts) != 5:
         return None
     decision, origin, partner, bulletin_id, ms = parts
+    at = _summary_time(ms)
+    return None if at is None else ReleaseSummary(decision, origin, partner, bulletin_id, at)
+
+
+def release_summaries(headers: hdr.Headers | None) -> list[ReleaseSummary] | None:
+    """Every decision an audit record's summary header names (a ROUTED record's
+    ``enlace-audit-decisions`` or a single decision's ``enlace-audit``), or None when it has
+    neither or they are malformed (the reader then decodes the record)."""
+    if not headers:
+        return None
+    raw = hdr.header(headers, AUDIT_DECISIONS)
+    if raw is None:
+        single = release_summary(headers)
+        return None if single is None else [single]
+    parts = raw.decode("ascii", "replace").split("|")
+    if len(parts) != 4:
+        return None
+    origin, bulletin_id, ms, each = parts
+    at = _summary_time(ms)
+    if at is None:
+        return None
+    found = []
+    for pair in each.split(","):
+        partner, sep, decision = pair.partition("=")
+        if not sep:
+            return None
+        found.append(ReleaseSummary(decision, origin, partner, bulletin_id, at))
+    return found
+
+
+def _summary_time(ms: str) -> datetime | None:
+    if not ms.isdigit():
+        return None
     try:
-        at = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+        return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
-    return ReleaseSummary(decision, origin, partner, bulletin_id, at)
 
 
 def _audit_datum(
@@ -161,6 +205,7 @@ def _audit_datum(
         "source_topic": source.topic,
         "source_partition": source.partition,
         "source_offset": source.offset,
+        "decisions": (),
     }
 
 
@@ -182,6 +227,34 @@ def audit_record(
     if decision.score is not None:
         datum["score"] = round(decision.score.value, 6)
         datum["factors"] = list(audit_factors(decision.score) if factors is None else factors)
+    return _audit_out(datum)
+
+
+def routed_audit(
+    admitted: Admitted,
+    decisions: Sequence[tuple[ReleaseDecision, tuple[AuditFactor, ...]]],
+    source: Source,
+    now: datetime,
+) -> OutRecord:
+    """The one audit record of a routed bulletin: every partner's decision with its factors."""
+    datum = _audit_datum(
+        admitted,
+        partner=admitted.bulletin.origin,
+        decision=ROUTED,
+        rule=ROUTED_RULE,
+        source=source,
+        now=now,
+    )
+    datum["decisions"] = [
+        {
+            "partner": decision.partner,
+            "decision": decision.kind.value,
+            "rule": decision.rule.value,
+            "score": None if decision.score is None else round(decision.score.value, 6),
+            "factors": factors if decision.score is not None else (),
+        }
+        for decision, factors in decisions
+    ]
     return _audit_out(datum)
 
 

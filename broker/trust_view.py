@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from broker.admission import INTERNAL_ERROR
-from broker.outputs import release_summary
+from broker.outputs import release_summaries
 from broker.trust_state import Folded, Outcome, TrustState
 from enlace.core import clients
 from enlace.core.clock import Clock, utc_now
@@ -388,23 +388,27 @@ class TrustFeed:
         return None
 
     def _apply_audit(self, record: ConsumerRecord[Any, Any], now: datetime) -> None:
-        summary = release_summary(record.headers)
-        if summary is not None:
-            # The router's own summary header: no Avro decode for the 10 records a bulletin
-            # makes (this is most of the trust feed's work, and of a router's start-up).
-            if summary.decision in RELEASED:
-                self._released(
-                    summary.origin, summary.partner, summary.bulletin_id, summary.at, now
-                )
+        summaries = release_summaries(record.headers)
+        if summaries is not None:
+            # The router's own summary header: no Avro decode (this is most of the trust
+            # feed's work, and of a router's start-up).
+            for summary in summaries:
+                if summary.decision in RELEASED:
+                    self._released(
+                        summary.origin, summary.partner, summary.bulletin_id, summary.at, now
+                    )
             return
         try:
-            audit = decode_audit(record.value or b"")
+            decisions = decode_audit(record.value or b"").per_partner()
         except (CodecError, ValidationError) as exc:
             log.warning("audit_undecodable", offset=record.offset, error=str(exc))
             self._on_skipped("audit_undecodable")
             return
-        if audit.decision in RELEASED:
-            self._released(audit.origin, audit.partner, audit.bulletin_id, audit.decided_at, now)
+        for audit in decisions:
+            if audit.decision in RELEASED:
+                self._released(
+                    audit.origin, audit.partner, audit.bulletin_id, audit.decided_at, now
+                )
 
     def _released(
         self, origin: str, partner: str, bulletin_id: str, at: datetime, now: datetime

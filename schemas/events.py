@@ -1,10 +1,11 @@
-"""TrustEvent (``trust_event.v1.avsc``) and AuditRecord (``audit_record.v1.avsc``) models."""
+"""TrustEvent (``trust_event.v1.avsc``) and AuditRecord (``audit_record.v2.avsc``) models."""
 
 from __future__ import annotations
 
 import re
+from typing import ClassVar, Self
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from schemas.fields import AgencyId, Name, Note, ShortText, UtcTime, Uuid, WireModel
 from schemas.vocab import TrustEventKind
@@ -29,6 +30,10 @@ INCIDENT_KINDS = frozenset(
 # The decisions the router writes today. The wire field is a plain string so a newer router's
 # decision never breaks an older reader; the model only checks the shape.
 AUDIT_DECISIONS = ("FULL", "TEARLINE", "WITHHELD", "DUPLICATE")
+# A version-2 record about a whole routed bulletin: its partners' decisions are in
+# ``decisions``, and a version-1 reader sees a decision it does not know (and skips it).
+ROUTED = "ROUTED"
+ROUTED_RULE = "per_partner"
 _DECISION = re.compile(r"^[A-Z][A-Z_]{0,31}$")
 _RULE = re.compile(r"^[a-z][a-z0-9_.:-]{0,99}$")
 
@@ -65,8 +70,37 @@ class Factor(WireModel):
     note: Note = ""
 
 
+def _decision_shape(value: str) -> str:
+    if not _DECISION.fullmatch(value):
+        raise ValueError(f"must be an uppercase decision like {', '.join(AUDIT_DECISIONS)}")
+    return value
+
+
+def _rule_shape(value: str) -> str:
+    if not _RULE.fullmatch(value):
+        raise ValueError("must be a lowercase rule name like 'score_full'")
+    return value
+
+
+class PartnerDecision(WireModel):
+    """One partner's decision inside a ROUTED audit record."""
+
+    partner: AgencyId
+    decision: str
+    rule: str
+    score: float | None = Field(default=None, ge=0.0, le=1.0)
+    factors: tuple[Factor, ...] = Field(default=(), max_length=100)
+
+    _decision = field_validator("decision")(_decision_shape)
+    _rule = field_validator("rule")(_rule_shape)
+
+
 class AuditRecord(WireModel):
-    """One release decision for one (bulletin, partner) pair."""
+    """The router's decisions on one bulletin: one (bulletin, partner) pair in the top-level
+    fields (version 1, and duplicates), or every partner's in ``decisions`` (``ROUTED``).
+    Readers that want one decision per pair use :meth:`per_partner` on either."""
+
+    avro_version: ClassVar[int] = 2
 
     bulletin_id: Uuid
     origin: AgencyId
@@ -79,17 +113,32 @@ class AuditRecord(WireModel):
     source_topic: Name
     source_partition: int = Field(ge=0, le=2**31 - 1)
     source_offset: int = Field(ge=0, le=2**63 - 1)
+    # An exchange has a few dozen agencies; the bound keeps a forged record's cost bounded.
+    decisions: tuple[PartnerDecision, ...] = Field(default=(), max_length=1000)
 
-    @field_validator("decision")
-    @classmethod
-    def _decision_shape(cls, value: str) -> str:
-        if not _DECISION.fullmatch(value):
-            raise ValueError(f"must be an uppercase decision like {', '.join(AUDIT_DECISIONS)}")
-        return value
+    _decision = field_validator("decision")(_decision_shape)
+    _rule = field_validator("rule")(_rule_shape)
 
-    @field_validator("rule")
-    @classmethod
-    def _rule_shape(cls, value: str) -> str:
-        if not _RULE.fullmatch(value):
-            raise ValueError("must be a lowercase rule name like 'score_full'")
-        return value
+    @model_validator(mode="after")
+    def _routed_carries_decisions(self) -> Self:
+        if (self.decision == ROUTED) != bool(self.decisions):
+            raise ValueError("a ROUTED record carries its partners' decisions, and only it does")
+        return self
+
+    def per_partner(self) -> tuple[AuditRecord, ...]:
+        """One version-1-shaped record per (bulletin, partner) decision."""
+        if not self.decisions:
+            return (self,)
+        return tuple(
+            self.model_copy(
+                update={
+                    "partner": d.partner,
+                    "decision": d.decision,
+                    "rule": d.rule,
+                    "score": d.score,
+                    "factors": d.factors,
+                    "decisions": (),
+                }
+            )
+            for d in self.decisions
+        )

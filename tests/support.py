@@ -223,6 +223,13 @@ async def end_offsets(settings: KafkaSettings, topics: list[str]) -> dict[TopicP
         await consumer.stop()
 
 
+def decisions_of(record: Record) -> list[Any]:
+    """Every (bulletin, partner) decision an audit record holds (a ROUTED record holds one per
+    partner), or none for what another test wrote there on purpose."""
+    audit = audit_of(record)
+    return [] if audit is None else list(audit.per_partner())
+
+
 def audit_of(record: Record) -> Any:
     """The audit record, or None for what another test wrote there on purpose (the shared
     audit topic holds the dishonest-partner tests' garbage)."""

@@ -81,9 +81,11 @@ class Tails:
     def _apply(self, topic: str, record: Any) -> None:
         if topic == AUDIT:
             try:
-                self._on_audit(decode_audit(record.value))
+                decisions = decode_audit(record.value).per_partner()
             except (CodecError, ValidationError):
                 return
+            for decision in decisions:
+                self._on_audit(decision)
         elif topic == DEADLETTER:
             headers = dict(record.headers or ())
             reason = headers.get("enlace-dlq-reason", b"?").decode("ascii", "replace")

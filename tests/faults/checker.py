@@ -28,7 +28,7 @@ from broker.engine import INJECTED_ABORT_HEADER
 from broker.outputs import DLQ_TOPIC
 from enlace.core.topics import AUDIT, DEADLETTER, ROUTER_SEEN, feed
 from schemas import headers as hdr
-from tests.support import MiniExchange, Record, audit_of
+from tests.support import MiniExchange, Record, audit_of, decisions_of
 
 ANOMALIES = (
     "lost",
@@ -97,9 +97,9 @@ class _Tally:
         (re-decoding everything made the read quadratic, minutes at 60,000 audits)."""
         acked = self.log.acked
         for record in found[self._looked_at :]:
-            a = audit_of(record)
-            if a is not None and a.decision != "DUPLICATE" and a.bulletin_id in acked:
-                self._decided.add((a.bulletin_id, a.partner))
+            for a in decisions_of(record):
+                if a.decision != "DUPLICATE" and a.bulletin_id in acked:
+                    self._decided.add((a.bulletin_id, a.partner))
         self._looked_at = len(found)
         return len(self._decided) >= len(acked) * self.partners
 
@@ -112,17 +112,18 @@ class _Tally:
             if audit is None or audit.source_topic not in self.ours:
                 continue
             self.marked(record, "audit")
-            self.decisions[audit.decision] += 1
             place = (record.partition, audit.source_topic, audit.source_partition)
             if audit.source_offset < last_offset.get(place, -1):
                 self.note("order_violation", f"audit p{record.partition}: {place} went back")
             last_offset[place] = max(last_offset.get(place, -1), audit.source_offset)
-            if audit.decision == "DUPLICATE":
-                duplicates += 1
-                continue
-            per_pair[(audit.bulletin_id, audit.partner)] += 1
-            if audit.decision in ("FULL", "TEARLINE"):
-                self.released.add((audit.bulletin_id, audit.partner))
+            for decision in audit.per_partner():
+                self.decisions[decision.decision] += 1
+                if decision.decision == "DUPLICATE":
+                    duplicates += 1
+                    continue
+                per_pair[(decision.bulletin_id, decision.partner)] += 1
+                if decision.decision in ("FULL", "TEARLINE"):
+                    self.released.add((decision.bulletin_id, decision.partner))
         for pair, n in per_pair.items():
             if n > 1:
                 self.note("duplicate_decision", str(pair), n - 1)

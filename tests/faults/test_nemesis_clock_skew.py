@@ -46,7 +46,7 @@ from tests.faults.checker import PublishLog, check
 from tests.faults.nemesis import FULL, Fleet, publish, sized
 from tests.faults.report import FaultReport, ScenarioRow, anomalies_of
 from tests.samples import routed_bulletin
-from tests.support import MiniExchange, Record, audit_of, end_offsets
+from tests.support import MiniExchange, Record, decisions_of, end_offsets
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -87,7 +87,7 @@ async def read_audits(ex: MiniExchange, decisions: int, within: float) -> list[A
     ours = {outbound(a) for a in ex.registry.ids}
 
     def mine(found: list[Record]) -> list[Any]:
-        return [a for a in map(audit_of, found) if a is not None and a.source_topic in ours]
+        return [a for r in found for a in decisions_of(r) if a.source_topic in ours]
 
     def enough(found: list[Record]) -> bool:
         decided: int = sum(a.decision != "DUPLICATE" for a in mine(found))

@@ -22,7 +22,7 @@ from schemas.envelope import seal, seal_event
 from schemas.key_directory import KeyDirectory
 from schemas.vocab import TrustEventKind
 from tests.samples import routed_bulletin, sample_event
-from tests.support import MiniExchange, Record, audit_of, build_exchange
+from tests.support import MiniExchange, Record, audit_of, build_exchange, decisions_of
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ def bulletin(ex: MiniExchange, origin_country: str = "PA", **overrides: Any) -> 
 
 
 def audits_of(records: list[Record], bulletin_ids: set[str]) -> list[Any]:
-    decoded = [decode_audit(r.value) for r in records]
+    decoded = [a for r in records for a in decode_audit(r.value).per_partner()]
     return [a for a in decoded if a.bulletin_id in bulletin_ids]
 
 
@@ -96,8 +96,11 @@ async def read_audits(ex: MiniExchange, bulletin_ids: set[str], want: int) -> li
         audit = audit_of(r)
         return audit is not None and audit.bulletin_id in bulletin_ids
 
-    records = await ex.read(AUDIT, until=lambda found: len(found) >= want, keep=kept, settle=1.0)
-    return [decode_audit(r.value) for r in records]
+    def enough(found: list[Record]) -> bool:
+        return sum(len(decisions_of(r)) for r in found) >= want
+
+    records = await ex.read(AUDIT, until=enough, keep=kept, settle=1.0)
+    return [a for r in records for a in decisions_of(r)]
 
 
 async def test_full_tearline_and_withheld_releases(exchange: MiniExchange, router: Router) -> None:

@@ -12,7 +12,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from broker.admission import Limits
 from broker.engine import BatchOutcome
 from broker.metrics import RouterMetrics
-from broker.outputs import DLQ_REASON
+from broker.outputs import DLQ_REASON, release_summaries
 from broker.policy import Policy
 from broker.replay import SeenIndex
 from broker.routing import RouterHandler, RoutingContext
@@ -22,7 +22,9 @@ from enlace.core.topics import AUDIT, DEADLETTER, ROUTER_SEEN, feed, outbound, o
 from schemas import headers as hdr
 from schemas.agency_key import AgencyKey
 from schemas.envelope import Sealed, seal
+from schemas.codec import decode_audit
 from schemas.key_directory import KeyDirectory
+from schemas.models import ROUTED
 from tests.samples import routed_bulletin, sample_bulletin
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -83,8 +85,18 @@ def test_a_batch_releases_audits_and_stages_its_ids_until_the_commit() -> None:
     h, metrics, seen = handler()
     good = sealed_on(0)
     outcome = h.handle(TopicPartition(outbound(PA), 0), [of(good, 0, 0)])
-    # One replay entry, one audit record per partner, a FULL release to the full partner.
-    assert topics(outcome) == {ROUTER_SEEN: 1, AUDIT: 2, feed(US): 1, feed(CR): 1}
+    # One replay entry, one audit record with every partner's decision, the releases.
+    assert topics(outcome) == {ROUTER_SEEN: 1, AUDIT: 1, feed(US): 1, feed(CR): 1}
+    (audit_out,) = (out for out in outcome.outputs if out.topic == AUDIT)
+    audit = decode_audit(audit_out.value)
+    assert audit.decision == ROUTED
+    assert sorted(d.partner for d in audit.per_partner()) == sorted([US, CR])
+    assert {d.decision for d in audit.per_partner()} <= {"FULL", "TEARLINE"}
+    summaries = release_summaries(audit_out.headers)
+    assert summaries is not None
+    assert [(s.partner, s.decision) for s in summaries] == [
+        (d.partner, d.decision) for d in audit.per_partner()
+    ], "the summary header says what the record says"
     assert len(seen) == 0, "nothing is known before the transaction commits"
     assert total(metrics, "enlace_router_records_consumed_total") == 0
     commit(outcome)
