@@ -15,15 +15,34 @@ from pathlib import Path
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of ``pid`` so far (None if unknown)."""
+def _stat(pid: int) -> list[str] | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[1].split()
-    # fields[0] is the state (field 3 of proc(5)); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    # fields[0] is the state (field 3 of proc(5)), fields[1] the parent's pid (field 4).
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) and fields[1] == str(pid)
+    ]
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` and its living descendants so far (a router with
+    ``--workers N`` is a supervisor and N worker processes); None if unknown."""
+    fields = _stat(pid)
+    if fields is None:
+        return None
+    # utime and stime are fields 14 and 15 of proc(5).
+    total = (int(fields[11]) + int(fields[12])) / _TICKS
+    for child in _children(pid):
+        total += process_cpu_s(child) or 0.0
+    return total
 
 
 def machine_cpu_s() -> tuple[float, float] | None:

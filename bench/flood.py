@@ -264,7 +264,7 @@ async def flood(run: Run) -> None:
     records_file = run.workdir / "flood.jsonl"
     dump_records(junk.records, records_file)
     log = run.workdir / "router.log"
-    router = router_child(run.settings, ex, log, None)
+    router = router_child(run.settings, ex, log, None, {"ENLACE_ROUTER_WORKERS": "1"})
     run.progress("starting the router process")
     router.start()
     try:

@@ -56,6 +56,7 @@ ROUTER_ENV = {
     "ENLACE_TRUST_STATE_SNAPSHOT_SECONDS": "5",
     # The per-bulletin ``bulletin_routed`` line (the first release's time) is at DEBUG.
     "ENLACE_LOG_LEVEL": "DEBUG",
+    "ENLACE_ROUTER_WORKERS": "1",  # start-up of one router process
 }
 
 

@@ -79,6 +79,7 @@ class HandlerRig:
 
     exchange: Exchange
     origin: str
+    sealed: bool = True  # wire format 2, as publishers write by default
 
     def __post_init__(self) -> None:
         ex = self.exchange
@@ -96,12 +97,22 @@ class HandlerRig:
         self.offset = 0
 
     def records(self, count: int) -> list[ConsumerRecord[Any, Any]]:
-        key = self.exchange.keys[self.origin]
-        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        ex = self.exchange
+        key = ex.keys[self.origin]
+        now = datetime.now(UTC)
+        now_ms = int(now.timestamp() * 1000)
+        partners = [a for a in ex.registry.ids if a != self.origin]
+        recipients = recipients_of(ex.directory, partners, now)
+        boxes = BoxCache()
         out = []
         for _ in range(count):
-            out.append(record_of(seal(sample_bulletin(self.origin), key), self.tp.topic,
-                                 self.offset, now_ms))  # fmt: skip
+            bulletin = sample_bulletin(self.origin)
+            made = (
+                seal_sealed(bulletin, key, recipients, boxes=boxes)
+                if self.sealed
+                else seal(bulletin, key)
+            )
+            out.append(record_of(made, self.tp.topic, self.offset, now_ms))
             self.offset += 1
         return out
 

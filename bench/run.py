@@ -261,14 +261,20 @@ class Run:
         finally:
             await child.stop()
 
-    async def end_to_end(self) -> None:
+    async def end_to_end(self, workers: int = 1) -> None:
+        """The router as ``workers`` processes (``--workers``) in one group: the same
+        rows, so the two runs show what a second process buys on this host."""
         plan, ex = self.plan, self.exchange
-        profile = self.workdir / "router.prof" if plan.profile_router else None
-        log = self.workdir / "router.log"
-        router = router_child(self.settings, ex, log, profile)
+        profile = self.workdir / "router.prof" if plan.profile_router and workers == 1 else None
+        log = self.workdir / f"router-{workers}.log"
+        env = {"ENLACE_ROUTER_WORKERS": str(workers)}
+        router = router_child(self.settings, ex, log, profile, env)
+        stage = E2E if workers == 1 else f"{E2E}, {workers} router processes"
         feeds = [feed(a) for a in ex.registry.ids]
         backlog = {t: await topic_records(self.settings, t) for t in (AUDIT, ROUTER_SEEN)}
-        self.progress("starting the router process" + (" (cProfile)" if profile else ""))
+        self.progress(
+            f"starting the router ({workers} process(es))" + (" (cProfile)" if profile else "")
+        )
         launched = time.perf_counter()
         router.start()
         try:
@@ -281,9 +287,13 @@ class Run:
                 if m.arrived < m.count:
                     self.result.problems.append("the router did not route the warm-up in time")
                     return
-                self.result.rows.append(self._startup_row(time.perf_counter() - launched, backlog))
+                if workers == 1:
+                    self.result.rows.append(
+                        self._startup_row(time.perf_counter() - launched, backlog)
+                    )
                 self.progress(f"router live: {m.records / m.count:.2f} releases per bulletin")
-                await self._idle(router)
+                if workers == 1:
+                    await self._idle(router)
                 if profile is not None:
                     router.send(signal.SIGUSR1)
                 self.progress(f"end to end at {plan.rate:g}/s for {plan.seconds:g} s")
@@ -293,7 +303,9 @@ class Run:
                                                    drain_s=plan.drain_s)  # fmt: skip
                 use, txns = cpu.stop(), await self._txns_since(log, txns)
                 self.result.rows.append(
-                    self._e2e_row(f"fixed {plan.rate:g}/s", m, failed, use, txns)
+                    self._e2e_row(
+                        stage, f"fixed {plan.rate:g}/s", m=m, failed=failed, cpu=use, txns=txns
+                    )
                 )
                 self.progress(f"end to end flat out, {plan.bulletins} bulletins")
                 cpu, txns = self._cpu(router=router.pid), await read_counters(log)
@@ -302,7 +314,9 @@ class Run:
                     drain_s=plan.flat_drain_s(plan.bulletins, 20),
                 )  # fmt: skip
                 use, txns = cpu.stop(), await self._txns_since(log, txns)
-                self.result.rows.append(self._e2e_row("saturation", m, failed, use, txns))
+                self.result.rows.append(
+                    self._e2e_row(stage, "saturation", m=m, failed=failed, cpu=use, txns=txns)
+                )
         finally:
             self.progress("stopping the router")
             await router.stop(within=60)
@@ -339,7 +353,14 @@ class Run:
         return after - before if after is not None and before is not None else None
 
     def _e2e_row(
-        self, load: str, m: Measured, failed: int, cpu: CpuUse, txns: TxnCounters | None
+        self,
+        stage: str,
+        load: str,
+        *,
+        m: Measured,
+        failed: int,
+        cpu: CpuUse,
+        txns: TxnCounters | None,
     ) -> Row:
         note = f"{m.record_rate:,.0f} releases/s"
         if txns is not None:
@@ -348,7 +369,7 @@ class Run:
             note += " (router under cProfile: slower than without)"
         if failed:
             note += f"; {failed} NOT ACKNOWLEDGED"
-        return row(E2E, load, m, "bulletin/s", note, cpu=(cpu, "bulletin"))
+        return row(stage, load, m, "bulletin/s", note, cpu=(cpu, "bulletin"))
 
 
 async def run_all(run: Run) -> None:
@@ -358,7 +379,8 @@ async def run_all(run: Run) -> None:
         await run.raw_kafka()
         await run.publish()
         await run.copy()
-        await run.end_to_end()
+        await run.end_to_end(workers=1)
+        await run.end_to_end(workers=2)
     finally:
         await run.cleanup()
 

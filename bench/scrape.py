@@ -26,6 +26,12 @@ def metrics_url(log_text: str) -> str | None:
     return found.group(1) if found else None
 
 
+def metrics_urls(log_text: str) -> list[str]:
+    """Every router worker's metrics URL in the log, each once (a restarted worker on an
+    ephemeral port logs a new one; the newest of them are the living)."""
+    return list(dict.fromkeys(_URL.findall(log_text)))
+
+
 @dataclass(frozen=True)
 class TxnCounters:
     committed: float = 0.0
@@ -39,6 +45,14 @@ class TxnCounters:
             self.aborted - other.aborted,
             self.records - other.records,
             self.seconds - other.seconds,
+        )
+
+    def __add__(self, other: TxnCounters) -> TxnCounters:
+        return TxnCounters(
+            self.committed + other.committed,
+            self.aborted + other.aborted,
+            self.records + other.records,
+            self.seconds + other.seconds,
         )
 
     def describe(self) -> str:
@@ -81,10 +95,17 @@ def fetch(url: str) -> str:
 
 
 def _scrape(log_path: Path) -> TxnCounters | None:
-    url = metrics_url(log_path.read_text(encoding="utf-8", errors="replace"))
-    if url is None:
+    urls = metrics_urls(log_path.read_text(encoding="utf-8", errors="replace"))
+    if not urls:
         return None
-    return parse_counters(fetch(url))
+    total, answered = TxnCounters(), 0
+    for url in urls:
+        try:
+            total = total + parse_counters(fetch(url))
+        except (OSError, ValueError):
+            continue  # a worker that has exited (its restart logs a new URL)
+        answered += 1
+    return total if answered else None
 
 
 async def read_counters(log_path: Path) -> TxnCounters | None:

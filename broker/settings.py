@@ -19,6 +19,13 @@ class RouterSettings(KafkaSettings):
         default=ROUTER_PREFIX,
         description="Prefix of the router's group id and transactional ids (for prefixed ACLs).",
     )
+    router_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Router processes in the group on this host (0: one per core). Each "
+        "worker serves /metrics on http_port + its index.",
+    )
     router_max_batch: int = Field(default=500, ge=1, le=10_000)
     router_poll_ms: int = Field(default=100, ge=1, le=5_000)
     router_session_timeout_ms: int = Field(

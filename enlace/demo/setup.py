@@ -85,6 +85,9 @@ class RouterProcess:
             "ENLACE_HTTP_PORT": str(port),
             "ENLACE_TRUST_SNAPSHOT_SECONDS": "1",
             "ENLACE_LOG_FORMAT": "json",
+            # One router process: the demo's rates need no second core's worth of routing,
+            # and its live view reads one /metrics endpoint.
+            "ENLACE_ROUTER_WORKERS": "1",
         }
         if settings.kafka_sasl_username:
             env["ENLACE_KAFKA_SASL_USERNAME"] = settings.kafka_sasl_username

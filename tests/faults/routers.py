@@ -28,6 +28,8 @@ class RouterProcess:
             "ENLACE_ROUTER_SESSION_TIMEOUT_MS": "6000",
             "ENLACE_HTTP_PORT": "0",
             "ENLACE_LOG_FORMAT": "json",
+            # One process per router: the drills kill and count router processes.
+            "ENLACE_ROUTER_WORKERS": "1",
             **extra_env,
         }
         self.log_path = workdir / f"{name}.log"
