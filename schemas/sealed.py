@@ -14,6 +14,7 @@ opens. Only the partner a body's key is wrapped for, at the level released, read
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,7 @@ from enlace.core.errors import (
     ValidationError,
 )
 from schemas import headers as hdr
+from schemas.avro_writer import writer_for
 from schemas.bulletin import BulletinEnvelope, ThreatBulletin
 from schemas.catalog import Catalog
 from schemas.codec import (
@@ -41,7 +43,6 @@ from schemas.codec import (
     MAGIC,
     decode,
     decode_bulletin,
-    encode,
     fingerprint,
 )
 from schemas.envelope import Sealed
@@ -51,6 +52,7 @@ from schemas.projection import tearline, tearline_envelope
 from schemas.sealing import (
     FULL,
     TEARLINE,
+    WRAP_BYTES,
     BoxCache,
     SealedBody,
     body_aad,
@@ -60,8 +62,10 @@ from schemas.sealing import (
     routing_digest,
     seal_body,
     unwrap_key,
-    wrap_key,
+    wrap_key_shared,
     wrap_nonce,
+    wrap_nonce_suffix,
+    wrap_nonce_with,
 )
 from schemas.signing import AgencyKey
 
@@ -100,58 +104,162 @@ def seal_sealed(
     boxes: BoxCache,
     catalog: Catalog | None = None,
 ) -> Sealed:
-    """Seal ``bulletin`` for the hub: nothing but the envelope is readable without a wrap."""
-    if key.agency != bulletin.origin:
-        raise KeyNotOfAgency(f"key {key.key_id!r} belongs to {key.agency!r}, not the origin")
-    # One datum for the body and the envelope: the bulletin is validated already, and a
-    # second model round trip would cost as much as the whole v1 seal.
-    full_datum = bulletin.to_avro()
-    body_writer = (catalog or Catalog.default()).get(BULLETIN, bulletin.avro_version).fingerprint
-    full_plain = encode(full_datum, BULLETIN, catalog=catalog, writer=body_writer)
-    tearline_plain = encode(
-        tearline(bulletin).to_avro(), BULLETIN, catalog=catalog, writer=body_writer
-    )
-    envelope = {name: full_datum[name] for name in BulletinEnvelope.model_fields}
-    env = envelope_bytes(envelope, catalog=catalog)
-    full_key, tearline_key = new_body_key(), new_body_key()
-    full = seal_body(full_plain, key.sign(full_plain), full_key, body_aad(env, FULL))
-    tear = seal_body(
-        tearline_plain, key.sign(tearline_plain), tearline_key, body_aad(env, TEARLINE)
-    )
-    record_nonce = new_nonce()
-    wraps = []
-    for entry in sorted(recipients, key=lambda e: e.agency):
-        if entry.agency == bulletin.origin:
-            continue
-        box = boxes.box(key.signing_key, entry.verify_key())
-        wraps.append(
-            {
-                "partner": entry.agency,
-                "key_id": entry.key_id,
-                "full": wrap_key(box, full_key, wrap_nonce(record_nonce, entry.agency, FULL)),
-                "tearline": wrap_key(
-                    box, tearline_key, wrap_nonce(record_nonce, entry.agency, TEARLINE)
-                ),
-            }
+    """Seal ``bulletin`` for the hub: nothing but the envelope is readable without a wrap.
+
+    One-off form of :class:`Sealer`; a publisher sealing many bulletins for the same
+    recipients keeps a Sealer instead."""
+    return Sealer(key, recipients, boxes=boxes, catalog=catalog).seal(bulletin)
+
+
+@dataclass(frozen=True, slots=True)
+class _Recipient:
+    """What sealing needs of one recipient, computed once per key set, not per bulletin."""
+
+    shared_key: bytes  # the crypto_box key from the originator to this partner
+    head: bytes  # the wrap record's first fields, Avro-encoded: partner, key_id
+    full: bytes  # wrap_nonce's material after the record nonce, per level
+    tearline: bytes
+
+
+class Sealer:
+    """Seals bulletins of one originator ``key`` for one set of ``recipients``.
+
+    Everything that does not depend on the bulletin is done here once: the recipients'
+    order, shared keys and wrap fields, the writer schemas. Per bulletin :meth:`seal` dumps
+    the validated model once and writes the body, its tearline and the envelope from that
+    one datum with compiled writers (schemas/avro_writer.py): no second validation, no
+    model of the tearline, no schema lookups. The bytes are those fastavro writes
+    (tests/unit/test_sealed_fast.py holds them equal).
+    """
+
+    def __init__(
+        self,
+        key: AgencyKey,
+        recipients: Iterable[KeyEntry],
+        *,
+        boxes: BoxCache,
+        catalog: Catalog | None = None,
+    ) -> None:
+        cat = catalog or Catalog.default()
+        self.key = key
+        body = cat.get(BULLETIN, ThreatBulletin.avro_version)
+        self._body_header = MAGIC + body.fingerprint
+        self._write_body = writer_for(body.parsed)
+        self._write_envelope = writer_for(_envelope_schema(cat))
+        self._record_header = MAGIC + _writer(SEALED_BULLETIN, cat)
+        self._recipients = tuple(
+            _Recipient(
+                boxes.box(key.signing_key, entry.verify_key()).shared_key(),
+                _avro_bytes(entry.agency.encode("utf-8"))
+                + _avro_bytes(entry.key_id.encode("utf-8")),
+                wrap_nonce_suffix(entry.agency, FULL),
+                wrap_nonce_suffix(entry.agency, TEARLINE),
+            )
+            for entry in sorted(recipients, key=lambda e: e.agency)
+            if entry.agency != key.agency  # the originator reads its own bulletins in clear
         )
-    # Assembled like release_for (a record is its fields' encodings in order; an array is
-    # a count, the items, then 0), so the envelope is encoded once, not twice.
-    value = b"".join(
-        (
-            MAGIC,
-            _writer(SEALED_BULLETIN, catalog),
-            env,
-            full.nonce,
-            _avro_bytes(full.ciphertext),
-            tear.nonce,
-            _avro_bytes(tear.ciphertext),
-            record_nonce,
-            _avro_wraps(wraps),
+
+    def seal(self, bulletin: ThreatBulletin) -> Sealed:
+        key = self.key
+        if key.agency != bulletin.origin:
+            raise KeyNotOfAgency(f"key {key.key_id!r} belongs to {key.agency!r}, not the origin")
+        # One datum for the body, its tearline and the envelope: the bulletin is validated
+        # already, and a second model (the tearline's) would cost as much as the writes.
+        full_datum = bulletin.model_dump()
+        try:
+            full_plain = self._body_header + self._write_body(full_datum)
+            tearline_plain = self._body_header + self._write_body(tearline_datum(full_datum))
+            env = self._write_envelope(full_datum)
+        except _WRITE_FAILURES as exc:
+            raise ValidationError(f"bulletin does not fit its schema: {exc!r}") from exc
+        full_key, tearline_key = new_body_key(), new_body_key()
+        full = seal_body(full_plain, key.sign(full_plain), full_key, body_aad(env, FULL))
+        tear = seal_body(
+            tearline_plain, key.sign(tearline_plain), tearline_key, body_aad(env, TEARLINE)
         )
-    )
-    signature = key.sign(routing_digest(env, full.digest, tear.digest))
-    headers = hdr.build(origin=bulletin.origin, key_id=key.key_id, sig=signature)
-    return Sealed(bulletin.bulletin_id.encode("ascii"), value, b"", headers)
+        record_nonce = new_nonce()
+        # Each wrap as Avro (a record is its fields' encodings in order; both keys are
+        # WRAP_BYTES long), the array as a count, the items, then 0.
+        wraps = [
+            b"".join(
+                (
+                    r.head,
+                    _WRAP_LENGTH,
+                    wrap_key_shared(r.shared_key, full_key, wrap_nonce_with(record_nonce, r.full)),
+                    _WRAP_LENGTH,
+                    wrap_key_shared(
+                        r.shared_key, tearline_key, wrap_nonce_with(record_nonce, r.tearline)
+                    ),
+                )
+            )
+            for r in self._recipients
+        ]
+        # Assembled like release_for, so the envelope is encoded once, not twice.
+        value = b"".join(
+            (
+                self._record_header,
+                env,
+                full.nonce,
+                _avro_bytes(full.ciphertext),
+                tear.nonce,
+                _avro_bytes(tear.ciphertext),
+                record_nonce,
+                _avro_array(wraps),
+            )
+        )
+        signature = key.sign(routing_digest(env, full.digest, tear.digest))
+        headers = hdr.build(origin=bulletin.origin, key_id=key.key_id, sig=signature)
+        return Sealed(bulletin.bulletin_id.encode("ascii"), value, b"", headers)
+
+
+# What a compiled writer raises for a datum that does not fit (codec.encode's list).
+_WRITE_FAILURES = (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error)
+_WRAP_LENGTH = bytes((WRAP_BYTES << 1,))  # Avro long of 48: one byte
+
+
+def tearline_datum(full: dict[str, Any]) -> dict[str, Any]:
+    """:func:`~schemas.projection.tearline` on a bulletin's ``model_dump()``: the dump of
+    the tearline, without building (and validating again) its model. An allowlist too: a
+    field missing here is missing from the datum and the writer refuses it, nothing leaks.
+    ``tests/unit/test_sealed_fast.py`` holds it to ``tearline()`` for arbitrary bulletins."""
+    location = full["location"]
+    route = full["route"]
+    return {
+        "bulletin_id": full["bulletin_id"],
+        "origin": full["origin"],
+        "origin_country": full["origin_country"],
+        "issued_at": full["issued_at"],
+        "valid_until": full["valid_until"],
+        "category": full["category"],
+        "severity": full["severity"],
+        "classification": full["tearline_classification"],
+        "tlp": full["tlp"],
+        "releasable_to": full["releasable_to"],
+        "caveats": full["caveats"],
+        "tearline_classification": full["tearline_classification"],
+        "title": full["title"],
+        "summary": full["summary"],
+        "details": None,
+        "source_reliability": full["source_reliability"],
+        "info_credibility": full["info_credibility"],
+        "source_type": full["source_type"],
+        "location": None
+        if location is None
+        else {"lat": None, "lon": None, "country": location["country"], "place": None},
+        "route": None
+        if route is None
+        else {
+            "mode": route["mode"],
+            "from_country": route["from_country"],
+            "to_country": route["to_country"],
+            "via": route["via"],
+        },
+        "entities": (),
+        "seizure": None,
+        "indicators": (),
+        "references": (),
+        "language": full["language"],
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,17 +357,11 @@ def _avro_bytes(data: bytes) -> bytes:
     return _avro_long(len(data)) + data
 
 
-def _avro_wraps(wraps: list[dict[str, Any]]) -> bytes:
-    if not wraps:
-        return _avro_long(0)
-    items = (
-        _avro_bytes(w["partner"].encode("utf-8"))
-        + _avro_bytes(w["key_id"].encode("utf-8"))
-        + _avro_bytes(w["full"])
-        + _avro_bytes(w["tearline"])
-        for w in wraps
-    )
-    return _avro_long(len(wraps)) + b"".join(items) + _avro_long(0)
+def _avro_array(items: list[bytes]) -> bytes:
+    """An Avro array of already-encoded items: one block (count, items), then 0."""
+    if not items:
+        return b"\x00"
+    return _avro_long(len(items)) + b"".join(items) + b"\x00"
 
 
 @dataclass(frozen=True, slots=True)
