@@ -49,14 +49,15 @@ from enlace.core.errors import (
 from enlace.core.logs import get_logger
 from enlace.core.registry import Agency, Registry
 from producers.metrics import PublisherMetrics, RejectReason
+from producers.partitioning import owner_partition
 from producers.prepare import ORIGIN_FIELD, prepare
 from producers.settings import PublisherSettings
 from producers.skew import Window, issued_at_refusal, timestamp_refusal
 from schemas.envelope import Sealed, seal
 from schemas.models import ThreatBulletin
-from schemas.sealed import recipients_of, seal_sealed
+from schemas.sealed import Sealer, recipients_of
 from schemas.sealing import BoxCache
-from schemas.signing import AgencyKey, KeyDirectory
+from schemas.signing import AgencyKey, KeyDirectory, KeyEntry
 
 log = get_logger(__name__)
 
@@ -143,6 +144,11 @@ class Publisher:
         self._directory: KeyDirectory | None = None
         self._partners: tuple[str, ...] = ()
         self._boxes = BoxCache()  # shared keys with each partner, computed once
+        # The recipients' keys at the last ``now`` sealed for and the Sealer made for them:
+        # callers seal a batch with one ``now``, and the key set rarely changes.
+        self._sealer_at: datetime | None = None
+        self._sealer_keys: tuple[KeyEntry, ...] = ()
+        self._sealer: Sealer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._wedged = False
         self._running = False
@@ -281,8 +287,7 @@ class Publisher:
         if refusal is not None:
             raise refusal
         if self._directory is not None and self.settings.sealed:
-            recipients = recipients_of(self._directory, self._partners, now)
-            sealed = seal_sealed(bulletin, self.key, recipients, boxes=self._boxes)
+            sealed = self._sealer_at_time(self._directory, now).seal(bulletin)
         else:
             sealed = seal(bulletin, self.key)
         limit = self.settings.max_bulletin_bytes
@@ -292,6 +297,17 @@ class Publisher:
                 f"over the limit of {limit}"
             )
         return bulletin, sealed
+
+    def _sealer_at_time(self, directory: KeyDirectory, now: datetime) -> Sealer:
+        """The Sealer for the partners' keys valid at ``now`` (looked up once per ``now``;
+        a rotation or revocation in the directory shows as a new key set, a new Sealer)."""
+        if self._sealer is None or now != self._sealer_at:
+            keys = tuple(recipients_of(directory, self._partners, now))
+            if self._sealer is None or keys != self._sealer_keys:
+                self._sealer = Sealer(self.key, keys, boxes=self._boxes)
+                self._sealer_keys = keys
+            self._sealer_at = now
+        return self._sealer
 
     def refused(self, bulletin_id: str | None, error: EnlaceError) -> PublishFailure:
         """Count and log a bulletin a caller of :meth:`seal` could not publish."""
@@ -360,6 +376,10 @@ class Publisher:
             # Each send must get its record into the client's buffer within the timeout (it
             # blocks when the buffer is full because the broker stopped acknowledging).
             async with asyncio.timeout(None) as guard:
+                guard.reschedule(loop.time() + timeout)
+                # The owner partition, as the client's keyed partitioner would pick it from
+                # the same metadata, but hashed a word at a time (producers/partitioning.py).
+                partitions = len(await producer.partitions_for(self.topic))
                 for bulletin, record in records:
                     guard.reschedule(loop.time() + timeout)
                     try:
@@ -367,6 +387,7 @@ class Publisher:
                             self.topic,
                             record.value,
                             key=record.key,
+                            partition=owner_partition(bulletin.bulletin_id, partitions),
                             headers=record.headers,
                             timestamp_ms=stamp_ms,
                         )
