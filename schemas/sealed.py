@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import io
 import struct
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import fastavro
 from fastavro import schemaless_writer
@@ -106,9 +108,21 @@ def seal_sealed(
 ) -> Sealed:
     """Seal ``bulletin`` for the hub: nothing but the envelope is readable without a wrap.
 
-    One-off form of :class:`Sealer`; a publisher sealing many bulletins for the same
-    recipients keeps a Sealer instead."""
-    return Sealer(key, recipients, boxes=boxes, catalog=catalog).seal(bulletin)
+    The :class:`Sealer` for (``key``, ``recipients``) is kept with ``boxes``: making one
+    decodes every recipient's key, which costs about as much as sealing itself."""
+    wanted = (key, tuple(recipients), catalog)
+    kept = _SEALERS.setdefault(boxes, OrderedDict())
+    sealer = kept.get(wanted)
+    if sealer is None:
+        sealer = kept[wanted] = Sealer(key, wanted[1], boxes=boxes, catalog=catalog)
+        if len(kept) > _SEALERS_PER_CACHE:
+            kept.popitem(last=False)
+    return sealer.seal(bulletin)
+
+
+# Sealers by the BoxCache that holds their shared keys (they go with it), then by key set.
+_SEALERS: WeakKeyDictionary[BoxCache, OrderedDict[Any, Sealer]] = WeakKeyDictionary()
+_SEALERS_PER_CACHE = 16
 
 
 @dataclass(frozen=True, slots=True)
