@@ -1,10 +1,21 @@
-"""A bulletin as a STIX 2.1 bundle, for MISP and OpenCTI (pure; built with ``stix2``).
+"""A bulletin as a STIX 2.1 bundle, for MISP and OpenCTI (pure).
 
 One bundle per bulletin: a ``report`` (title, summary and, for a full release, details) made
 by the originator's ``identity``, with ``location`` objects (the place, and the route's
-countries) and one ``indicator`` per cyber indicator with a STIX pattern. Every object carries
-the bulletin's TLP 2.0 marking, referenced by its official id and included as the official
+countries) and one ``indicator`` per cyber indicator with a STIX pattern. The bulletin's own
+objects carry its TLP 2.0 marking, referenced by its official id and included as the official
 marking-definition object (OASIS cti-stix-common-objects, TLP 2.0 extension).
+
+Shared objects (the marking definitions, the agencies' identities, country locations) appear
+in many bundles under one id, so each has one fixed content: fixed ``created``/``modified``,
+marked TLP:CLEAR (an agency's name and a country are public), no creator. STIX 2.1 (3.2)
+requires an object's id and ``modified`` to name one content; a country location that took
+the bulletin's time and TLP would break that. They are built once and reused.
+
+The bundle is built as plain JSON: the ``stix2`` objects validate every property on
+construction and cost ~5 ms a bundle, the whole budget of a fast feed.
+``tests/unit/test_stix_validator.py`` holds every sample bundle to the OASIS validator and
+``stix2.parse`` (``bulletin_bundle`` here), so the hand-built form stays conformant.
 
 Ids are UUIDv5 of the bulletin id, so writing the same bulletin twice yields the same
 objects and importers dedupe. A full copy supersedes a tearline copy of the same bulletin:
@@ -23,6 +34,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import stix2
@@ -34,6 +46,8 @@ from schemas.vocab import IndicatorType, InfoCredibility, Tlp
 # Fixed namespace for Enlace's deterministic STIX ids.
 ENLACE_STIX_NAMESPACE = uuid.UUID("5f0c3a7e-2b1d-4c8e-9a6f-3d2e1b0c9a87")
 IDENTITY_CREATED = datetime(2026, 1, 1, tzinfo=UTC)
+# created = modified of every shared object (identities, country locations): fixed content.
+SHARED_CREATED = "2026-01-01T00:00:00.000Z"
 
 TLP2_EXTENSION = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"
 TLP2_CREATED = "2022-10-01T00:00:00.000Z"
@@ -87,23 +101,65 @@ def stix_id(kind: str, *parts: str) -> str:
     return f"{kind}--{uuid.uuid5(ENLACE_STIX_NAMESPACE, '|'.join(parts))}"
 
 
+def stix_time(value: datetime) -> str:
+    """RFC 3339 UTC with milliseconds (bulletin times are timestamp-millis: exact)."""
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+@cache
+def tlp_marking_json(tlp: Tlp) -> Mapping[str, Any]:
+    """The official TLP 2.0 marking-definition object for ``tlp`` (shared, built once)."""
+    return {
+        "type": "marking-definition",
+        "spec_version": "2.1",
+        "id": TLP2_MARKING_IDS[tlp],
+        "created": TLP2_CREATED,
+        "name": _TLP2_NAME[tlp],
+        "extensions": {
+            TLP2_EXTENSION: {"extension_type": "property-extension", "tlp_2_0": _TLP2_LEVEL[tlp]}
+        },
+    }
+
+
 def tlp_marking(tlp: Tlp) -> stix2.MarkingDefinition:
-    """The official TLP 2.0 marking-definition object for ``tlp``."""
-    return stix2.parse(
-        {
-            "type": "marking-definition",
-            "spec_version": "2.1",
-            "id": TLP2_MARKING_IDS[tlp],
-            "created": TLP2_CREATED,
-            "name": _TLP2_NAME[tlp],
-            "extensions": {
-                TLP2_EXTENSION: {
-                    "extension_type": "property-extension",
-                    "tlp_2_0": _TLP2_LEVEL[tlp],
-                }
-            },
-        }
-    )
+    """The official TLP 2.0 marking-definition object for ``tlp``, as a ``stix2`` object."""
+    return stix2.parse(dict(tlp_marking_json(tlp)))
+
+
+_PUBLIC = (TLP2_MARKING_IDS[Tlp.CLEAR],)
+
+
+@cache
+def identity_json(agency: str, country: str, name: str) -> Mapping[str, Any]:
+    """An agency's identity (shared: fixed content for a given name)."""
+    return {
+        "type": "identity",
+        "spec_version": "2.1",
+        "id": stix_id("identity", "agency", agency),
+        "created": SHARED_CREATED,
+        "modified": SHARED_CREATED,
+        "name": name,
+        "description": f"Enlace agency {agency} ({country})",
+        "identity_class": "organization",
+        "sectors": ["government-national"],
+        "object_marking_refs": list(_PUBLIC),
+    }
+
+
+@cache
+def country_json(country: str) -> Mapping[str, Any]:
+    """A country as a location (shared by every bundle that names it)."""
+    return {
+        "type": "location",
+        "spec_version": "2.1",
+        "id": stix_id("location", "country", country),
+        "created": SHARED_CREATED,
+        "modified": SHARED_CREATED,
+        "name": country,
+        "country": country,
+        "object_marking_refs": list(_PUBLIC),
+    }
 
 
 def stix_pattern(indicator: Indicator) -> str | None:
@@ -128,28 +184,118 @@ def _labels(bulletin: ThreatBulletin, release: Release) -> list[str]:
     return labels
 
 
-def _locations(bulletin: ThreatBulletin, common: dict[str, Any]) -> list[Any]:
-    found: dict[str, Any] = {}
-    loc = bulletin.location
-    if loc is not None and loc.lat is not None and loc.lon is not None:
-        ident = stix_id("location", bulletin.bulletin_id, "location")
-        found[ident] = stix2.Location(
-            id=ident,
-            latitude=loc.lat,
-            longitude=loc.lon,
-            country=loc.country,
-            name=loc.place or loc.country,
-            **common,
-        )
+def _countries(bulletin: ThreatBulletin) -> list[str]:
+    loc, route = bulletin.location, bulletin.route
     countries: list[str] = [] if loc is None else [loc.country]
-    if bulletin.route is not None:
-        route = bulletin.route
+    if route is not None:
         countries.extend(c for c in (route.from_country, route.to_country) if c is not None)
         countries.extend(route.via)
-    for country in countries:
-        ident = stix_id("location", "country", country)
-        found.setdefault(ident, stix2.Location(id=ident, country=country, name=country, **common))
-    return list(found.values())
+    return list(dict.fromkeys(countries))  # first mention first, once each
+
+
+def _place(bulletin: ThreatBulletin, common: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The bulletin's own location (exact coordinates: full copies only), or None."""
+    loc = bulletin.location
+    if loc is None or loc.lat is None or loc.lon is None:
+        return None
+    return {
+        "type": "location",
+        "spec_version": "2.1",
+        "id": stix_id("location", bulletin.bulletin_id, "location"),
+        **common,
+        "name": loc.place or loc.country,
+        "latitude": loc.lat,
+        "longitude": loc.lon,
+        "country": loc.country,
+    }
+
+
+def _indicators(
+    bulletin: ThreatBulletin, common: Mapping[str, Any], valid_from: str
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    valid_until = bulletin.valid_until
+    for n, indicator in enumerate(bulletin.indicators):
+        pattern = stix_pattern(indicator)
+        if pattern is None:
+            continue
+        obj: dict[str, Any] = {
+            "type": "indicator",
+            "spec_version": "2.1",
+            "id": stix_id("indicator", bulletin.bulletin_id, str(n), indicator.value),
+            **common,
+            "name": f"{indicator.type.value}: {indicator.value[:100]}",
+            "description": f"Reported in Enlace bulletin {bulletin.bulletin_id}: {bulletin.title}",
+            "indicator_types": ["malicious-activity"],
+            "pattern": pattern,
+            "pattern_type": "stix",
+            "valid_from": valid_from,
+            "labels": [f"category:{bulletin.category.value.lower()}"],
+        }
+        # STIX requires valid_until after valid_from; the model's rule, kept here too.
+        if valid_until is not None and valid_until > bulletin.issued_at:
+            obj["valid_until"] = stix_time(valid_until)
+        out.append(obj)
+    return out
+
+
+def bundle_json(
+    bulletin: ThreatBulletin,
+    release: Release,
+    *,
+    agency_names: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The STIX 2.1 bundle of one received bulletin, as JSON (see the module docstring)."""
+    marking = tlp_marking_json(bulletin.tlp)
+    name = (agency_names or {}).get(bulletin.origin, bulletin.origin)
+    identity = identity_json(bulletin.origin, bulletin.origin_country, name)
+    created = stix_time(bulletin.issued_at)
+    # A full copy supersedes the tearline one: later ``modified``, same id.
+    modified = stix_time(
+        bulletin.issued_at
+        + (timedelta(milliseconds=1) if release is Release.FULL else timedelta(0))
+    )
+    own: dict[str, Any] = {
+        "created_by_ref": identity["id"],
+        "created": created,
+        "modified": modified,
+        "object_marking_refs": [marking["id"]],
+    }
+    confidence = ADMIRALTY_CONFIDENCE[bulletin.info_credibility]
+    scored = own if confidence is None else {**own, "confidence": confidence}
+    place = _place(bulletin, own)
+    countries = [country_json(c) for c in _countries(bulletin)]
+    locations = ([place] if place is not None else []) + countries
+    indicators = _indicators(bulletin, scored, created)
+    description = bulletin.summary
+    if bulletin.details:
+        description = f"{description}\n\n{bulletin.details}"
+    report = {
+        "type": "report",
+        "spec_version": "2.1",
+        "id": stix_id("report", bulletin.bulletin_id),
+        **scored,
+        "name": bulletin.title,
+        "description": description,
+        "report_types": ["threat-report"],
+        "published": created,
+        "object_refs": [
+            identity["id"],
+            *(o["id"] for o in locations),
+            *(o["id"] for o in indicators),
+        ],
+        "labels": _labels(bulletin, release),
+        "lang": bulletin.language,
+        "external_references": [{"source_name": "enlace", "external_id": bulletin.bulletin_id}],
+    }
+    shared_markings = (
+        [marking] if bulletin.tlp is Tlp.CLEAR else [marking, tlp_marking_json(Tlp.CLEAR)]
+    )
+    return {
+        "type": "bundle",
+        "id": stix_id("bundle", bulletin.bulletin_id, release.value),
+        "objects": [*shared_markings, identity, report, *locations, *indicators],
+    }
 
 
 def bulletin_bundle(
@@ -158,75 +304,8 @@ def bulletin_bundle(
     *,
     agency_names: Mapping[str, str] | None = None,
 ) -> stix2.Bundle:
-    """The STIX 2.1 bundle of one received bulletin (see the module docstring)."""
-    marking = tlp_marking(bulletin.tlp)
-    identity_id = stix_id("identity", "agency", bulletin.origin)
-    created = bulletin.issued_at
-    # A full copy supersedes the tearline one: later ``modified``, same id.
-    modified = created + (timedelta(milliseconds=1) if release is Release.FULL else timedelta(0))
-    confidence = ADMIRALTY_CONFIDENCE[bulletin.info_credibility]
-    marked: dict[str, Any] = {"object_marking_refs": [marking.id]}
-    common: dict[str, Any] = {
-        **marked,
-        "created_by_ref": identity_id,
-        "created": created,
-        "modified": modified,
-    }
-    if confidence is not None:
-        common["confidence"] = confidence
-
-    identity = stix2.Identity(
-        id=identity_id,
-        name=(agency_names or {}).get(bulletin.origin, bulletin.origin),
-        identity_class="organization",
-        sectors=["government-national"],
-        description=f"Enlace agency {bulletin.origin} ({bulletin.origin_country})",
-        created=IDENTITY_CREATED,
-        modified=IDENTITY_CREATED,
-        **marked,
-    )
-    place_common = {k: v for k, v in common.items() if k != "confidence"}
-    locations = _locations(bulletin, place_common)
-    indicators = []
-    for n, indicator in enumerate(bulletin.indicators):
-        pattern = stix_pattern(indicator)
-        if pattern is None:
-            continue
-        indicators.append(
-            stix2.Indicator(
-                id=stix_id("indicator", bulletin.bulletin_id, str(n), indicator.value),
-                name=f"{indicator.type.value}: {indicator.value[:100]}",
-                indicator_types=["malicious-activity"],
-                pattern=pattern,
-                pattern_type="stix",
-                valid_from=created,
-                valid_until=bulletin.valid_until,
-                labels=[f"category:{bulletin.category.value.lower()}"],
-                **common,
-            )
-        )
-    description = bulletin.summary
-    if bulletin.details:
-        description = f"{description}\n\n{bulletin.details}"
-    report = stix2.Report(
-        id=stix_id("report", bulletin.bulletin_id),
-        name=bulletin.title,
-        description=description,
-        report_types=["threat-report"],
-        published=created,
-        object_refs=[identity.id] + [o.id for o in locations] + [o.id for o in indicators],
-        labels=_labels(bulletin, release),
-        lang=bulletin.language,
-        external_references=[
-            {"source_name": "enlace", "external_id": bulletin.bulletin_id},
-        ],
-        **common,
-    )
-    return stix2.Bundle(
-        marking,
-        identity,
-        report,
-        *locations,
-        *indicators,
-        id=stix_id("bundle", bulletin.bulletin_id, release.value),
+    """:func:`bundle_json` parsed by ``stix2`` (strict: no custom properties). Slow; for
+    tests and tools that want objects, never the sink's hot path."""
+    return stix2.parse(
+        bundle_json(bulletin, release, agency_names=agency_names), allow_custom=False
     )

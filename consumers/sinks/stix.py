@@ -1,8 +1,12 @@
 """``stix:DIR`` — one STIX 2.1 bundle file per bulletin (``DIR/<bulletin_id>.json``).
 
 Files are written atomically (temporary file, fsync, rename, directory fsync per batch), so
-an importer watching the directory never reads half a bundle. Same upgrade rule as the
-store: a full copy replaces a tearline bundle, a tearline copy never replaces a full one.
+an importer watching the directory never reads half a bundle. A batch's files are written
+first and fsynced together from a few threads: one fsync at a time costs ~5 ms on ext4 (a
+journal commit each, 200 bundles/s at best); concurrent ones share commits (~0.8 ms a file).
+Every bundle is still fsynced before its rename, and the batch before the sink holds it.
+Same upgrade rule as the store: a full copy replaces a tearline bundle, a tearline copy never
+replaces a full one.
 Quarantined records land in ``DIR/quarantine/<topic>-<partition>-<offset>.json`` (plain
 JSON with the record bytes, not STIX). Redelivery rewrites identical files: idempotent.
 """
@@ -13,21 +17,35 @@ import asyncio
 import json
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from consumers.records import Delivered, Item, Quarantined, Release
+from consumers.records import Delivered, Item, Release
 from consumers.sinks.base import Sink, WriteResult
-from consumers.stix_mapping import bulletin_bundle
+from consumers.stix_mapping import bundle_json
 from enlace.core.errors import SinkError
 
+SYNC_THREADS = 8
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
+
+def _tmp_of(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with _tmp_of(path).open("wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    tmp.replace(path)
+
+
+def _atomic_writes(files: Mapping[Path, bytes], pool: ThreadPoolExecutor) -> None:
+    """Each file to a temporary name and fsynced (concurrently), then renamed into place:
+    a rename never exposes a file whose bytes are not on disk."""
+    for done in [pool.submit(_write_synced, path, data) for path, data in files.items()]:
+        done.result()  # the first failure (disk full...) is raised; a retry rewrites them all
+    for path in files:
+        _tmp_of(path).replace(path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -46,6 +64,7 @@ class StixSink(Sink):
         self.directory = Path(target)
         self.quarantine_dir = self.directory / "quarantine"
         self._names = dict(agency_names or {})
+        self._pool: ThreadPoolExecutor | None = None
 
     def bundle_path(self, bulletin_id: str) -> Path:
         return self.directory / f"{bulletin_id}.json"
@@ -55,27 +74,37 @@ class StixSink(Sink):
             await asyncio.to_thread(self.quarantine_dir.mkdir, parents=True, exist_ok=True)
         except OSError as exc:
             raise SinkError(f"sink {self.name}: {exc}") from exc
+        self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="enlace-stix")
 
-    def _write_sync(self, items: Sequence[Item]) -> None:
-        dirs: set[Path] = set()
+    async def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _files(self, items: Sequence[Item]) -> dict[Path, bytes]:
+        """What the batch writes, by path (pure but for ``exists``). Upgrade rule: a
+        tearline copy never replaces a bundle on disk or a full copy earlier in the batch."""
+        files: dict[Path, bytes] = {}
         for item in items:
             if isinstance(item, Delivered):
                 path = self.bundle_path(item.bulletin_id)
-                if item.release is Release.TEARLINE and path.exists():
+                if item.release is Release.TEARLINE and (path in files or path.exists()):
                     continue  # we already hold this bulletin (tearline or full)
-                bundle = bulletin_bundle(item.bulletin, item.release, agency_names=self._names)
-                # stix2's pretty=True sorts keys at ~3x the cost of building the bundle;
-                # indenting its compact output with json is as readable and far cheaper.
-                text = json.dumps(json.loads(bundle.serialize()), indent=2, ensure_ascii=False)
-                _atomic_write(path, text.encode("utf-8"))
-                dirs.add(self.directory)
-            elif isinstance(item, Quarantined):
+                bundle = bundle_json(item.bulletin, item.release, agency_names=self._names)
+                text = json.dumps(bundle, indent=2, ensure_ascii=False)
+            else:
                 rec = item.record
-                name = f"{rec.topic}-{rec.partition}-{rec.offset}.json"
-                body = json.dumps(item.summary_json(), indent=2, ensure_ascii=False)
-                _atomic_write(self.quarantine_dir / name, body.encode("utf-8"))
-                dirs.add(self.quarantine_dir)
-        for directory in dirs:
+                path = self.quarantine_dir / f"{rec.topic}-{rec.partition}-{rec.offset}.json"
+                text = json.dumps(item.summary_json(), indent=2, ensure_ascii=False)
+            files[path] = text.encode("utf-8")
+        return files
+
+    def _write_sync(self, items: Sequence[Item]) -> None:
+        if self._pool is None:
+            raise SinkError(f"sink {self.name} is not started")
+        files = self._files(items)
+        _atomic_writes(files, self._pool)
+        for directory in {path.parent for path in files}:
             _fsync_dir(directory)
 
     async def write(self, items: Sequence[Item]) -> WriteResult:

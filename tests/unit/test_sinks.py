@@ -18,6 +18,7 @@ from consumers.sinks.webhook import backoff_delays, idempotency_key
 from consumers.stix_mapping import (
     TLP2_MARKING_IDS,
     bulletin_bundle,
+    bundle_json,
     stix_pattern,
 )
 from enlace.core.errors import ConfigError
@@ -101,9 +102,10 @@ def test_full_bundle_parses_and_carries_everything() -> None:
     bulletin = _bulletin(category="CYBER", indicators=CYBER_INDICATORS, info_credibility="C2")
     bundle = bulletin_bundle(bulletin, Release.FULL, agency_names={"pa-senafront": "SENAFRONT"})
     parsed = stix2.parse(bundle.serialize(), allow_custom=False)
-    (marking,) = _objects(parsed, "marking-definition")
-    assert marking.id == TLP2_MARKING_IDS[Tlp.AMBER]
+    markings = {m.id: m for m in _objects(parsed, "marking-definition")}
+    marking = markings[TLP2_MARKING_IDS[Tlp.AMBER]]
     assert marking.name == "TLP:AMBER"
+    assert set(markings) == {marking.id, TLP2_MARKING_IDS[Tlp.CLEAR]}  # CLEAR: shared objects
     (identity,) = _objects(parsed, "identity")
     assert identity.name == "SENAFRONT"
     (report,) = _objects(parsed, "report")
@@ -116,9 +118,13 @@ def test_full_bundle_parses_and_carries_everything() -> None:
     indicators = _objects(parsed, "indicator")
     assert len(indicators) == 8  # OTHER has no STIX pattern
     assert set(report.object_refs) >= {o.id for o in indicators}
+    # The bulletin's own objects carry its TLP; the shared ones (its originator, countries)
+    # are public and fixed, so one id never names two contents across bundles.
+    shared = {identity.id} | {o.id for o in _objects(parsed, "location") if "latitude" not in o}
     for obj in parsed.objects:
         if obj.type != "marking-definition":
-            assert obj.object_marking_refs == [marking.id]
+            want = TLP2_MARKING_IDS[Tlp.CLEAR] if obj.id in shared else marking.id
+            assert obj.object_marking_refs == [want], obj.id
     locations = _objects(parsed, "location")
     assert any(getattr(loc, "latitude", None) is not None for loc in locations)
     assert {loc.country for loc in locations} >= {"PA", "CO", "MX", "CR"}
@@ -130,8 +136,11 @@ def test_every_tlp_uses_its_official_marking(tlp: Tlp) -> None:
     if tlp is Tlp.RED:
         over["releasable_to"] = ["cr-msp"]
     bundle = bulletin_bundle(_bulletin(**over), Release.FULL)
-    (marking,) = _objects(bundle, "marking-definition")
-    assert marking.id == TLP2_MARKING_IDS[tlp]
+    (report,) = _objects(bundle, "report")
+    assert report.object_marking_refs == [TLP2_MARKING_IDS[tlp]]
+    (marking,) = [
+        m for m in _objects(bundle, "marking-definition") if m.id == TLP2_MARKING_IDS[tlp]
+    ]
     ext = marking.extensions["extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"]
     assert ext["tlp_2_0"] == tlp.value.lower().replace("_", "+")
 
@@ -156,6 +165,20 @@ def test_ids_are_deterministic_and_full_supersedes_tearline() -> None:
     (report_tear,) = _objects(bulletin_bundle(tearline(bulletin), Release.TEARLINE), "report")
     assert report_full.id == report_tear.id
     assert report_full.modified > report_tear.modified
+
+
+def test_shared_objects_have_one_content_in_every_bundle() -> None:
+    """STIX 2.1: one id and ``modified`` name one content. An identity or country location
+    must not take each bulletin's time or TLP."""
+    seen: dict[str, dict[str, Any]] = {}
+    for over in ({"tlp": "GREEN"}, {"tlp": "AMBER"}, {"tlp": "CLEAR"}):
+        bulletin = _bulletin(**over)
+        for release, copy in ((Release.FULL, bulletin), (Release.TEARLINE, tearline(bulletin))):
+            for obj in bundle_json(copy, release)["objects"]:
+                if obj["type"] in {"identity", "marking-definition"} or (
+                    obj["type"] == "location" and "latitude" not in obj
+                ):
+                    assert seen.setdefault(obj["id"], obj) == obj
 
 
 def test_unjudgeable_credibility_has_no_confidence() -> None:
