@@ -18,7 +18,12 @@ router uses the pre-KIP-447 pattern:
 * outputs and ``send_offsets_to_transaction`` ride in the same transaction. Any failure (a
   broker outage included) aborts it and closes the producer; the partition's next batch
   recreates the producer, re-reads the committed offset and seeks there. A batch that is not
-  committed never moves the position forward.
+  committed never moves the position forward;
+* the next poll overlaps the commits of the last: each partition's batches run as a chain of
+  tasks (one transaction at a time per partition, in offset order), and the loop fetches and
+  handles other partitions meanwhile. A batch whose predecessor failed is dropped unhandled:
+  the failure sought back, and those records come again. A revocation or the stop waits for
+  the chains of its partitions before their producers close.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.partitioner import murmur2
 
 from enlace.core import clients
 from enlace.core.closing import close_consumer, close_producer
@@ -124,6 +130,9 @@ class TransactionalEngine:
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self._next_offset: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
+        # Per partition, the task of its newest batch (which awaits its predecessor's).
+        self._chains: dict[TopicPartition, asyncio.Task[bool]] = {}
+        self._depth: dict[TopicPartition, int] = {}  # batches of a partition started, not done
         self._stopping = asyncio.Event()
         self._preparing: asyncio.Task[None] | None = None
         # Fault drills: abort some transactions after their outputs are written, so a
@@ -165,10 +174,11 @@ class TransactionalEngine:
             raise BrokerError(f"router consumer could not start: {exc!r}") from exc
 
     async def stop(self) -> None:
-        """Stop after the batch in flight: its transaction commits or aborts, never half."""
+        """Stop after the batches in flight: their transactions commit or abort, never half."""
         self._stopping.set()
         await self._settle_preparation()
         async with self._lock:
+            await self._finish_chains(set(self._chains))
             if self._consumer is not None:
                 await close_consumer(self._consumer)
                 self._consumer = None
@@ -178,13 +188,55 @@ class TransactionalEngine:
     async def run(self) -> None:
         consumer = started(self._consumer, "transactional engine")
         while not self._stopping.is_set():
+            self._raise_failure()
+            await self._keep_up()
             batch = await consumer.getmany(timeout_ms=self._poll_ms, max_records=self._max_batch)
             if not batch or self._stopping.is_set():
                 continue
             async with self._lock:
-                await asyncio.gather(
-                    *(self._process(tp, records) for tp, records in batch.items() if records)
-                )
+                for tp, records in batch.items():
+                    if records:
+                        self._chain(tp, records)
+
+    def _chain(self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        previous = self._chains.get(tp)
+        self._depth[tp] = self._depth.get(tp, 0) + 1
+        task = asyncio.create_task(
+            self._after(previous, tp, records), name=f"txn-{tp.topic}-{tp.partition}"
+        )
+        task.add_done_callback(lambda _done: self._depth.__setitem__(tp, self._depth[tp] - 1))
+        self._chains[tp] = task
+
+    def _raise_failure(self) -> None:
+        """A batch that raised (a bug: bad input is dead-lettered, broker errors abort) stops
+        the engine, as it did when batches ran in the loop itself: never a silent stall of
+        its partition."""
+        for task in self._chains.values():
+            if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+                raise exc
+
+    async def _keep_up(self) -> None:
+        """Fetch ahead by one batch per partition at most: while a partition has a batch
+        queued behind the one committing, wait for it before fetching more."""
+        while behind := [t for tp, t in self._chains.items() if self._depth.get(tp, 0) > 1]:
+            await asyncio.wait(behind, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _after(
+        self,
+        previous: asyncio.Task[bool] | None,
+        tp: TopicPartition,
+        records: Sequence[ConsumerRecord[Any, Any]],
+    ) -> bool:
+        """Commit ``records`` once ``previous`` (the partition's last batch) has: True when
+        committed. If ``previous`` failed it sought back, and these records come again."""
+        if previous is not None and not await previous:
+            return False
+        return await self._process(tp, records)
+
+    async def _finish_chains(self, partitions: set[TopicPartition]) -> None:
+        """Let the batches of ``partitions`` commit or fail (never cut mid-transaction)."""
+        tasks = [self._chains.pop(tp) for tp in partitions if tp in self._chains]
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def __aenter__(self) -> TransactionalEngine:
         await self.start()
@@ -196,33 +248,32 @@ class TransactionalEngine:
     # -- transactions --------------------------------------------------------------------
     async def _process(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
-    ) -> None:
+    ) -> bool:
         """Commit one partition's batch, or make sure it will be fetched again.
 
         Invariant: a batch that is not committed never moves the position forward. Every
         path that drops one seeks back to the committed position we know.
         """
-        assert self._consumer is not None
-        if tp not in self._consumer.assignment():
-            return  # revoked while fetching: the new owner reads it from the commit
+        if self._consumer is None or tp not in self._consumer.assignment():
+            return False  # revoked while fetching: the new owner reads it from the commit
         if tp not in self._producers:
             # No producer: a failed transaction, a broker outage or a failed assignment.
             # Re-initialise (which resolves any transaction of ours left open), re-read the
             # committed offset and seek there; the records come again on the next fetch.
             self._consumer.seek(tp, self._next_offset.get(tp, records[0].offset))
             await self._recover(tp)
-            return
-        await self._commit_partition(tp, records)
+            return False
+        return await self._commit_partition(tp, records)
 
     async def _commit_partition(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
-    ) -> None:
+    ) -> bool:
         started = time.perf_counter()
         # aiokafka may apply a lazy offset reset after our seek and hand back records already
         # committed; the committed position we track is the authority.
         records = [r for r in records if r.offset >= self._next_offset.get(tp, 0)]
         if not records:
-            return
+            return True
         outcome = self._handler.handle(tp, records)
         producer = self._producers[tp]
         inject = self._abort_ratio > 0 and self._abort_rng.random() < self._abort_ratio
@@ -231,9 +282,14 @@ class TransactionalEngine:
                 await _write_and_abort(producer, outcome)
             else:
                 async with producer.transaction():
+                    place = _Placement(producer)
                     for out in outcome.outputs:
                         await producer.send(
-                            out.topic, out.value, key=out.key, headers=list(out.headers)
+                            out.topic,
+                            out.value,
+                            key=out.key,
+                            partition=place(out),
+                            headers=list(out.headers),
                         )
                     await producer.send_offsets_to_transaction(
                         {tp: records[-1].offset + 1}, self.group_id
@@ -243,27 +299,28 @@ class TransactionalEngine:
             log.warning("router_fenced", topic=tp.topic, partition=tp.partition)
             self._observer.aborted(tp, "fenced")
             await self._abandon(tp, records[0].offset)
-            return
+            return False
         except (TimeoutError, KafkaError, OSError, BrokerError) as exc:
             log.warning(
                 "router_txn_aborted", topic=tp.topic, partition=tp.partition, error=repr(exc)
             )
             self._observer.aborted(tp, type(exc).__name__)
             await self._abandon(tp, records[0].offset)
-            return
+            return False
         if inject:
             # A clean abort leaves the producer usable: only the position goes back.
             log.info("router_txn_aborted_on_purpose", topic=tp.topic, partition=tp.partition)
             self._observer.aborted(tp, "injected")
             assert self._consumer is not None
             self._consumer.seek(tp, self._next_offset.get(tp, records[0].offset))
-            return
+            return False
         self._next_offset[tp] = records[-1].offset + 1
         for apply in outcome.on_commit:
             apply()
         self._observer.committed(
             tp, len(records), len(outcome.outputs), time.perf_counter() - started
         )
+        return True
 
     async def _abandon(self, tp: TopicPartition, first_offset: int) -> None:
         """Give up this batch: back to the last commit we know, producer closed; the next
@@ -375,8 +432,35 @@ class TransactionalEngine:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._settle_preparation()
         async with self._lock:
+            await self._finish_chains(revoked)
             await asyncio.gather(*(self._drop_producer(tp) for tp in revoked))
             log.info("router_revoked", partitions=len(revoked))
+
+
+class _Placement:
+    """The partition aiokafka's default partitioner would pick for a record, hashing each
+    key once per batch: its murmur2 is pure Python (~25 µs), and a bulletin's releases and
+    audit record share one key. Same placement as the partitioner, so keyed topics (the
+    compacted replay index) keep each key on one partition."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._cluster = producer.client.cluster
+        self._hashes: dict[bytes, int] = {}
+        self._partitions: dict[str, list[int] | None] = {}
+
+    def __call__(self, out: OutRecord) -> int | None:
+        if out.key is None:
+            return None  # the partitioner's random choice
+        partitions = self._partitions.get(out.topic)
+        if partitions is None:
+            known = self._cluster.partitions_for_topic(out.topic)
+            if not known:
+                return None  # no metadata yet: aiokafka waits for it and hashes itself
+            partitions = self._partitions[out.topic] = list(known)
+        hashed = self._hashes.get(out.key)
+        if hashed is None:
+            hashed = self._hashes[out.key] = murmur2(out.key) & 0x7FFFFFFF
+        return partitions[hashed % len(partitions)]
 
 
 async def _write_and_abort(producer: AIOKafkaProducer, outcome: BatchOutcome) -> None:
