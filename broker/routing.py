@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
+from prometheus_client import Counter
 
 from broker import outputs
 from broker.admission import INTERNAL_ERROR, WRONG_PARTITION, Admitted, Limits, Refused, admit
@@ -112,6 +113,10 @@ class RouterHandler:
         self._seen_loader = seen_loader
         self._metrics = metrics
         self._clock = clock
+        # Label children and partner lists, built once: ``labels()`` takes a lock and hashes
+        # its values, a dozen times a bulletin.
+        self._children: dict[tuple[str, ...], Callable[[], None]] = {}
+        self._partners: dict[str, list[Partner]] = {}
 
     async def prepare(self, assigned: set[TopicPartition]) -> None:
         for topic in {tp.topic for tp in assigned}:
@@ -158,7 +163,7 @@ class RouterHandler:
     ) -> list[OutRecord]:
         now, staged = batch.now, batch.staged
         metrics = self._metrics
-        tallies.append(metrics.consumed.labels(agency).inc)
+        tallies.append(self._counter("consumed", agency))
         result = admit(
             agency,
             record.value,
@@ -187,7 +192,7 @@ class RouterHandler:
         digest = digest_of(result.sealed.envelope_bytes if result.sealed else result.value)
         replay = self._seen.classify(key, digest, staged)
         if replay is Replay.DUPLICATE:
-            tallies.append(metrics.duplicates.labels(agency).inc)
+            tallies.append(self._counter("duplicates", agency))
             log.info("bulletin_duplicate", bulletin_id=bulletin.bulletin_id, origin=agency)
             return [outputs.duplicate_audit(result, source, now)]
         if replay is Replay.CONFLICT:
@@ -201,7 +206,7 @@ class RouterHandler:
         in_kafka = max(0.0, now.timestamp() - record.timestamp / 1000)
         tallies.append(lambda: metrics.route_latency.observe(latency))
         tallies.append(lambda: metrics.record_latency.observe(in_kafka))
-        tallies.append(metrics.routed.labels(agency).inc)
+        tallies.append(self._counter("routed", agency))
         return routed
 
     def _release(
@@ -217,15 +222,17 @@ class RouterHandler:
         out: list[OutRecord] = []
         decisions: list[tuple[ReleaseDecision, tuple[outputs.AuditFactor, ...]]] = []
         kinds = dict.fromkeys(ReleaseKind, 0)
-        releases = self._metrics.releases
-        for partner in self._ctx.partners(subject.origin):
+        partners = self._partners.get(subject.origin)
+        if partners is None:
+            partners = self._partners[subject.origin] = self._ctx.partners(subject.origin)
+        for partner in partners:
             decision = decide(subject, partner, scores, self._ctx.policy, now)
             decisions.append((decision, scores.factors(decision.score)))
             if decision.released:
                 out.append(outputs.release_record(admitted, decision))
             kinds[decision.kind] += 1
             tallies.append(
-                releases.labels(subject.origin, decision.partner, decision.kind.value).inc
+                self._counter("releases", subject.origin, decision.partner, decision.kind.value)
             )
         # One audit record for the whole bulletin: a record per partner made the audit most
         # of the router's output (10 of 17 records a bulletin) and of its encoding work.
@@ -240,6 +247,16 @@ class RouterHandler:
         )
         return out
 
+    def _counter(self, name: str, *labels: str) -> Callable[[], None]:
+        """The ``inc`` of one of the metrics' counters for ``labels`` (bounded: agencies,
+        pairs and decision kinds)."""
+        key = (name, *labels)
+        found = self._children.get(key)
+        if found is None:
+            counter: Counter = getattr(self._metrics, name)
+            found = self._children[key] = counter.labels(*labels).inc
+        return found
+
     def _reject(
         self,
         record: ConsumerRecord[Any, Any],
@@ -248,7 +265,7 @@ class RouterHandler:
         message: str,
         tallies: list[Callable[[], None]],
     ) -> OutRecord:
-        tallies.append(self._metrics.rejected.labels(reason).inc)
+        tallies.append(self._counter("rejected", reason))
         log.warning(
             "record_dead_lettered",
             reason=reason,

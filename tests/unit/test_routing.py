@@ -21,8 +21,8 @@ from enlace.core.registry import Agency, Registry
 from enlace.core.topics import AUDIT, DEADLETTER, ROUTER_SEEN, feed, outbound, owner_partition
 from schemas import headers as hdr
 from schemas.agency_key import AgencyKey
-from schemas.envelope import Sealed, seal
 from schemas.codec import decode_audit
+from schemas.envelope import Sealed, seal
 from schemas.key_directory import KeyDirectory
 from schemas.models import ROUTED
 from tests.samples import routed_bulletin, sample_bulletin
