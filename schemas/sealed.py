@@ -17,7 +17,7 @@ import io
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -294,10 +294,32 @@ class SealedView:
     tearline: SealedBody
     wrap_nonce: bytes
     wraps: dict[str, Wrap]
+    # Per level, the release's bytes up to the partner's wrap: the same for every partner.
+    _release_heads: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def routing_digest(self) -> bytes:
         return routing_digest(self.envelope_bytes, self.full.digest, self.tearline.digest)
+
+    def release_head(self, level: str, catalog: Catalog | None = None) -> bytes:
+        head = self._release_heads.get(level)
+        if head is None:
+            body, other = (
+                (self.full, self.tearline) if level == FULL else (self.tearline, self.full)
+            )
+            head = self._release_heads[level] = b"".join(
+                (
+                    MAGIC,
+                    _writer(SEALED_RELEASE, catalog),
+                    self.envelope_bytes,
+                    _avro_long(_LEVEL_INDEX[level]),
+                    body.nonce,
+                    _avro_bytes(body.ciphertext),
+                    _avro_bytes(other.digest),
+                    self.wrap_nonce,
+                )
+            )
+        return head
 
 
 def view_sealed(
@@ -337,17 +359,9 @@ def release_for(
     wrap = view.wraps.get(partner)
     if wrap is None:
         return None
-    body, other = (view.full, view.tearline) if level == FULL else (view.tearline, view.full)
     return b"".join(
         (
-            MAGIC,
-            _writer(SEALED_RELEASE, catalog),
-            view.envelope_bytes,
-            _avro_long(_LEVEL_INDEX[level]),
-            body.nonce,
-            _avro_bytes(body.ciphertext),
-            _avro_bytes(other.digest),
-            view.wrap_nonce,
+            view.release_head(level, catalog),
             _avro_bytes(wrap.key_id.encode("utf-8")),
             _avro_bytes(wrap.full if level == FULL else wrap.tearline),
         )
