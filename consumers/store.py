@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -179,51 +179,33 @@ class BulletinStore:
 
     def store(self, items: Sequence[Delivered]) -> list[StoreOutcome]:
         """Store deliveries in one transaction; one outcome per item, in order."""
-        outcomes: list[StoreOutcome] = []
-        with self._transaction() as conn:
-            for item in items:
-                row = conn.execute(
-                    "SELECT release FROM bulletins WHERE bulletin_id = ?", (item.bulletin_id,)
-                ).fetchone()
-                if row is None:
-                    conn.execute(_INSERT, _insert_params(item))
-                    outcomes.append(StoreOutcome.INSERTED)
-                elif row[0] == Release.TEARLINE.value and item.release is Release.FULL:
-                    conn.execute(_UPGRADE, _upgrade_params(item))
-                    outcomes.append(StoreOutcome.UPGRADED)
-                else:
-                    outcomes.append(StoreOutcome.DUPLICATE)
-        return outcomes
+        return self.write(items, ())
 
     def quarantine(self, items: Sequence[Quarantined]) -> int:
         """Keep failed records with their reason; a redelivered record is kept once."""
-        added = 0
         with self._transaction() as conn:
-            for item in items:
-                record = item.record
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO quarantine (source_topic, source_partition, "
-                    "source_offset, reason, detail, origin, key_id, bulletin_id, release, "
-                    "record_key, value, headers, quarantined_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        item.reason,
-                        item.detail,
-                        item.origin,
-                        item.key_id,
-                        item.bulletin_id,
-                        item.release,
-                        record.key,
-                        record.value,
-                        json.dumps(record.headers_json()),
-                        iso(item.received_at),
-                    ),
-                )
-                added += cursor.rowcount
-        return added
+            return _quarantine_in(conn, items)
+
+    def write(self, items: Sequence[Delivered], bad: Sequence[Quarantined]) -> list[StoreOutcome]:
+        """A whole poll in one transaction (one fsync): deliveries stored (one outcome per
+        item, in order) and failed records quarantined. The consumer commits the offsets
+        only after this returns, so all or none of the poll is held."""
+        with self._transaction() as conn:
+            held = _held_releases(conn, [item.bulletin_id for item in items])
+            outcomes = plan_batch(held, [(item.bulletin_id, item.release) for item in items])
+            inserts, upgrades = [], []
+            for item, outcome in zip(items, outcomes, strict=True):
+                if outcome is StoreOutcome.INSERTED:
+                    inserts.append(_insert_params(item))
+                elif outcome is StoreOutcome.UPGRADED:
+                    upgrades.append(_upgrade_params(item))
+            # Upgrades after inserts: a tearline and its full copy in one poll insert, then
+            # replace, as they would one record at a time.
+            conn.executemany(_INSERT, inserts)
+            conn.executemany(_UPGRADE, upgrades)
+            if bad:
+                _quarantine_in(conn, bad)
+        return outcomes
 
     def pending_receipts(self, limit: int = 500) -> list[PendingReceipt]:
         rows = self._read(
@@ -387,6 +369,71 @@ class BulletinStore:
             "SELECT count(*), coalesce(sum(to_offset - from_offset), 0) FROM gaps"
         )[0]
         return int(count), int(missed)
+
+
+def plan_batch(
+    held: Mapping[str, Release], items: Sequence[tuple[str, Release]]
+) -> list[StoreOutcome]:
+    """What storing ``items`` (bulletin id, release) in order does, given the releases held
+    (pure). Upgrade rule: a FULL copy replaces a held TEARLINE; anything else already held
+    is a duplicate. An id seen earlier in the batch counts as held from then on."""
+    now_held = dict(held)
+    outcomes: list[StoreOutcome] = []
+    for bulletin_id, release in items:
+        before = now_held.get(bulletin_id)
+        if before is None:
+            outcomes.append(StoreOutcome.INSERTED)
+        elif before is Release.TEARLINE and release is Release.FULL:
+            outcomes.append(StoreOutcome.UPGRADED)
+        else:
+            outcomes.append(StoreOutcome.DUPLICATE)
+            continue
+        now_held[bulletin_id] = release
+    return outcomes
+
+
+_LOOKUP_CHUNK = 500  # ids per IN (...) lookup, well under SQLite's bound variables limit
+
+
+def _held_releases(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, Release]:
+    """The release held for each of ``ids`` already stored (one query per chunk, not per id)."""
+    held: dict[str, Release] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), _LOOKUP_CHUNK):
+        chunk = unique[start : start + _LOOKUP_CHUNK]
+        marks = ", ".join("?" for _ in chunk)
+        sql = f"SELECT bulletin_id, release FROM bulletins WHERE bulletin_id IN ({marks})"  # noqa: S608 - only "?" marks
+        held.update((str(r[0]), Release(r[1])) for r in conn.execute(sql, chunk).fetchall())
+    return held
+
+
+def _quarantine_in(conn: sqlite3.Connection, items: Sequence[Quarantined]) -> int:
+    added = 0
+    for item in items:
+        record = item.record
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO quarantine (source_topic, source_partition, "
+            "source_offset, reason, detail, origin, key_id, bulletin_id, release, "
+            "record_key, value, headers, quarantined_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.topic,
+                record.partition,
+                record.offset,
+                item.reason,
+                item.detail,
+                item.origin,
+                item.key_id,
+                item.bulletin_id,
+                item.release,
+                record.key,
+                record.value,
+                json.dumps(record.headers_json()),
+                iso(item.received_at),
+            ),
+        )
+        added += cursor.rowcount
+    return added
 
 
 def _escape_like(text: str) -> str:

@@ -54,9 +54,8 @@ class SqliteSink(Sink):
         bad = [item for item in items if isinstance(item, Quarantined)]
 
         def work(store: BulletinStore) -> WriteResult:
-            outcomes = store.store([item for _, item in indexed]) if indexed else []
-            if bad:
-                store.quarantine(bad)
+            # One transaction for the whole poll: one fsync, not one per kind of record.
+            outcomes = store.write([item for _, item in indexed], bad)
             return WriteResult({i: o for (i, _), o in zip(indexed, outcomes, strict=True)})
 
         return await self._call(work)

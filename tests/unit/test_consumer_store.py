@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumers.records import Delivered, FeedRecord, Quarantined, Release, StoreOutcome
-from consumers.store import BulletinStore, InboxQuery
+from consumers.store import BulletinStore, InboxQuery, plan_batch
 from consumers.store_schema import SCHEMA_VERSION
 from enlace.core.errors import SinkError
 from schemas.envelope import seal
@@ -159,3 +161,54 @@ def test_reopen_keeps_data_and_refuses_newer_schema(tmp_path: Path) -> None:
 def test_open_without_create(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match="no store"):
         BulletinStore.open(tmp_path / "missing.sqlite3", create=False)
+
+
+# -- one transaction per poll -------------------------------------------------------------
+
+_POOL = [sample_bulletin("pa-senafront", issued_at=NOW - timedelta(minutes=1)) for _ in range(3)]
+_COPIES = {
+    (n, release): _deliver(b, release, offset=n) for n, b in enumerate(_POOL) for release in Release
+}
+_picks = st.lists(st.tuples(st.integers(0, 2), st.sampled_from(list(Release))), max_size=12)
+
+
+@given(held=_picks, batch=_picks)
+@settings(max_examples=40, deadline=None)
+def test_a_poll_in_one_write_does_what_its_records_do_one_by_one(
+    tmp_path_factory: pytest.TempPathFactory,
+    held: list[tuple[int, Release]],
+    batch: list[tuple[int, Release]],
+) -> None:
+    """The batched write (one lookup, one transaction) against the rule applied one record
+    at a time, in-batch repeats and tearline-then-full upgrades included."""
+    root = tmp_path_factory.mktemp("poll")
+    one, many = BulletinStore.open(root / "one.db"), BulletinStore.open(root / "many.db")
+    try:
+        for store_ in (one, many):
+            store_.store([_COPIES[p] for p in held])
+        expected = [outcome for p in batch for outcome in one.store([_COPIES[p]])]
+        bad = Quarantined(FeedRecord("t", 0, 99, None, b"junk", ()), "bad_magic", "no", NOW)
+        assert many.write([_COPIES[p] for p in batch], [bad]) == expected
+        for b in _POOL:
+            a, c = one.get(b.bulletin_id), many.get(b.bulletin_id)
+            assert (a is None) == (c is None)
+            if a is not None and c is not None:
+                assert (a.row.release, a.row.upgraded_at) == (c.row.release, c.row.upgraded_at)
+        assert [q.reason for q in many.quarantine_rows()] == ["bad_magic"]
+    finally:
+        one.close()
+        many.close()
+
+
+def test_plan_batch_counts_an_id_seen_earlier_in_the_batch_as_held() -> None:
+    t, f = Release.TEARLINE, Release.FULL
+    assert plan_batch({}, [("a", t), ("a", f), ("a", f), ("a", t)]) == [
+        StoreOutcome.INSERTED,
+        StoreOutcome.UPGRADED,
+        StoreOutcome.DUPLICATE,
+        StoreOutcome.DUPLICATE,
+    ]
+    assert plan_batch({"a": f}, [("a", f), ("b", t)]) == [
+        StoreOutcome.DUPLICATE,
+        StoreOutcome.INSERTED,
+    ]
