@@ -38,12 +38,12 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, ProducerFenced
-from aiokafka.partitioner import murmur2
 
 from enlace.core import clients
 from enlace.core.closing import close_consumer, close_producer
 from enlace.core.errors import BrokerError, started
 from enlace.core.logs import get_logger
+from enlace.core.partitioning import murmur2
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import router_transactional_id
 
@@ -439,7 +439,7 @@ class TransactionalEngine:
 
 class _Placement:
     """The partition aiokafka's default partitioner would pick for a record, hashing each
-    key once per batch: its murmur2 is pure Python (~25 µs), and a bulletin's releases and
+    key once per batch (murmur2 is pure Python), and a bulletin's releases and
     audit record share one key. Same placement as the partitioner, so keyed topics (the
     compacted replay index) keep each key on one partition."""
 

@@ -48,8 +48,8 @@ from enlace.core.errors import (
 )
 from enlace.core.logs import get_logger
 from enlace.core.registry import Agency, Registry
+from enlace.core.topics import owner_partition
 from producers.metrics import PublisherMetrics, RejectReason
-from producers.partitioning import owner_partition
 from producers.prepare import ORIGIN_FIELD, prepare
 from producers.settings import PublisherSettings
 from producers.skew import Window, issued_at_refusal, timestamp_refusal
@@ -378,7 +378,7 @@ class Publisher:
             async with asyncio.timeout(None) as guard:
                 guard.reschedule(loop.time() + timeout)
                 # The owner partition, as the client's keyed partitioner would pick it from
-                # the same metadata, but hashed a word at a time (producers/partitioning.py).
+                # the same metadata, but hashed a word at a time (enlace/core/partitioning.py).
                 partitions = len(await producer.partitions_for(self.topic))
                 for bulletin, record in records:
                     guard.reschedule(loop.time() + timeout)

@@ -15,11 +15,11 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
-from aiokafka.partitioner import murmur2
 
 from enlace.core.clock import MAX_FUTURE, MAX_PAST
 from enlace.core.errors import BrokerError
 from enlace.core.logs import get_logger
+from enlace.core.partitioning import murmur2
 from enlace.core.settings import KafkaSettings
 
 OUTBOUND_PREFIX = "enlace.outbound."
@@ -103,8 +103,7 @@ def owner_partition(bulletin_id: str, partitions: int) -> int:
     partitioner (murmur2 of the key, the bulletin id; Java's and aiokafka's, librdkafka's
     ``murmur2_random``). The router refuses a bulletin anywhere else (``wrong_partition``), so
     each bulletin id has one owner and is released at most once per partner."""
-    hashed: int = murmur2(bulletin_id.encode("ascii"))
-    return (hashed & 0x7FFFFFFF) % partitions
+    return (murmur2(bulletin_id.encode("ascii")) & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True)

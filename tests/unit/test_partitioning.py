@@ -1,5 +1,6 @@
-"""The publisher's word-at-a-time murmur2 is Kafka's: the router refuses a bulletin on any
-partition but the one ``enlace.core.topics.owner_partition`` names."""
+"""The word-at-a-time murmur2 is Kafka's: the router refuses a bulletin on any partition but
+the one ``enlace.core.topics.owner_partition`` names, and the engine places keyed outputs
+where the client's partitioner would."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from enlace.core import topics
-from producers.partitioning import murmur2, owner_partition
+from enlace.core.partitioning import murmur2
+from enlace.core.topics import owner_partition
 
 
 @given(st.binary(max_size=80))
@@ -17,9 +18,11 @@ def test_murmur2_is_kafkas(data: bytes) -> None:
 
 
 @given(st.uuids().map(str), st.integers(1, 1000))
-def test_the_owner_partition_is_the_cores(bulletin_id: str, partitions: int) -> None:
-    assert owner_partition(bulletin_id, partitions) == topics.owner_partition(
-        bulletin_id, partitions
+def test_the_owner_partition_is_the_default_partitioners(bulletin_id: str, partitions: int) -> None:
+    key = bulletin_id.encode("ascii")
+    assert (
+        owner_partition(bulletin_id, partitions)
+        == (aiokafka_murmur2(key) & 0x7FFFFFFF) % partitions
     )
 
 

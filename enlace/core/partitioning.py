@@ -1,11 +1,10 @@
-"""The owner partition of a bulletin, as ``enlace.core.topics.owner_partition`` computes it,
-a word at a time.
+"""Kafka's keyed partitioner hash, a word at a time.
 
 aiokafka's ``murmur2`` is pure Python byte by byte: ~13 µs for a 36-byte bulletin id on the
-bench host, paid once per record whether the client's partitioner or ``owner_partition``
-calls it. Reading the key as little-endian 32-bit words with one ``struct`` call halves it.
-The publisher passes the result to ``send(partition=...)``, so the client hashes nothing.
-``tests/unit/test_producer_partitioning.py`` holds it equal to the core function.
+bench host, paid once per record when the client's partitioner hashes a key. Reading the key
+as little-endian 32-bit words with one ``struct`` call halves it. The publisher and the
+router's engine pass the partition to ``send(partition=...)``, so the client hashes nothing;
+``tests/unit/test_partitioning.py`` holds it equal to aiokafka's (and Kafka's test vectors).
 """
 
 from __future__ import annotations
@@ -38,8 +37,3 @@ def murmur2(data: bytes) -> int:
     h ^= h >> 13
     h = (h * _M) & _MASK
     return h ^ (h >> 15)
-
-
-def owner_partition(bulletin_id: str, partitions: int) -> int:
-    """``enlace.core.topics.owner_partition``: the one partition the router accepts."""
-    return (murmur2(bulletin_id.encode("ascii")) & 0x7FFFFFFF) % partitions
