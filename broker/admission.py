@@ -27,7 +27,7 @@ The partition (``wrong_partition``: not the bulletin id's owner partition) and r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from enlace.core.clock import MAX_FUTURE, MAX_PAST, outside_window
@@ -70,6 +70,28 @@ class Admitted:
     tearline_value: bytes
     signed: hdr.SignedHeaders
     sealed: SealedView | None = None
+    # A sealed bulletin's release headers by level: the same for every partner.
+    _headers: dict[str, tuple[tuple[str, bytes], ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    @property
+    def key(self) -> bytes:
+        """The record key of everything routed for this bulletin: its id."""
+        return self.bulletin.bulletin_id.encode("ascii")
+
+    def release_headers(self, release: str) -> tuple[tuple[str, bytes], ...]:
+        """Headers of a wire-format-2 release at ``release`` (the originator's routing
+        signature covers both levels)."""
+        found = self._headers.get(release)
+        if found is None:
+            signed = self.signed
+            found = self._headers[release] = tuple(
+                hdr.build(
+                    origin=signed.origin, key_id=signed.key_id, sig=signed.sig, release=release
+                )
+            )
+        return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -12,11 +12,13 @@ from broker.admission import Admitted
 from broker.engine import OutRecord
 from broker.release import ReleaseDecision
 from broker.trust import TrustScore
+from enlace.core.errors import ValidationError
 from enlace.core.topics import AUDIT, DEADLETTER, feed
 from schemas import headers as hdr
+from schemas.avro_writer import writer_for
 from schemas.catalog import Catalog
 from schemas.codec import AUDIT as AUDIT_SCHEMA
-from schemas.codec import encode
+from schemas.codec import MAGIC
 from schemas.models import ROUTED, ROUTED_RULE, AuditRecord
 from schemas.sealed import SealedView, release_for
 from schemas.sealing import FULL, TEARLINE
@@ -82,13 +84,11 @@ def _sealed_release(admitted: Admitted, view: SealedView, decision: ReleaseDecis
     value = release_for(view, decision.partner, level)
     if value is None:
         raise ValueError(f"{decision.partner} has no wrap: the decision must withhold")
-    signed = admitted.signed
-    headers = hdr.build(origin=signed.origin, key_id=signed.key_id, sig=signed.sig, release=release)
     return OutRecord(
         topic=feed(decision.partner),
         value=value,
-        key=admitted.bulletin.bulletin_id.encode("ascii"),
-        headers=tuple(headers),
+        key=admitted.key,
+        headers=admitted.release_headers(release),
     )
 
 
@@ -105,14 +105,18 @@ def audit_factors(score: TrustScore | None) -> tuple[AuditFactor, ...]:
 
 
 @cache
-def _audit_writer() -> bytes:
-    return Catalog.default().get(AUDIT_SCHEMA, AuditRecord.avro_version).fingerprint
+def _audit_writer() -> tuple[bytes, Callable[[dict[str, Any]], bytes]]:
+    """The audit record's framing (magic + fingerprint) and its compiled body writer."""
+    entry = Catalog.default().get(AUDIT_SCHEMA, AuditRecord.avro_version)
+    return MAGIC + entry.fingerprint, writer_for(entry.parsed)
 
 
 def _audit_out(datum: dict[str, Any]) -> OutRecord:
-    """Encode straight from the Avro datum: the router builds it from validated values and
-    fixed rule codes, and a pydantic round trip per decision would double the routing cost
-    (consumers of the audit topic still validate with ``decode_audit``)."""
+    """Encode straight from the Avro datum with the compiled writer: the router builds it
+    from validated values and fixed rule codes, and a pydantic round trip (or fastavro's
+    checks) per bulletin would cost more than deciding (readers of the audit topic still
+    validate with ``decode_audit``; tests/unit/test_audit_versions.py decodes what this
+    writes)."""
     decided_ms = str(int(datum["decided_at"].timestamp() * 1000))
     decisions = datum["decisions"]
     if decisions:
@@ -127,10 +131,18 @@ def _audit_out(datum: dict[str, Any]) -> OutRecord:
         summary = "|".join((*fields, decided_ms))
     return OutRecord(
         topic=AUDIT,
-        value=encode(datum, AUDIT_SCHEMA, writer=_audit_writer()),
+        value=_encode_audit(datum),
         key=key,
         headers=((name, summary.encode("ascii")),),
     )
+
+
+def _encode_audit(datum: dict[str, Any]) -> bytes:
+    head, write = _audit_writer()
+    try:
+        return head + write(datum)
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
+        raise ValidationError(f"audit datum does not fit its schema: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from enlace.core.settings import DEFAULT_AGENCIES
 from schemas import headers as hdr
 from schemas.agency_key import AgencyKey
 from schemas.catalog import Catalog
-from schemas.codec import AUDIT, HEADER_SIZE, decode_audit, encode
+from schemas.codec import AUDIT, HEADER_SIZE, decode_audit, encode, encode_audit
 from schemas.envelope import seal
 from schemas.models import ROUTED, validate_audit
 from schemas.vocab import ReleaseKind, Tlp
@@ -74,6 +74,7 @@ def test_a_routed_record_holds_every_decision_and_its_header_says_the_same(
     out = routed_audit(ADMITTED, [(d, ()) for d in decisions], Source("t", 1, offset), T0)
     record = decode_audit(out.value)
     assert record.decision == ROUTED
+    assert encode_audit(record) == out.value, "the compiled writer writes what fastavro does"
     assert out.key == ADMITTED.bulletin.bulletin_id.encode()
     each = record.per_partner()
     assert [(a.partner, a.decision, a.rule) for a in each] == [

@@ -21,7 +21,7 @@ from enlace.core.registry import Agency, Registry
 from enlace.core.topics import AUDIT, DEADLETTER, ROUTER_SEEN, feed, outbound, owner_partition
 from schemas import headers as hdr
 from schemas.agency_key import AgencyKey
-from schemas.codec import decode_audit
+from schemas.codec import decode_audit, encode_audit
 from schemas.envelope import Sealed, seal
 from schemas.key_directory import KeyDirectory
 from schemas.models import ROUTED
@@ -90,6 +90,8 @@ def test_a_batch_releases_audits_and_stages_its_ids_until_the_commit() -> None:
     (audit_out,) = (out for out in outcome.outputs if out.topic == AUDIT)
     audit = decode_audit(audit_out.value)
     assert audit.decision == ROUTED
+    assert encode_audit(audit) == audit_out.value, "scores and factors written as fastavro does"
+    assert any(d.score is not None and d.factors for d in audit.decisions)
     assert sorted(d.partner for d in audit.per_partner()) == sorted([US, CR])
     assert {d.decision for d in audit.per_partner()} <= {"FULL", "TEARLINE"}
     summaries = release_summaries(audit_out.headers)
