@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import shutil
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -45,23 +46,29 @@ async def answers(settings: KafkaSettings, within: float = 5.0) -> bool:
 
 @contextlib.contextmanager
 def kafka_for_bench(
-    settings: KafkaSettings, progress: Progress, *, private: bool = False
+    settings: KafkaSettings,
+    progress: Progress,
+    *,
+    private: bool = False,
+    port: int = BENCH_KAFKA_PORT,
+    data_dir: Path = BENCH_KAFKA_DIR,
 ) -> Iterator[tuple[KafkaSettings, str]]:
     """The settings to use and where they point; starts (and later stops) a private broker
     when the configured one does not answer, or when asked to. Call outside the event loop:
-    start-up blocks."""
+    start-up blocks. ``port`` and ``data_dir`` let a second private broker (a standalone
+    phase) run beside the main bench's."""
     if not private:
         if asyncio.run(answers(settings)):
             yield settings, f"configured broker {settings.kafka_bootstrap}"
             return
         progress(f"no broker answers at {settings.kafka_bootstrap}")
-    progress(f"starting a private broker on 127.0.0.1:{BENCH_KAFKA_PORT} ({BENCH_KAFKA_DIR})")
-    local = LocalKafka(BENCH_KAFKA_DIR)
-    if not any(node.alive for node in local.status()) and BENCH_KAFKA_DIR.exists():
+    progress(f"starting a private broker on 127.0.0.1:{port} ({data_dir})")
+    local = LocalKafka(data_dir)
+    if not any(node.alive for node in local.status()) and data_dir.exists():
         # Fresh data each time: the router reads the audit topic from its start, so leftovers
         # of earlier runs would lengthen its start-up from run to run.
-        shutil.rmtree(BENCH_KAFKA_DIR)
-    spec = local.up(1, port=BENCH_KAFKA_PORT)
+        shutil.rmtree(data_dir)
+    spec = local.up(1, port=port)
     try:
         yield (
             settings.model_copy(update={"kafka_bootstrap": spec.bootstrap}),
@@ -72,10 +79,11 @@ def kafka_for_bench(
         local.down()
 
 
-def broker_pid(bootstrap: str) -> int | None:
+def broker_pid(bootstrap: str, *, extra: Iterable[Path] = ()) -> int | None:
     """The pid of the single local broker at ``bootstrap`` if ``enlace kafka up`` or this bench
-    started it (for its CPU use); None for any other Kafka."""
-    for data_dir in (DEFAULT_DATA_DIR, BENCH_KAFKA_DIR):
+    started it (for its CPU use; ``extra``: other data directories it may live in); None for
+    any other Kafka."""
+    for data_dir in (DEFAULT_DATA_DIR, BENCH_KAFKA_DIR, *extra):
         nodes = LocalKafka(data_dir).status()
         if len(nodes) == 1 and nodes[0].alive and bootstrap == f"127.0.0.1:{nodes[0].port}":
             return nodes[0].pid
