@@ -17,6 +17,7 @@ class Plan:
     copy_factor: int = 5
     partitions: int = 3
     drain_s: float = 60.0
+    broker_warm_s: float = 45.0  # transactions at 100/s before the first measured row
     profile_router: bool = False
     # The flood phase (``--flood``): junk trust events from one partner, fixed-rate rows.
     flood_events: int = 100_000
@@ -32,6 +33,7 @@ class Plan:
     def quick(cls) -> Plan:
         return cls(
             bulletins=400, rate=50.0, seconds=4.0, micro_iterations=200, warm_up=12,
+            broker_warm_s=5.0,
             flood_events=10_000, flood_seconds=8.0, flood_deadline_s=60.0,
         )  # fmt: skip
 
