@@ -312,21 +312,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sinks", default=",".join(SINKS), help="comma-separated: sqlite,stix")
     args = parser.parse_args(argv)
     sinks = [s for s in args.sinks.split(",") if s]
-    with (
-        tempfile.TemporaryDirectory(prefix="enlace-bench-consumer-") as tmp,
-        kafka_for_bench(
-            KafkaSettings(), _progress, private=True, port=STANDALONE_PORT, data_dir=STANDALONE_DIR
-        ) as (kafka, broker),
-    ):
+    with tempfile.TemporaryDirectory(prefix="enlace-bench-consumer-") as tmp:
         workdir = Path(tmp)
-        _progress(f"on {broker}; consumer log: {workdir / 'consumer.log'} (removed at exit)")
         with (workdir / "consumer.log").open("w", encoding="utf-8") as log_file:
             _log_to(log_file)
-            result = asyncio.run(
-                consumer_phase(
-                    kafka, workdir, records=args.records, sinks=sinks, progress=_progress
-                )
-            )
+            try:
+                with kafka_for_bench(
+                    KafkaSettings(),
+                    _progress,
+                    private=True,
+                    port=STANDALONE_PORT,
+                    data_dir=STANDALONE_DIR,
+                ) as (kafka, broker):
+                    _progress(f"on {broker}; consumer log: {log_file.name} (removed at exit)")
+                    result = asyncio.run(
+                        consumer_phase(
+                            kafka, workdir, records=args.records, sinks=sinks, progress=_progress
+                        )
+                    )
+            finally:
+                configure_logging("INFO")  # back to stderr before the log file closes
     sys.stdout.write(rows_table(result.rows) + "\n")
     for problem in result.problems:
         sys.stdout.write(f"- PROBLEM: {problem}\n")

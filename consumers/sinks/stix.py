@@ -91,7 +91,9 @@ class StixSink(Sink):
                 if item.release is Release.TEARLINE and (path in files or path.exists()):
                     continue  # we already hold this bulletin (tearline or full)
                 bundle = bundle_json(item.bulletin, item.release, agency_names=self._names)
-                text = json.dumps(bundle, indent=2, ensure_ascii=False)
+                # Compact: json's C encoder runs only without ``indent``; indenting tripled
+                # the cost of a bundle (~330 µs of ~470). Importers parse it either way.
+                text = json.dumps(bundle, ensure_ascii=False, separators=(",", ":"))
             else:
                 rec = item.record
                 path = self.quarantine_dir / f"{rec.topic}-{rec.partition}-{rec.offset}.json"
