@@ -9,6 +9,7 @@ size. The walk also refuses trailing bytes and out-of-range enum and union index
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from enlace.core.errors import CorruptRecord, TruncatedRecord
@@ -109,11 +110,183 @@ def check_body(root: Node, body: bytes | memoryview, *, max_items: int | None = 
     ``max_items`` bounds the total number of array/map items, which matters only for items
     that encode to zero bytes (every other item needs at least one byte); it defaults to the
     body length plus a small allowance.
+
+    Runs the schema's compiled checker (:func:`compiled`): the same checks as the
+    :class:`_Scan` walk, without dispatching on the node kind at every value
+    (tests/unit/test_codec_bounds.py holds the two to the same verdicts).
     """
+    scan = _Scan(body, len(body) + ZERO_WIDTH_ALLOWANCE if max_items is None else max_items)
+    compiled(root)(scan, 0)
+    if scan.pos != len(body):
+        raise CorruptRecord(f"{len(body) - scan.pos} trailing bytes after the record")
+
+
+def check_body_walking(
+    root: Node, body: bytes | memoryview, *, max_items: int | None = None
+) -> None:
+    """:func:`check_body` by the generic walk: the reference the compiled checker is held to."""
     scan = _Scan(body, len(body) + ZERO_WIDTH_ALLOWANCE if max_items is None else max_items)
     scan.walk(root, 0)
     if scan.pos != len(body):
         raise CorruptRecord(f"{len(body) - scan.pos} trailing bytes after the record")
+
+
+Check = Callable[["_Scan", int], None]
+_COMPILED: dict[int, tuple[Node, Check]] = {}
+
+
+def compiled(root: Node) -> Check:
+    """The checker of ``root``, compiled once per tree (kept with its tree, so the id is
+    never reused)."""
+    found = _COMPILED.get(id(root))
+    if found is None:
+        found = _COMPILED[id(root)] = (root, _compile_check(root, {}))
+    return found[1]
+
+
+def _depth_guard(depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise CorruptRecord(f"record nests deeper than {MAX_DEPTH}")
+
+
+def _compile_check(node: Node, memo: dict[int, Check]) -> Check:  # noqa: PLR0911 - one closure per Avro type
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    kind = node.kind
+    if kind == "record":
+        fields: list[Check] = []
+
+        def record(scan: _Scan, depth: int) -> None:
+            _depth_guard(depth)
+            for check in fields:
+                check(scan, depth + 1)
+
+        memo[id(node)] = record  # before the fields: a recursive record refers to itself
+        fields.extend(_compile_check(f, memo) for f in node.fields)
+        return record
+    if kind == "union":
+        branches: list[Check] = []
+
+        def union(scan: _Scan, depth: int) -> None:
+            _depth_guard(depth)
+            index = scan.long()
+            if not 0 <= index < len(branches):
+                raise CorruptRecord(f"union branch {index} out of range")
+            branches[index](scan, depth + 1)
+
+        memo[id(node)] = union
+        branches.extend(_compile_check(b, memo) for b in node.branches)
+        return union
+    if kind in {"array", "map"}:
+        return _blocks_check(node, memo)
+    if kind == "enum":
+        return _enum_check(node.symbols)
+    if kind == "fixed":
+        return _width_check("fixed", node.min_size)
+    return _LEAF_CHECKS.get(kind, _null_check)
+
+
+def _blocks_check(node: Node, memo: dict[int, Check]) -> Check:
+    """:meth:`_Scan.blocks` with the item's compiled checker."""
+    assert node.items is not None
+    kind = node.kind
+    is_map = kind == "map"
+    per_item = node.items.min_size + (1 if is_map else 0)
+    items: list[Check] = []
+    key_check = _LEAF_CHECKS["string"]
+
+    def blocks(scan: _Scan, depth: int) -> None:
+        _depth_guard(depth)
+        item = items[0]
+        while True:
+            count = scan.long()
+            if count == 0:
+                return
+            if count < 0:
+                count = -count
+                size = scan.long()
+                if size < 0:
+                    raise CorruptRecord(f"negative {kind} block size")
+                scan.need(size, f"{kind} block")
+            scan.need(count * per_item, f"{kind} of {count} items")
+            scan.items_left -= count
+            if scan.items_left < 0:
+                raise CorruptRecord(f"{kind} declares more items than the record can hold")
+            for _ in range(count):
+                if is_map:
+                    key_check(scan, depth + 1)
+                item(scan, depth + 1)
+
+    memo[id(node)] = blocks
+    items.append(_compile_check(node.items, memo))
+    return blocks
+
+
+def _null_check(_scan: _Scan, depth: int) -> None:
+    _depth_guard(depth)
+
+
+def _long_check(scan: _Scan, depth: int) -> None:
+    _depth_guard(depth)
+    scan.long()
+
+
+def _int_check(scan: _Scan, depth: int) -> None:
+    _depth_guard(depth)
+    if not -(2**31) <= scan.long() < 2**31:
+        raise CorruptRecord("int out of the 32-bit range")
+
+
+def _sized_check(kind: str) -> Check:
+    def sized(scan: _Scan, depth: int) -> None:
+        _depth_guard(depth)
+        length = scan.long()
+        if length < 0:
+            raise CorruptRecord(f"negative {kind} length {length}")
+        scan.need(length, kind)
+        scan.pos += length
+
+    return sized
+
+
+def _boolean_check(scan: _Scan, depth: int) -> None:
+    _depth_guard(depth)
+    scan.need(1, "boolean")
+    if scan.body[scan.pos] > 1:
+        raise CorruptRecord("boolean byte is neither 0 nor 1")
+    scan.pos += 1
+
+
+def _width_check(kind: str, width: int) -> Check:
+    def fixed_width(scan: _Scan, depth: int) -> None:
+        _depth_guard(depth)
+        scan.need(width, kind)
+        scan.pos += width
+
+    return fixed_width
+
+
+def _enum_check(symbols: int) -> Check:
+    def enum(scan: _Scan, depth: int) -> None:
+        _depth_guard(depth)
+        index = scan.long()
+        if not 0 <= index < symbols:
+            raise CorruptRecord(f"enum index {index} out of range 0..{symbols - 1}")
+
+    return enum
+
+
+_LEAF_CHECKS: dict[str, Check] = {
+    "null": _null_check,
+    "int": _int_check,
+    "long": _long_check,
+    "string": _sized_check("string"),
+    "bytes": _sized_check("bytes"),
+    "boolean": _boolean_check,
+    "float": _width_check("float", 4),
+    "double": _width_check("double", 8),
+}
 
 
 class _Scan:
@@ -129,9 +302,14 @@ class _Scan:
             )
 
     def long(self) -> int:
+        body, pos = self.body, self.pos
+        if pos < len(body) and body[pos] < 0x80:
+            # One byte (most lengths, counts and indexes): no loop.
+            self.pos = pos + 1
+            byte = body[pos]
+            return (byte >> 1) ^ -(byte & 1)
         result = 0
         shift = 0
-        body = self.body
         while True:
             if self.pos >= len(body):
                 raise TruncatedRecord("record ends inside a number")
