@@ -18,6 +18,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from bench import machine
+from bench.consumer_phase import consumer_phase
 from bench.cpu import CpuUse, CpuWindow
 from bench.exchange import Exchange
 from bench.kafka_env import broker_pid, delete_topics, topic_records
@@ -357,6 +358,18 @@ class Run:
                 stats, 25, cumulative=True
             )
 
+    async def consumer(self) -> None:
+        """A partner's consumer from the start of a feed of real sealed releases, per sink
+        (bench/consumer_phase.py), against a raw read of the same feed."""
+        phase = await consumer_phase(
+            self.settings,
+            self.workdir / "consumer",
+            records=self.plan.consumer_records,
+            progress=self.progress,
+        )
+        self.result.rows.extend(phase.rows)
+        self.result.problems.extend(phase.problems)
+
     def _startup_row(self, seconds: float, backlog: dict[str, int]) -> Row:
         note = (
             f"{seconds:.1f} s from launch to the warm-up's releases; it first reads "
@@ -411,6 +424,7 @@ async def run_all(run: Run) -> None:
         await run.copy()
         await run.end_to_end(workers=1)
         await run.end_to_end(workers=2)
+        await run.consumer()
     finally:
         await run.cleanup()
 
