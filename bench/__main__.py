@@ -159,7 +159,7 @@ def measure(
         except Exception as exc:  # noqa: BLE001 - a failed phase still reports what was measured
             result.problems.append(f"run stopped early: {exc!r} (see {log_path})")
         finally:
-            for name in ("router.log", "copier.log", "router.prof", "flood.log"):
+            for name in ("router-1.log", "router-2.log", "copier.log", "router.prof", "flood.log"):
                 child_log = workdir / name
                 if child_log.exists():
                     (RESULTS_DIR / f"bench-{stamp}-{name}").write_bytes(child_log.read_bytes())
