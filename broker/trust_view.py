@@ -53,6 +53,8 @@ from schemas.vocab import ReleaseKind
 
 log = get_logger(__name__)
 
+TRUST_FETCH_MIN_BYTES = 65_536
+TRUST_FETCH_MAX_WAIT_MS = 1_000
 RELEASED = frozenset({ReleaseKind.FULL.value, ReleaseKind.TEARLINE.value})
 CHUNK = 25  # records folded between two yields to the event loop (about 15 ms of CPU)
 FETCH_MAX = 1_000
@@ -188,7 +190,15 @@ class TrustFeed:
         (a snapshot's), else to the beginning (the audit topic: to its horizon)."""
         layout = await partitions_of(self._settings, [self._audit_topic, *self._receipt_topics])
         partitions = [TopicPartition(t, p) for t, ids in layout.items() for p in ids]
-        consumer = clients.consumer(self._settings, group_id=None)
+        consumer = clients.consumer(
+            self._settings,
+            group_id=None,
+            # Trust may lag a second; the broker should not answer this fetch of every
+            # receipts and audit partition at each transaction marker (one per routed
+            # batch): it waits for 64 KiB or a second. History is there at once.
+            fetch_min_bytes=TRUST_FETCH_MIN_BYTES,
+            fetch_max_wait_ms=TRUST_FETCH_MAX_WAIT_MS,
+        )
         try:
             await consumer.start()
             consumer.assign(partitions)
