@@ -21,7 +21,8 @@ router uses the pre-KIP-447 pattern:
   committed never moves the position forward;
 * the next poll overlaps the commits of the last: each partition's batches run as a chain of
   tasks (one transaction at a time per partition, in offset order), and the loop fetches and
-  handles other partitions meanwhile. A batch whose predecessor failed is dropped unhandled:
+  handles other partitions meanwhile; a partition with a batch already queued is paused
+  until it catches up. A batch whose predecessor failed is dropped unhandled:
   the failure sought back, and those records come again. A revocation or the stop waits for
   the chains of its partitions before their producers close.
 """
@@ -64,12 +65,18 @@ class OutRecord:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the engine tracks each batch's outcome, not equal ones
 class BatchOutcome:
     """What one input batch produces, and the state to apply only once it is committed."""
 
     outputs: list[OutRecord] = field(default_factory=list)
     on_commit: list[Callable[[], None]] = field(default_factory=list)
+    # Run instead when the batch will not commit (aborted, or dropped behind a failure).
+    on_abandon: list[Callable[[], None]] = field(default_factory=list)
+
+    def abandon(self) -> None:
+        for undo in self.on_abandon:
+            undo()
 
 
 class BatchHandler(Protocol):
@@ -79,7 +86,11 @@ class BatchHandler(Protocol):
     def handle(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
     ) -> BatchOutcome:
-        """Turn records into outputs. Must not raise for bad input (dead-letter it)."""
+        """Turn records into outputs. Must not raise for bad input (dead-letter it).
+
+        Called in offset order per partition, possibly while the partition's previous
+        batch is still committing: what a batch will commit must be visible to the next
+        one's handling at once, and withdrawn by ``on_abandon``."""
 
 
 class EngineObserver(Protocol):
@@ -133,6 +144,10 @@ class TransactionalEngine:
         # Per partition, the task of its newest batch (which awaits its predecessor's).
         self._chains: dict[TopicPartition, asyncio.Task[bool]] = {}
         self._depth: dict[TopicPartition, int] = {}  # batches of a partition started, not done
+        self._held: set[TopicPartition] = set()  # paused here until their chain catches up
+        self._epoch: dict[TopicPartition, int] = {}  # rewinds (seeks back) so far
+        # Outcomes handled ahead of their commit, per partition, until committed or abandoned.
+        self._unsettled: dict[TopicPartition, list[BatchOutcome]] = {}
         self._stopping = asyncio.Event()
         self._preparing: asyncio.Task[None] | None = None
         # Fault drills: abort some transactions after their outputs are written, so a
@@ -189,23 +204,45 @@ class TransactionalEngine:
         consumer = started(self._consumer, "transactional engine")
         while not self._stopping.is_set():
             self._raise_failure()
-            await self._keep_up()
-            batch = await consumer.getmany(timeout_ms=self._poll_ms, max_records=self._max_batch)
+            # Enough for a batch of every partition: a poll capped at one batch in total
+            # fed one or two partitions at a time while the others waited for their turn.
+            limit = self._max_batch * max(1, len(self._producers))
+            batch = await consumer.getmany(timeout_ms=self._poll_ms, max_records=limit)
             if not batch or self._stopping.is_set():
                 continue
+            # Which seek these records were fetched after, read before anything can yield: a
+            # batch fetched before a later rewind of its partition is dropped, never
+            # committed past the records the rewind will fetch again.
+            fetched = {tp: self._epoch.get(tp, 0) for tp in batch}
             async with self._lock:
                 for tp, records in batch.items():
-                    if records:
-                        self._chain(tp, records)
+                    for start in range(0, len(records), self._max_batch):
+                        self._chain(tp, records[start : start + self._max_batch], fetched[tp])
 
-    def _chain(self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+    def _chain(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]], epoch: int
+    ) -> None:
+        """Queue ``records`` behind the partition's last batch. A partition with a batch
+        waiting behind the one committing is paused (fetch ahead by one batch at most) and
+        resumed when it has caught up; the others are fetched meanwhile."""
         previous = self._chains.get(tp)
         self._depth[tp] = self._depth.get(tp, 0) + 1
         task = asyncio.create_task(
-            self._after(previous, tp, records), name=f"txn-{tp.topic}-{tp.partition}"
+            self._after(previous, tp, records, epoch), name=f"txn-{tp.topic}-{tp.partition}"
         )
-        task.add_done_callback(lambda _done: self._depth.__setitem__(tp, self._depth[tp] - 1))
+        task.add_done_callback(lambda _done: self._settled(tp))
         self._chains[tp] = task
+        if self._depth[tp] > 1 and self._consumer is not None and tp not in self._held:
+            self._held.add(tp)
+            self._consumer.pause(tp)
+
+    def _settled(self, tp: TopicPartition) -> None:
+        self._depth[tp] -= 1
+        if self._depth[tp] <= 1 and tp in self._held:
+            self._held.discard(tp)
+            consumer = self._consumer
+            if consumer is not None and tp in consumer.assignment():
+                consumer.resume(tp)
 
     def _raise_failure(self) -> None:
         """A batch that raised (a bug: bad input is dead-lettered, broker errors abort) stops
@@ -215,23 +252,57 @@ class TransactionalEngine:
             if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
                 raise exc
 
-    async def _keep_up(self) -> None:
-        """Fetch ahead by one batch per partition at most: while a partition has a batch
-        queued behind the one committing, wait for it before fetching more."""
-        while behind := [t for tp, t in self._chains.items() if self._depth.get(tp, 0) > 1]:
-            await asyncio.wait(behind, return_when=asyncio.FIRST_COMPLETED)
-
     async def _after(
         self,
         previous: asyncio.Task[bool] | None,
         tp: TopicPartition,
         records: Sequence[ConsumerRecord[Any, Any]],
+        epoch: int,
     ) -> bool:
-        """Commit ``records`` once ``previous`` (the partition's last batch) has: True when
-        committed. If ``previous`` failed it sought back, and these records come again."""
-        if previous is not None and not await previous:
-            return False
-        return await self._process(tp, records)
+        """Handle ``records`` now and commit them once ``previous`` (the partition's last
+        batch) is done: the handling overlaps that commit. True when committed. If the
+        partition was rewound since they were fetched (``epoch``: a failure sought back to
+        the last commit), they come again from the broker and this copy is abandoned."""
+        handled = self._handle(tp, records)
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])
+                if not previous.cancelled() and (exc := previous.exception()) is not None:
+                    raise exc  # a bug in an earlier batch stops the engine (see run)
+            if epoch != self._epoch.get(tp, 0):
+                return False  # its outcome was abandoned by the rewind
+            if handled is not None and handled[0][0].offset < self._next_offset.get(tp, 0):
+                # A lazy offset reset handed back committed records: handle the rest again.
+                self._settle(tp, handled[1], abandon=True)
+                handled = self._handle(tp, handled[0])
+            if handled is None:
+                return True
+            return await self._process(tp, *handled)
+        finally:
+            if handled is not None:
+                self._settle(tp, handled[1], abandon=False)
+
+    def _settle(self, tp: TopicPartition, outcome: BatchOutcome, *, abandon: bool) -> None:
+        """Forget a handled batch's outcome (committed or abandoned by now), abandoning it
+        first if asked (withdrawing an outcome twice is harmless)."""
+        unsettled = self._unsettled.get(tp, [])
+        if outcome in unsettled:
+            unsettled.remove(outcome)
+        if abandon:
+            outcome.abandon()
+
+    def _handle(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> tuple[Sequence[ConsumerRecord[Any, Any]], BatchOutcome] | None:
+        """The records at or past the committed position we track (aiokafka may apply a lazy
+        offset reset after our seek and hand back committed ones) and their outcome; None
+        when none are left."""
+        kept = [r for r in records if r.offset >= self._next_offset.get(tp, 0)]
+        if not kept:
+            return None
+        outcome = self._handler.handle(tp, kept)
+        self._unsettled.setdefault(tp, []).append(outcome)
+        return kept, outcome
 
     async def _finish_chains(self, partitions: set[TopicPartition]) -> None:
         """Let the batches of ``partitions`` commit or fail (never cut mid-transaction)."""
@@ -247,34 +318,31 @@ class TransactionalEngine:
 
     # -- transactions --------------------------------------------------------------------
     async def _process(
-        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]], outcome: BatchOutcome
     ) -> bool:
         """Commit one partition's batch, or make sure it will be fetched again.
 
         Invariant: a batch that is not committed never moves the position forward. Every
-        path that drops one seeks back to the committed position we know.
+        path that drops one seeks back to the committed position we know, and abandons its
+        outcome.
         """
         if self._consumer is None or tp not in self._consumer.assignment():
+            outcome.abandon()
             return False  # revoked while fetching: the new owner reads it from the commit
         if tp not in self._producers:
+            outcome.abandon()
             # No producer: a failed transaction, a broker outage or a failed assignment.
             # Re-initialise (which resolves any transaction of ours left open), re-read the
             # committed offset and seek there; the records come again on the next fetch.
-            self._consumer.seek(tp, self._next_offset.get(tp, records[0].offset))
+            self._rewind(tp, self._next_offset.get(tp, records[0].offset))
             await self._recover(tp)
             return False
-        return await self._commit_partition(tp, records)
+        return await self._commit_partition(tp, records, outcome)
 
     async def _commit_partition(
-        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]], outcome: BatchOutcome
     ) -> bool:
         started = time.perf_counter()
-        # aiokafka may apply a lazy offset reset after our seek and hand back records already
-        # committed; the committed position we track is the authority.
-        records = [r for r in records if r.offset >= self._next_offset.get(tp, 0)]
-        if not records:
-            return True
-        outcome = self._handler.handle(tp, records)
         producer = self._producers[tp]
         inject = self._abort_ratio > 0 and self._abort_rng.random() < self._abort_ratio
         try:
@@ -298,6 +366,7 @@ class TransactionalEngine:
             # Another instance owns this partition now; it will process these records.
             log.warning("router_fenced", topic=tp.topic, partition=tp.partition)
             self._observer.aborted(tp, "fenced")
+            outcome.abandon()
             await self._abandon(tp, records[0].offset)
             return False
         except (TimeoutError, KafkaError, OSError, BrokerError) as exc:
@@ -305,14 +374,15 @@ class TransactionalEngine:
                 "router_txn_aborted", topic=tp.topic, partition=tp.partition, error=repr(exc)
             )
             self._observer.aborted(tp, type(exc).__name__)
+            outcome.abandon()
             await self._abandon(tp, records[0].offset)
             return False
         if inject:
             # A clean abort leaves the producer usable: only the position goes back.
             log.info("router_txn_aborted_on_purpose", topic=tp.topic, partition=tp.partition)
             self._observer.aborted(tp, "injected")
-            assert self._consumer is not None
-            self._consumer.seek(tp, self._next_offset.get(tp, records[0].offset))
+            outcome.abandon()
+            self._rewind(tp, self._next_offset.get(tp, records[0].offset))
             return False
         self._next_offset[tp] = records[-1].offset + 1
         for apply in outcome.on_commit:
@@ -322,12 +392,23 @@ class TransactionalEngine:
         )
         return True
 
+    def _rewind(self, tp: TopicPartition, offset: int) -> None:
+        """Seek ``tp`` to ``offset`` (the committed position); batches fetched before this
+        are stale from now on."""
+        assert self._consumer is not None
+        self._consumer.seek(tp, offset)
+        self._epoch[tp] = self._epoch.get(tp, 0) + 1
+        # Batches handled ahead will not commit: what they staged must not make the records
+        # fetched again look like duplicates of themselves.
+        for outcome in self._unsettled.pop(tp, []):
+            outcome.abandon()
+
     async def _abandon(self, tp: TopicPartition, first_offset: int) -> None:
         """Give up this batch: back to the last commit we know, producer closed; the next
         batch of the partition recovers (the outcome of the failed commit may be unknown)."""
         assert self._consumer is not None
         if tp in self._consumer.assignment():
-            self._consumer.seek(tp, self._next_offset.get(tp, first_offset))
+            self._rewind(tp, self._next_offset.get(tp, first_offset))
         await self._close_producer(tp)
 
     async def _drop_producer(self, tp: TopicPartition) -> None:
@@ -381,7 +462,7 @@ class TransactionalEngine:
                 # seek() rather than seek_to_beginning(): the latter resets lazily, and a fetch
                 # already in flight would deliver records that the reset then replays.
                 committed = (await consumer.beginning_offsets([tp]))[tp]
-            consumer.seek(tp, committed)
+            self._rewind(tp, committed)
             self._next_offset[tp] = committed
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:

@@ -57,11 +57,14 @@ def digest_of(value: bytes) -> bytes:
 
 
 class SeenIndex:
-    """Committed entries plus a staging overlay for the batch being processed."""
+    """Committed entries, the entries of batches handled but still committing (a partition's
+    next batch is handled while its last commits, and must see them), and a staging overlay
+    for the batch being handled."""
 
     def __init__(self, window: timedelta) -> None:
         self._window_ms = int(window.total_seconds() * 1000)
         self._committed: dict[bytes, SeenEntry] = {}
+        self._pending: dict[bytes, SeenEntry] = {}
 
     def __len__(self) -> int:
         return len(self._committed)
@@ -73,10 +76,31 @@ class SeenIndex:
             self._committed[key] = entry
 
     def classify(self, key: bytes, digest: bytes, staged: dict[bytes, SeenEntry]) -> Replay:
-        known = staged.get(key) or self._committed.get(key)
+        known = staged.get(key) or self._pending.get(key) or self._committed.get(key)
         if known is None:
             return Replay.NEW
         return Replay.DUPLICATE if known.digest == digest else Replay.CONFLICT
+
+    @property
+    def pending(self) -> int:
+        """Entries of batches handled but not yet committed or abandoned."""
+        return len(self._pending)
+
+    def hold(self, staged: dict[bytes, SeenEntry]) -> tuple[Callable[[], None], Callable[[], None]]:
+        """Make ``staged`` (a handled batch's new ids) visible to later batches at once; the
+        pair applies it once its transaction committed, or withdraws it if it will not."""
+        self._pending.update(staged)
+
+        def commit() -> None:
+            self._committed.update(staged)
+            self._release(staged)
+
+        return commit, lambda: self._release(staged)
+
+    def _release(self, staged: dict[bytes, SeenEntry]) -> None:
+        for key, entry in staged.items():
+            if self._pending.get(key) is entry:
+                del self._pending[key]
 
     def committer(self, staged: dict[bytes, SeenEntry]) -> Callable[[], None]:
         """The state change to apply once the transaction holding ``staged`` committed."""

@@ -149,7 +149,9 @@ class RouterHandler:
                 routed = [self._reject(record, source, INTERNAL_ERROR, repr(exc)[:500], tallies)]
             outcome.outputs.extend(routed)
             tallies.extend(record_tallies)
-        outcome.on_commit.append(self._seen.committer(batch.staged))
+        commit, withdraw = self._seen.hold(batch.staged)
+        outcome.on_commit.append(commit)
+        outcome.on_abandon.append(withdraw)
         outcome.on_commit.extend(tallies)
         return outcome
 
