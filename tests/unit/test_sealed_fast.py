@@ -182,10 +182,14 @@ def test_the_publisher_keeps_its_sealer_while_the_key_set_holds(tmp_path: Path) 
     origin = "pa-senafront"
     publisher = Publisher(PublisherSettings(agency=origin, keys_file=keys_file), key=KEYS[origin])
     publisher.load()
-    _, first = publisher.seal(sample_bulletin(origin), NOW)
+    # The clock of this test, not the module's import time: a long suite runs for minutes,
+    # and a bulletin issued more than 5 minutes after the publisher's clock is refused.
+    now = datetime.now(UTC).replace(microsecond=0)
+    _, first = publisher.seal(sample_bulletin(origin, issued_at=now), now)
     sealer = publisher._sealer
-    publisher.seal(sample_bulletin(origin), NOW)
-    publisher.seal(sample_bulletin(origin), NOW + timedelta(seconds=1))
+    publisher.seal(sample_bulletin(origin, issued_at=now), now)
+    later = now + timedelta(seconds=1)
+    publisher.seal(sample_bulletin(origin, issued_at=later), later)
     assert publisher._sealer is sealer
     assert sealer is not None
     assert len(view_sealed(first.value).wraps) == len(AGENCIES) - 1
