@@ -263,24 +263,31 @@ class TransactionalEngine:
         batch) is done: the handling overlaps that commit. True when committed. If the
         partition was rewound since they were fetched (``epoch``: a failure sought back to
         the last commit), they come again from the broker and this copy is abandoned."""
+        if epoch != self._epoch.get(tp, 0):
+            # Rewound before this batch was handled: handling it now would hold its ids
+            # against the same records fetched again (they would pass as duplicates).
+            return False
         handled = self._handle(tp, records)
+        committed = False
         try:
             if previous is not None:
                 await asyncio.wait([previous])
                 if not previous.cancelled() and (exc := previous.exception()) is not None:
                     raise exc  # a bug in an earlier batch stops the engine (see run)
             if epoch != self._epoch.get(tp, 0):
-                return False  # its outcome was abandoned by the rewind
+                return False  # rewound while this batch waited
             if handled is not None and handled[0][0].offset < self._next_offset.get(tp, 0):
                 # A lazy offset reset handed back committed records: handle the rest again.
                 self._settle(tp, handled[1], abandon=True)
                 handled = self._handle(tp, handled[0])
             if handled is None:
                 return True
-            return await self._process(tp, *handled)
+            committed = await self._process(tp, *handled)
+            return committed
         finally:
             if handled is not None:
-                self._settle(tp, handled[1], abandon=False)
+                # Every way out but a commit withdraws what the batch held.
+                self._settle(tp, handled[1], abandon=not committed)
 
     def _settle(self, tp: TopicPartition, outcome: BatchOutcome, *, abandon: bool) -> None:
         """Forget a handled batch's outcome (committed or abandoned by now), abandoning it
