@@ -102,10 +102,6 @@ class SeenIndex:
             if self._pending.get(key) is entry:
                 del self._pending[key]
 
-    def committer(self, staged: dict[bytes, SeenEntry]) -> Callable[[], None]:
-        """The state change to apply once the transaction holding ``staged`` committed."""
-        return lambda: self._committed.update(staged)
-
     def prune(self, now: datetime) -> int:
         """Forget entries older than the window (the skew check refuses such bulletins anyway)."""
         horizon = int(now.timestamp() * 1000) - self._window_ms

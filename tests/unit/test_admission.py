@@ -132,7 +132,8 @@ def test_replay_index_tells_duplicates_from_conflicts_and_stages_until_commit() 
     assert index.classify(key, digest, staged) is Replay.DUPLICATE
     assert index.classify(key, digest_of(b"other"), staged) is Replay.CONFLICT
     assert index.classify(key, digest, {}) is Replay.NEW, "not committed yet"
-    index.committer(staged)()
+    commit, _withdraw = index.hold(staged)
+    commit()
     assert index.classify(key, digest, {}) is Replay.DUPLICATE
     assert decode_entry(encode_entry(staged[key])) == staged[key]
     assert index.prune(NOW + timedelta(days=8)) == 1
