@@ -1,4 +1,4 @@
-"""Sinks by URI: ``sqlite:PATH``, ``jsonl:PATH``, ``stix:DIR``, ``webhook:URL``."""
+"""Sinks by URI: ``sqlite:PATH``, ``jsonl:PATH``, ``stix:DIR``, ``misp:DIR``, ``webhook:URL``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 from consumers.sinks.base import Sink, WriteResult
 from consumers.sinks.jsonl import JsonlSink
+from consumers.sinks.misp import MispFeedSink
 from consumers.sinks.sqlite import SqliteSink
 from consumers.sinks.stix import StixSink
 from consumers.sinks.webhook import WebhookSink
 from enlace.core.errors import ConfigError
 
-SINK_KINDS = ("sqlite", "jsonl", "stix", "webhook")
+SINK_KINDS = ("sqlite", "jsonl", "stix", "misp", "webhook")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def build_sink(
         return JsonlSink(spec.target)
     if spec.kind == "stix":
         return StixSink(spec.target, agency_names=agency_names)
+    if spec.kind == "misp":
+        return MispFeedSink(spec.target, agency_names=agency_names)
     return WebhookSink(
         spec.target,
         buffer=webhook_buffer,
@@ -79,6 +82,7 @@ def build_sink(
 __all__ = [
     "SINK_KINDS",
     "JsonlSink",
+    "MispFeedSink",
     "Sink",
     "SinkSpec",
     "SqliteSink",
