@@ -22,11 +22,26 @@ objects and importers dedupe. A full copy supersedes a tearline copy of the same
 same report id, ``modified`` one millisecond later.
 
 Confidence: Admiralty information credibility mapped per STIX 2.1 Appendix B (1→90, 2→70,
-3→50, 4→30, 5→10; 6 "cannot be judged" → no confidence). Source reliability and handling
-markings (classification, caveats) travel as labels.
+3→50, 4→30, 5→10; 6 "cannot be judged" → no confidence). Source reliability goes to the
+report's ``x_opencti_reliability`` in OpenCTI's vocabulary ("B - Usually reliable"): it is the
+reliability of this bulletin's source, not of the agency, so not on the shared identity.
+
+What STIX has no property for travels as ``prefix:value`` labels (``schemas.stix_vocab``):
+category, severity, classification and tearline classification, Admiralty code, source type,
+release, caveats, recipients, the location's country and the route (mode, from, to, via) --
+enough for ``producers.stix_intake`` to rebuild the bulletin. ``lang`` must be on the OASIS
+validator's list: a tag it lacks maps to its primary language (``es-419`` → ``es``), or to no
+``lang`` when that is missing too, and the exact tag then travels as a ``language:`` label.
+
+Locations: every one has its UN M49 ``region`` (OpenCTI and the validator's interop profile
+expect one) and OpenCTI's ``x_opencti_location_type`` (OpenCTI types a location by its
+properties, ``country`` first: the bulletin's place would otherwise become a Country named
+after the place). Those two ``x_opencti_`` properties are the only custom ones
+(:data:`CUSTOM_PROPERTIES`); :func:`bulletin_bundle` leaves them out.
 
 Not mapped: entities (people, vessels, phones...) and seizures have no faithful STIX 2.1
-core object; they stay in the SQLite and JSONL sinks.
+core object; they stay in the SQLite and JSONL sinks. References and ``valid_until`` of a
+bulletin without indicators have no place either (``valid_until`` is the indicators').
 """
 
 from __future__ import annotations
@@ -41,60 +56,61 @@ import stix2
 
 from consumers.records import Release
 from schemas.models import Indicator, ThreatBulletin
-from schemas.vocab import IndicatorType, InfoCredibility, Tlp
+from schemas.stix_vocab import (
+    ADMIRALTY_CONFIDENCE,
+    ENLACE_SOURCE,
+    ENLACE_STIX_NAMESPACE,
+    LABEL_ADMIRALTY,
+    LABEL_CATEGORY,
+    LABEL_CAVEAT,
+    LABEL_CLASSIFICATION,
+    LABEL_LANGUAGE,
+    LABEL_LOCATION,
+    LABEL_RELEASABLE_TO,
+    LABEL_RELEASE,
+    LABEL_ROUTE_FROM,
+    LABEL_ROUTE_MODE,
+    LABEL_ROUTE_TO,
+    LABEL_ROUTE_VIA,
+    LABEL_SEVERITY,
+    LABEL_SOURCE_TYPE,
+    LABEL_TEARLINE,
+    OPENCTI_RELIABILITY,
+    PATTERN_PATHS,
+    TLP2_CREATED,
+    TLP2_EXTENSION,
+    TLP2_LEVEL,
+    TLP2_MARKING_IDS,
+    label,
+    region_of,
+    stix_lang,
+)
+from schemas.vocab import Tlp
 
-# Fixed namespace for Enlace's deterministic STIX ids.
-ENLACE_STIX_NAMESPACE = uuid.UUID("5f0c3a7e-2b1d-4c8e-9a6f-3d2e1b0c9a87")
-IDENTITY_CREATED = datetime(2026, 1, 1, tzinfo=UTC)
+__all__ = [
+    "ADMIRALTY_CONFIDENCE",
+    "CUSTOM_PROPERTIES",
+    "ENLACE_STIX_NAMESPACE",
+    "PATTERN_PATHS",
+    "TLP2_MARKING_IDS",
+    "bulletin_bundle",
+    "bundle_json",
+    "stix_id",
+    "stix_pattern",
+    "stix_time",
+    "tlp_marking",
+    "tlp_marking_json",
+]
+
 # created = modified of every shared object (identities, country locations): fixed content.
 SHARED_CREATED = "2026-01-01T00:00:00.000Z"
-
-TLP2_EXTENSION = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"
-TLP2_CREATED = "2022-10-01T00:00:00.000Z"
-# Official STIX 2.1 marking-definition ids of TLP 2.0 (OASIS cti-stix-common-objects).
-TLP2_MARKING_IDS: Mapping[Tlp, str] = {
-    Tlp.CLEAR: "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",
-    Tlp.GREEN: "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
-    Tlp.AMBER: "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
-    Tlp.AMBER_STRICT: "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003",
-    Tlp.RED: "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1",
-}
-_TLP2_LEVEL: Mapping[Tlp, str] = {
-    Tlp.CLEAR: "clear",
-    Tlp.GREEN: "green",
-    Tlp.AMBER: "amber",
-    Tlp.AMBER_STRICT: "amber+strict",
-    Tlp.RED: "red",
-}
-_TLP2_NAME: Mapping[Tlp, str] = {
-    Tlp.CLEAR: "TLP:CLEAR",
-    Tlp.GREEN: "TLP:GREEN",
-    Tlp.AMBER: "TLP:AMBER",
-    Tlp.AMBER_STRICT: "TLP:AMBER+STRICT",
-    Tlp.RED: "TLP:RED",
-}
-
-# STIX 2.1 Appendix B, Admiralty credibility scale.
-ADMIRALTY_CONFIDENCE: Mapping[InfoCredibility, int | None] = {
-    InfoCredibility.C1: 90,
-    InfoCredibility.C2: 70,
-    InfoCredibility.C3: 50,
-    InfoCredibility.C4: 30,
-    InfoCredibility.C5: 10,
-    InfoCredibility.C6: None,
-}
-
-# Object paths of the STIX patterns; CRYPTO_WALLET follows OpenCTI's custom observable.
-PATTERN_PATHS: Mapping[IndicatorType, str] = {
-    IndicatorType.IPV4: "ipv4-addr:value",
-    IndicatorType.IPV6: "ipv6-addr:value",
-    IndicatorType.DOMAIN: "domain-name:value",
-    IndicatorType.URL: "url:value",
-    IndicatorType.EMAIL: "email-addr:value",
-    IndicatorType.FILE_SHA256: "file:hashes.'SHA-256'",
-    IndicatorType.FILE_MD5: "file:hashes.MD5",
-    IndicatorType.CRYPTO_WALLET: "cryptocurrency-wallet:value",
-}
+# OpenCTI types a location by its properties, ``country`` first: without this, a place with
+# coordinates and a country would be imported as a Country named after the place.
+OPENCTI_LOCATION_TYPE = "x_opencti_location_type"
+OPENCTI_RELIABILITY_PROPERTY = "x_opencti_reliability"
+# Every custom property a bundle may carry (the validator test holds bundles to this list).
+CUSTOM_PROPERTIES = frozenset({OPENCTI_LOCATION_TYPE, OPENCTI_RELIABILITY_PROPERTY})
+_TLP2_NAME: Mapping[Tlp, str] = {tlp: f"TLP:{level.upper()}" for tlp, level in TLP2_LEVEL.items()}
 
 
 def stix_id(kind: str, *parts: str) -> str:
@@ -117,7 +133,7 @@ def tlp_marking_json(tlp: Tlp) -> Mapping[str, Any]:
         "created": TLP2_CREATED,
         "name": _TLP2_NAME[tlp],
         "extensions": {
-            TLP2_EXTENSION: {"extension_type": "property-extension", "tlp_2_0": _TLP2_LEVEL[tlp]}
+            TLP2_EXTENSION: {"extension_type": "property-extension", "tlp_2_0": TLP2_LEVEL[tlp]}
         },
     }
 
@@ -132,24 +148,38 @@ _PUBLIC = (TLP2_MARKING_IDS[Tlp.CLEAR],)
 
 @cache
 def identity_json(agency: str, country: str, name: str) -> Mapping[str, Any]:
-    """An agency's identity (shared: fixed content for a given name)."""
+    """An agency's identity (shared: fixed content for a given name).
+
+    Its own creator (``created_by_ref`` to itself): the validator's interop profile wants
+    every creator to be an identity that names its creator, and an agency describes itself.
+    The external reference names the agency id, so an intake can tell whose report it is.
+    """
+    own_id = stix_id("identity", "agency", agency)
     return {
         "type": "identity",
         "spec_version": "2.1",
-        "id": stix_id("identity", "agency", agency),
+        "id": own_id,
+        "created_by_ref": own_id,
         "created": SHARED_CREATED,
         "modified": SHARED_CREATED,
         "name": name,
         "description": f"Enlace agency {agency} ({country})",
         "identity_class": "organization",
         "sectors": ["government-national"],
+        "external_references": [{"source_name": ENLACE_SOURCE, "external_id": agency}],
         "object_marking_refs": list(_PUBLIC),
     }
 
 
+def _region(country: str) -> dict[str, str]:
+    region = region_of(country)
+    return {} if region is None else {"region": region}
+
+
 @cache
 def country_json(country: str) -> Mapping[str, Any]:
-    """A country as a location (shared by every bundle that names it)."""
+    """A country as a location (shared by every bundle that names it), with its UN M49
+    region. No creator: one content per id, whoever's bulletin names the country."""
     return {
         "type": "location",
         "spec_version": "2.1",
@@ -158,6 +188,8 @@ def country_json(country: str) -> Mapping[str, Any]:
         "modified": SHARED_CREATED,
         "name": country,
         "country": country,
+        **_region(country),
+        OPENCTI_LOCATION_TYPE: "Country",
         "object_marking_refs": list(_PUBLIC),
     }
 
@@ -172,15 +204,34 @@ def stix_pattern(indicator: Indicator) -> str | None:
 
 
 def _labels(bulletin: ThreatBulletin, release: Release) -> list[str]:
+    """The bulletin fields STIX has no property for, as ``prefix:value`` labels (the
+    prefixes are ``schemas.stix_vocab``'s, read back by the producers' STIX intake)."""
     labels = [
-        f"category:{bulletin.category.value.lower()}",
-        f"severity:{bulletin.severity.value.lower()}",
-        f"classification:{bulletin.classification.value.lower()}",
-        f"admiralty:{bulletin.source_reliability.value}{bulletin.info_credibility.value[1:]}",
-        f"source-type:{bulletin.source_type.value.lower()}",
-        f"release:{release.value}",
+        label(LABEL_CATEGORY, bulletin.category.value.lower()),
+        label(LABEL_SEVERITY, bulletin.severity.value.lower()),
+        label(LABEL_CLASSIFICATION, bulletin.classification.value.lower()),
+        label(LABEL_TEARLINE, bulletin.tearline_classification.value.lower()),
+        label(
+            LABEL_ADMIRALTY,
+            f"{bulletin.source_reliability.value}{bulletin.info_credibility.value[1:]}",
+        ),
+        label(LABEL_SOURCE_TYPE, bulletin.source_type.value.lower()),
+        label(LABEL_RELEASE, release.value),
     ]
-    labels.extend(f"caveat:{c.value.lower()}" for c in bulletin.caveats)
+    labels.extend(label(LABEL_CAVEAT, c.value.lower()) for c in bulletin.caveats)
+    labels.extend(label(LABEL_RELEASABLE_TO, r) for r in bulletin.releasable_to)
+    if stix_lang(bulletin.language) != bulletin.language:
+        labels.append(label(LABEL_LANGUAGE, bulletin.language))
+    if bulletin.location is not None:
+        labels.append(label(LABEL_LOCATION, bulletin.location.country))
+    route = bulletin.route
+    if route is not None:
+        labels.append(label(LABEL_ROUTE_MODE, route.mode.value.lower()))
+        if route.from_country is not None:
+            labels.append(label(LABEL_ROUTE_FROM, route.from_country))
+        if route.to_country is not None:
+            labels.append(label(LABEL_ROUTE_TO, route.to_country))
+        labels.extend(label(LABEL_ROUTE_VIA, c) for c in route.via)
     return labels
 
 
@@ -207,6 +258,8 @@ def _place(bulletin: ThreatBulletin, common: Mapping[str, Any]) -> dict[str, Any
         "latitude": loc.lat,
         "longitude": loc.lon,
         "country": loc.country,
+        **_region(loc.country),
+        OPENCTI_LOCATION_TYPE: "Position",
     }
 
 
@@ -267,6 +320,8 @@ def bundle_json(
     countries = [country_json(c) for c in _countries(bulletin)]
     locations = ([place] if place is not None else []) + countries
     indicators = _indicators(bulletin, scored, created)
+    code = stix_lang(bulletin.language)
+    lang = {} if code is None else {"lang": code}
     description = bulletin.summary
     if bulletin.details:
         description = f"{description}\n\n{bulletin.details}"
@@ -285,8 +340,11 @@ def bundle_json(
             *(o["id"] for o in indicators),
         ],
         "labels": _labels(bulletin, release),
-        "lang": bulletin.language,
-        "external_references": [{"source_name": "enlace", "external_id": bulletin.bulletin_id}],
+        **lang,
+        "external_references": [
+            {"source_name": ENLACE_SOURCE, "external_id": bulletin.bulletin_id}
+        ],
+        OPENCTI_RELIABILITY_PROPERTY: OPENCTI_RELIABILITY[bulletin.source_reliability],
     }
     shared_markings = (
         [marking] if bulletin.tlp is Tlp.CLEAR else [marking, tlp_marking_json(Tlp.CLEAR)]
@@ -304,8 +362,11 @@ def bulletin_bundle(
     *,
     agency_names: Mapping[str, str] | None = None,
 ) -> stix2.Bundle:
-    """:func:`bundle_json` parsed by ``stix2`` (strict: no custom properties). Slow; for
-    tests and tools that want objects, never the sink's hot path."""
-    return stix2.parse(
-        bundle_json(bulletin, release, agency_names=agency_names), allow_custom=False
-    )
+    """:func:`bundle_json` without its OpenCTI properties (:data:`CUSTOM_PROPERTIES`), parsed
+    by ``stix2`` with no custom property allowed: the STIX core, for tests and tools that
+    want objects. Slow; never the sink's hot path."""
+    bundle = bundle_json(bulletin, release, agency_names=agency_names)
+    objects = [
+        {k: v for k, v in obj.items() if k not in CUSTOM_PROPERTIES} for obj in bundle["objects"]
+    ]
+    return stix2.parse({**bundle, "objects": objects}, allow_custom=False)
