@@ -34,6 +34,7 @@ from consumers.runner import ConsumerService
 from consumers.settings import ConsumerSettings
 from consumers.sinks import parse_sink_uris
 from consumers.store import BulletinStore, InboxQuery
+from consumers.taxii import cli as taxii_cli
 from enlace.core.errors import ConfigError
 from enlace.core.logs import configure_logging, get_logger
 from enlace.core.runtime import serve
@@ -96,6 +97,14 @@ def run(
     no_receipts: Annotated[
         bool, typer.Option("--no-receipts", help="Do not send receipts (read-only drills).")
     ] = False,
+    taxii: Annotated[
+        str | None,
+        typer.Option(
+            "--taxii",
+            help="Also serve the store as TAXII 2.1 on HOST:PORT (credentials: "
+            "ENLACE_TAXII_USERNAME/_PASSWORD/_TOKEN; a misp: sink is served at /misp/).",
+        ),
+    ] = None,
 ) -> None:
     """Consume this agency's feed, verify every record, store it, send signed receipts."""
     settings = _settings(
@@ -107,8 +116,14 @@ def run(
         topic_prefix=topic_prefix,
         receipts=False if no_receipts else None,
     )
+    served = None
+    if taxii is not None:
+        misp = [s.target for s in parse_sink_uris(settings.sink_uris()) if s.kind == "misp"]
+        served = taxii_cli.taxii_settings(
+            listen=taxii, db=_store_path(settings, None), misp_feed=misp[0] if misp else None
+        )
     configure_logging(settings.log_level, settings.log_format)
-    serve(ConsumerService(settings))
+    serve(ConsumerService(settings, taxii=served))
 
 
 @inbox_app.callback(invoke_without_command=True)
@@ -274,6 +289,7 @@ def incident(
 def register(app: typer.Typer) -> None:
     """Add this package's commands to ``app``."""
     app.add_typer(consumer_app, name="consumer")
+    taxii_cli.register(app)
     app.add_typer(inbox_app, name="inbox")
     app.command("feedback")(feedback)
     app.command("incident")(incident)

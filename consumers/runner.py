@@ -8,6 +8,9 @@ import signal
 from consumers.metrics import ConsumerMetrics
 from consumers.service import FeedConsumer
 from consumers.settings import ConsumerSettings
+from consumers.taxii.server import TaxiiServer
+from consumers.taxii.service import build_server
+from consumers.taxii.settings import TaxiiSettings
 from enlace.core.http import ServiceHttp
 from enlace.core.logs import get_logger
 
@@ -23,7 +26,7 @@ def ignore_file_size_signal() -> None:
 
 
 class ConsumerService:
-    def __init__(self, settings: ConsumerSettings) -> None:
+    def __init__(self, settings: ConsumerSettings, *, taxii: TaxiiSettings | None = None) -> None:
         self.metrics = ConsumerMetrics()
         self.consumer = FeedConsumer(settings, metrics=self.metrics)
         self.http = (
@@ -31,17 +34,25 @@ class ConsumerService:
             if settings.http_port is not None
             else None
         )
+        self._taxii_settings = taxii
+        self.taxii: TaxiiServer | None = None
 
     async def run(self) -> None:
-        """Consume until :meth:`request_stop`; the HTTP endpoint lives as long as the feed."""
+        """Consume until :meth:`request_stop`; the HTTP endpoints live as long as the feed
+        (the TAXII server starts once the consumer has opened, and so migrated, its store)."""
         ignore_file_size_signal()
         async with self.consumer:
             if self.http is not None:
                 await self.http.start()
                 log.info("http_listening", url=self.http.url)
             try:
+                if self._taxii_settings is not None and self._taxii_settings.db is not None:
+                    self.taxii = build_server(self._taxii_settings, self._taxii_settings.db)
+                    await self.taxii.start()
                 await self.consumer.run()
             finally:
+                if self.taxii is not None:
+                    await self.taxii.stop()
                 if self.http is not None:
                     await self.http.stop()
 

@@ -168,7 +168,7 @@ class FeedConsumer:
         else:
             # Receipt state and dedupe live in SQLite: keep an embedded store even when the
             # operator asked only for other sinks.
-            self.store = SqliteSink(str(self.settings.default_store()))
+            self.store = SqliteSink(str(self.settings.default_store()), agency_names=names)
             sinks.append(self.store)
         return sinks
 

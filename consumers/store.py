@@ -26,7 +26,11 @@ from typing import Any
 
 from consumers.gaps import FeedGap, uncovered
 from consumers.records import Delivered, Quarantined, Release, StoreOutcome, iso
-from consumers.store_schema import MIGRATIONS, SCHEMA_VERSION
+from consumers.stix_index import index as taxii_index
+from consumers.stix_index.collections import CATALOG, collections_of
+from consumers.stix_index.timestamps import to_us
+from consumers.stix_mapping import bundle_json
+from consumers.store_schema import MIGRATIONS, SCHEMA_VERSION, TAXII_INDEX_VERSION
 from enlace.core.errors import SinkError
 from schemas.models import ThreatBulletin
 
@@ -108,19 +112,27 @@ def _connect(path: Path) -> sqlite3.Connection:
 class BulletinStore:
     """One SQLite database file; not thread-safe (one owner thread)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, agency_names: Mapping[str, str] | None = None
+    ) -> None:
         self._conn = conn
         self.path = path
+        # The names the STIX identities carry (the registry's); an agency's id otherwise.
+        self._names = dict(agency_names or {})
+        self._last_added_us = 0
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> BulletinStore:
+    def open(
+        cls, path: Path, *, create: bool = True, agency_names: Mapping[str, str] | None = None
+    ) -> BulletinStore:
         """Open (creating if allowed) and migrate the store at ``path``."""
         if not create and not path.exists():
             raise SinkError(f"no store at {path}; has this agency's consumer run yet?")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            store = cls(_connect(path), path)
+            store = cls(_connect(path), path, agency_names)
             store._migrate()
+            store._last_added_us = taxii_index.last_added_us(store._conn, (c.name for c in CATALOG))
         except (sqlite3.Error, OSError) as exc:
             raise SinkError(f"cannot open store {path}: {exc}") from exc
         return store
@@ -154,12 +166,48 @@ class BulletinStore:
                 f"release ({SCHEMA_VERSION}); upgrade Enlace"
             )
         for version in range(current + 1, SCHEMA_VERSION + 1):
-            # One transaction per migration, version bump included: a crash leaves either the
-            # old or the new schema, never half of one.
-            self._conn.executescript(
-                f"BEGIN IMMEDIATE;\n{MIGRATIONS[version - 1]}\n"
-                f"PRAGMA user_version = {version};\nCOMMIT;"
-            )
+            # One transaction per migration, version bump (and the TAXII backfill) included: a
+            # crash leaves either the old or the new schema, never half of one.
+            self._conn.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[version - 1]}")
+            try:
+                if version == TAXII_INDEX_VERSION:
+                    self._index_held()
+                self._conn.execute(f"PRAGMA user_version = {version}")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _index_held(self) -> None:
+        """Index the bulletins a store held before it had a TAXII index, in receipt order
+        (an upgraded bulletin holds only its full copy now, so it gets one version)."""
+        rows = self._conn.execute(
+            "SELECT body, release, received_at FROM bulletins ORDER BY received_at"
+        )
+        last = 0
+        while chunk := rows.fetchmany(500):
+            batch = [
+                self._indexed(
+                    ThreatBulletin.model_validate_json(body),
+                    Release(release),
+                    datetime.fromisoformat(received_at),
+                    upgrade=False,
+                )
+                for body, release, received_at in chunk
+            ]
+            last = taxii_index.add(self._conn, batch, last)
+
+    def _indexed(
+        self, bulletin: ThreatBulletin, release: Release, received_at: datetime, *, upgrade: bool
+    ) -> taxii_index.IndexedBulletin:
+        bundle = bundle_json(bulletin, release, agency_names=self._names)
+        return taxii_index.IndexedBulletin(
+            bulletin_id=bulletin.bulletin_id,
+            collections=collections_of(bulletin.category),
+            objects=bundle["objects"],
+            received_us=to_us(received_at),
+            upgrade=upgrade,
+        )
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -193,18 +241,31 @@ class BulletinStore:
         with self._transaction() as conn:
             held = _held_releases(conn, [item.bulletin_id for item in items])
             outcomes = plan_batch(held, [(item.bulletin_id, item.release) for item in items])
-            inserts, upgrades = [], []
+            inserts, upgrades, indexed = [], [], []
             for item, outcome in zip(items, outcomes, strict=True):
+                if outcome is StoreOutcome.DUPLICATE:
+                    continue
                 if outcome is StoreOutcome.INSERTED:
                     inserts.append(_insert_params(item))
-                elif outcome is StoreOutcome.UPGRADED:
+                else:
                     upgrades.append(_upgrade_params(item))
+                # In batch order: a tearline then its full copy index as two versions.
+                indexed.append(
+                    self._indexed(
+                        item.bulletin,
+                        item.release,
+                        item.received_at,
+                        upgrade=outcome is StoreOutcome.UPGRADED,
+                    )
+                )
             # Upgrades after inserts: a tearline and its full copy in one poll insert, then
             # replace, as they would one record at a time.
             conn.executemany(_INSERT, inserts)
             conn.executemany(_UPGRADE, upgrades)
+            last = taxii_index.add(conn, indexed, self._last_added_us)
             if bad:
                 _quarantine_in(conn, bad)
+        self._last_added_us = last
         return outcomes
 
     def pending_receipts(self, limit: int = 500) -> list[PendingReceipt]:

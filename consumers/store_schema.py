@@ -90,6 +90,37 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX gaps_by_time ON gaps (detected_at);
     """,
+    # 3: the TAXII index (consumers/taxii/index.py): one row per version of a STIX object per
+    # collection, in the order it was added (added_us only grows), and each body once. The
+    # store fills it from the bulletins it already held right after this migration.
+    """
+    CREATE TABLE taxii_objects (
+        collection   TEXT NOT NULL,
+        added_us     INTEGER NOT NULL,           -- date_added, microseconds since the epoch
+        object_id    TEXT NOT NULL,
+        object_type  TEXT NOT NULL,
+        version      TEXT NOT NULL,              -- modified (or created), as the object says
+        version_us   INTEGER NOT NULL,
+        spec_version TEXT NOT NULL,
+        bulletin_id  TEXT NOT NULL,              -- the bulletin that brought it first
+        latest       INTEGER NOT NULL CHECK (latest IN (0, 1)),
+        first        INTEGER NOT NULL CHECK (first IN (0, 1)),
+        UNIQUE (collection, object_id, version_us)
+    );
+    CREATE UNIQUE INDEX taxii_by_added ON taxii_objects (collection, added_us);
+    CREATE INDEX taxii_latest_by_added ON taxii_objects (collection, added_us) WHERE latest = 1;
+    CREATE INDEX taxii_by_type ON taxii_objects (collection, object_type, added_us);
+    CREATE INDEX taxii_by_bulletin ON taxii_objects (bulletin_id);
+
+    CREATE TABLE stix_bodies (
+        object_id  TEXT NOT NULL,
+        version_us INTEGER NOT NULL,
+        body       TEXT NOT NULL,
+        PRIMARY KEY (object_id, version_us)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+# The migration after which the store indexes the bulletins it already held for TAXII.
+TAXII_INDEX_VERSION = 3

@@ -63,7 +63,7 @@ def build_sink(
     on_webhook_error: Callable[[], None] | None = None,
 ) -> Sink:
     if spec.kind == "sqlite":
-        return SqliteSink(spec.target)
+        return SqliteSink(spec.target, agency_names=agency_names)
     if spec.kind == "jsonl":
         return JsonlSink(spec.target)
     if spec.kind == "stix":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -21,9 +21,10 @@ T = TypeVar("T")
 class SqliteSink(Sink):
     kind = "sqlite"
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, *, agency_names: Mapping[str, str] | None = None) -> None:
         super().__init__(target)
         self.path = Path(target)
+        self._names = dict(agency_names or {})
         self._executor: ThreadPoolExecutor | None = None
         self._store: BulletinStore | None = None
 
@@ -38,7 +39,9 @@ class SqliteSink(Sink):
         # One thread owns the connection: sqlite3 objects must stay on the thread that made them.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enlace-sqlite")
         loop = asyncio.get_running_loop()
-        self._store = await loop.run_in_executor(self._executor, BulletinStore.open, self.path)
+        self._store = await loop.run_in_executor(
+            self._executor, lambda: BulletinStore.open(self.path, agency_names=self._names)
+        )
 
     async def stop(self) -> None:
         if self._executor is None:

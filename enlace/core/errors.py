@@ -33,6 +33,7 @@ Control signals (stop requests, shutdown) are not errors and do not live here.
     │   └── ClockSkewRefused         its time is outside the admission window (``reason``)
     ├── PolicyError                  trust policy file is invalid (also a ConfigError)
     ├── SinkError                    a consumer sink could not store a bulletin
+    ├── TaxiiRefusal                 a TAXII request is answered with an error (``http_status``)
     └── NotStarted                   a component was used before start() (a caller's bug)
 """
 
@@ -171,6 +172,16 @@ class PolicyError(ConfigError):
 
 class SinkError(EnlaceError):
     """A consumer sink could not store a bulletin."""
+
+
+class TaxiiRefusal(EnlaceError):
+    """A TAXII request the server refuses; ``http_status`` is what the spec says to answer."""
+
+    def __init__(self, http_status: int, title: str, description: str = "") -> None:
+        super().__init__(f"{http_status} {title}" + (f": {description}" if description else ""))
+        self.http_status = http_status
+        self.title = title
+        self.description = description
 
 
 class NotStarted(EnlaceError):
