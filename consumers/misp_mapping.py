@@ -31,8 +31,9 @@ Mapped:
   identifier (``passport-number``, ``identity-card-number``, ``iban`` where MISP has the type,
   else ``text``; scheme in ``comment``; tagged ``enlace:identifier-of`` = the entity's 1-based
   index); each cyber indicator as its MISP type (``ip-dst``, ``domain``, ``url``,
-  ``email-src``, ``sha256``, ``md5``, ``btc``/``xmr``; OTHER as ``other`` tagged
-  ``enlace:indicator``), ``to_ids`` true but for OTHER.
+  ``email-src``, ``sha256``, ``md5``, ``btc``/``xmr``; OTHER as ``other``), ``to_ids`` true
+  but for OTHER; tagged ``enlace:indicator`` with the type where the MISP type does not say
+  it (OTHER; an IPv4 with a colon or an IPv6 without: values are not checked by type).
 - ``Object``: one ``geolocation`` object (latitude, longitude, country code, the place as
   ``city``): MISP draws it on a map. A tearline copy has only the country.
 
@@ -146,9 +147,13 @@ def _attributes(bulletin: ThreatBulletin, timestamp: str) -> list[dict[str, Any]
             misp_type, category, to_ids = mv.wallet_type(indicator.value)
         else:
             misp_type, category, to_ids = mv.INDICATOR_TYPES[indicator.type]
-        tags = (
-            [mv.enlace_tag(mv.INDICATOR, "other")] if indicator.type is IndicatorType.OTHER else []
+        # The type, where MISP's type does not say it: OTHER, and an address whose form
+        # (a colon or not) would be read back as the other IP version.
+        ambiguous = indicator.type is IndicatorType.OTHER or (
+            indicator.type in {IndicatorType.IPV4, IndicatorType.IPV6}
+            and (indicator.type is IndicatorType.IPV6) != (":" in indicator.value)
         )
+        tags = [mv.enlace_tag(mv.INDICATOR, indicator.type.value.lower())] if ambiguous else []
         attrs.add((misp_type, category), indicator.value, to_ids=to_ids, tags=tags)
     return attrs.out
 

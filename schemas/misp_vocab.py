@@ -169,7 +169,9 @@ IDENTIFIER_TYPES: Mapping[str, tuple[str, str]] = {
 
 GEOLOCATION_TEMPLATE = ("geolocation", "cd6f2238-ba55-4888-82c4-104e6e1acf21", "8")
 
-_MACHINE_TAG = re.compile(r'^([a-z0-9][a-z0-9_.+-]*):([a-z0-9][a-z0-9_.+-]*)="([^"]*)"$')
+_MACHINE_TAG = re.compile(
+    r'^([a-z0-9][a-z0-9_.+-]*):([a-z0-9][a-z0-9_.+-]*)="([^"]*)"$', re.IGNORECASE
+)
 
 
 def wallet_type(value: str) -> tuple[str, str, bool]:
@@ -194,11 +196,13 @@ def credibility_tag(digit: str) -> str:
 
 
 def parse_machine_tag(name: str) -> tuple[str, str, str] | None:
-    """``(namespace, predicate, value)`` of a machine tag (case-insensitive names), or None."""
-    match = _MACHINE_TAG.fullmatch(name.strip().lower())
+    """``(namespace, predicate, value)`` of a machine tag, or None. Namespace and predicate
+    are lowercased (MISP matches tags case-insensitively); the value keeps its case
+    (``es-PA``, ``PA``)."""
+    match = _MACHINE_TAG.fullmatch(name.strip())
     if match is None:
         return None
-    return match.group(1), match.group(2), match.group(3)
+    return match.group(1).lower(), match.group(2).lower(), match.group(3)
 
 
 def misp_uuid(*parts: str) -> str:
