@@ -35,6 +35,7 @@ from enlace.core.errors import SinkError
 from schemas.models import ThreatBulletin
 
 BUSY_TIMEOUT_MS = 10_000
+_SHARED_BOUND = 100_000
 INBOX_COLUMNS = (
     "bulletin_id, release, origin, category, severity, classification, tlp, caveats, title, "
     "issued_at, received_at, upgraded_at, key_id, verified, receipt_state"
@@ -120,6 +121,9 @@ class BulletinStore:
         # The names the STIX identities carry (the registry's); an agency's id otherwise.
         self._names = dict(agency_names or {})
         self._last_added_us = 0
+        # Shared STIX objects already in the index (a few per agency and country): skipped
+        # without a statement. Bounded: past it, INSERT OR IGNORE is still right, only slower.
+        self._shared_indexed: set[taxii_index.SharedKey] = set()
 
     @classmethod
     def open(
@@ -184,7 +188,7 @@ class BulletinStore:
         rows = self._conn.execute(
             "SELECT body, release, received_at FROM bulletins ORDER BY received_at"
         )
-        last = 0
+        last, shared = 0, set[taxii_index.SharedKey]()
         while chunk := rows.fetchmany(500):
             batch = [
                 self._indexed(
@@ -195,7 +199,8 @@ class BulletinStore:
                 )
                 for body, release, received_at in chunk
             ]
-            last = taxii_index.add(self._conn, batch, last)
+            last, added = taxii_index.add(self._conn, batch, last, shared)
+            shared |= added
 
     def _indexed(
         self, bulletin: ThreatBulletin, release: Release, received_at: datetime, *, upgrade: bool
@@ -262,10 +267,12 @@ class BulletinStore:
             # replace, as they would one record at a time.
             conn.executemany(_INSERT, inserts)
             conn.executemany(_UPGRADE, upgrades)
-            last = taxii_index.add(conn, indexed, self._last_added_us)
+            last, shared = taxii_index.add(conn, indexed, self._last_added_us, self._shared_indexed)
             if bad:
                 _quarantine_in(conn, bad)
         self._last_added_us = last
+        if len(self._shared_indexed) < _SHARED_BOUND:
+            self._shared_indexed |= shared
         return outcomes
 
     def pending_receipts(self, limit: int = 500) -> list[PendingReceipt]:

@@ -110,7 +110,6 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX taxii_by_added ON taxii_objects (collection, added_us);
     CREATE INDEX taxii_latest_by_added ON taxii_objects (collection, added_us) WHERE latest = 1;
     CREATE INDEX taxii_by_type ON taxii_objects (collection, object_type, added_us);
-    CREATE INDEX taxii_by_bulletin ON taxii_objects (bulletin_id);
 
     CREATE TABLE stix_bodies (
         object_id  TEXT NOT NULL,

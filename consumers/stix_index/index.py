@@ -24,10 +24,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from consumers.stix_index.timestamps import parse_us
+from consumers.stix_index.timestamps import to_us
 
 _LOOKUP_CHUNK = 500
 
@@ -94,18 +96,25 @@ def _version_of(obj: Mapping[str, Any]) -> str:
     return str(obj.get("modified") or obj["created"])
 
 
-def _own_ids_held(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
-    """Bulletins among ``ids`` whose objects are already indexed (before an upgrade)."""
+def _held(conn: sqlite3.Connection, object_ids: Sequence[str]) -> set[str]:
+    """Which of ``object_ids`` are indexed already (before an upgrade adds versions)."""
     held: set[str] = set()
-    for start in range(0, len(ids), _LOOKUP_CHUNK):
-        chunk = ids[start : start + _LOOKUP_CHUNK]
+    unique = list(dict.fromkeys(object_ids))
+    for start in range(0, len(unique), _LOOKUP_CHUNK):
+        chunk = unique[start : start + _LOOKUP_CHUNK]
         marks = ", ".join("?" for _ in chunk)
         sql = (
             "SELECT DISTINCT object_id FROM taxii_objects "  # noqa: S608 - only "?" marks
-            f"WHERE collection = 'all' AND bulletin_id IN ({marks})"
+            f"WHERE collection = 'all' AND object_id IN ({marks})"
         )
         held.update(str(r[0]) for r in conn.execute(sql, chunk))
     return held
+
+
+def _fast_us(version: str) -> int:
+    """A version our own mapping wrote (``...T12:00:00.123Z``): the C parser, not the
+    strict one clients' parameters go through."""
+    return to_us(datetime.fromisoformat(version))
 
 
 _INSERT_ROW = (
@@ -118,31 +127,51 @@ _SUPERSEDE = (
     "UPDATE taxii_objects SET latest = 0 "
     "WHERE collection = ? AND object_id = ? AND version_us < ? AND latest = 1"
 )
+SharedKey = tuple[str, str, int]  # collection, object id, version
 
 
-def add(conn: sqlite3.Connection, bulletins: Iterable[IndexedBulletin], last_us: int) -> int:
-    """Index ``bulletins`` (inside the caller's transaction); returns the new last
-    ``date_added``. Objects already indexed in a collection at the same version are kept
-    as they were (first ``date_added`` wins)."""
+def add(
+    conn: sqlite3.Connection,
+    bulletins: Iterable[IndexedBulletin],
+    last_us: int,
+    shared_known: AbstractSet[SharedKey] = frozenset(),
+) -> tuple[int, set[SharedKey]]:
+    """Index ``bulletins`` (inside the caller's transaction). Returns the new last
+    ``date_added`` and the shared objects this call indexed.
+
+    Objects already indexed in a collection at the same version are kept as they were
+    (first ``date_added`` wins). Shared objects (no ``created_by_ref``: markings, identities,
+    country locations, one fixed content each) named in ``shared_known`` are skipped without
+    a statement: the caller adds what this returns to that set once its transaction has
+    committed, so a rolled-back batch never leaves the set claiming a row it lacks.
+    """
     batch = list(bulletins)
-    upgraded = [b.bulletin_id for b in batch if b.upgrade]
-    had_before = _own_ids_held(conn, upgraded) if upgraded else set()
+    upgrades = [str(o["id"]) for b in batch if b.upgrade for o in b.objects]
+    had_before = _held(conn, upgrades) if upgrades else set()
     rows: list[tuple[Any, ...]] = []
     bodies: list[tuple[Any, ...]] = []
     supersede: list[tuple[Any, ...]] = []
+    shared_new: set[SharedKey] = set()
     for bulletin in batch:
         for obj in bulletin.objects:
             object_id = str(obj["id"])
             version = _version_of(obj)
-            version_us = parse_us(version)
+            version_us = _fast_us(version)
+            shared = "created_by_ref" not in obj
             # A tearline and its full copy may share a batch: the copy earlier in the batch
             # counts as held.
             renewed = bulletin.upgrade and object_id in had_before
             had_before.add(object_id)
-            bodies.append(
-                (object_id, version_us, json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
-            )
+            body: str | None = None
             for collection in bulletin.collections:
+                if shared:
+                    key = (collection, object_id, version_us)
+                    if key in shared_known or key in shared_new:
+                        continue
+                    shared_new.add(key)
+                if body is None:
+                    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+                    bodies.append((object_id, version_us, body))
                 last_us = max(bulletin.received_us, last_us + 1)
                 rows.append(
                     (
@@ -162,7 +191,7 @@ def add(conn: sqlite3.Connection, bulletins: Iterable[IndexedBulletin], last_us:
     conn.executemany(_INSERT_BODY, bodies)
     conn.executemany(_INSERT_ROW, rows)
     conn.executemany(_SUPERSEDE, supersede)
-    return last_us
+    return last_us, shared_new
 
 
 # -- reads --------------------------------------------------------------------------------
