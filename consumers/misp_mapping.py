@@ -32,8 +32,9 @@ Mapped:
   else ``text``; scheme in ``comment``; tagged ``enlace:identifier-of`` = the entity's 1-based
   index); each cyber indicator as its MISP type (``ip-dst``, ``domain``, ``url``,
   ``email-src``, ``sha256``, ``md5``, ``btc``/``xmr``; OTHER as ``other``), ``to_ids`` true
-  but for OTHER; tagged ``enlace:indicator`` with the type where the MISP type does not say
-  it (OTHER; an IPv4 with a colon or an IPv6 without: values are not checked by type).
+  but for OTHER. Enlace does not check an indicator's value against its type, and MISP drops
+  an ``ip-dst``, ``md5`` or ``sha256`` attribute whose value is not one: such a value is a
+  ``text`` attribute (not for IDS) tagged ``enlace:indicator`` with its type, as OTHER is.
 - ``Object``: one ``geolocation`` object (latitude, longitude, country code, the place as
   ``city``): MISP draws it on a map. A tearline copy has only the country.
 
@@ -46,13 +47,15 @@ means something else), ``issued_at`` to the millisecond (MISP keeps seconds).
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
 from consumers.records import Release
 from schemas import misp_vocab as mv
-from schemas.models import ThreatBulletin
+from schemas.models import Indicator, ThreatBulletin
 from schemas.vocab import IndicatorType
 
 
@@ -132,6 +135,12 @@ def _attributes(bulletin: ThreatBulletin, timestamp: str) -> list[dict[str, Any]
         s = b.seizure
         value = f"{s.commodity}: {s.quantity!r} {s.unit}"
         attrs.add(text, value, tags=[mv.enlace_tag(mv.PART, mv.PART_SEIZURE)])
+    _entities(attrs, b)
+    _indicators(attrs, b)
+    return attrs.out
+
+
+def _entities(attrs: _Attributes, b: ThreatBulletin) -> None:
     for n, entity in enumerate(b.entities, start=1):
         tags = [mv.enlace_tag(mv.ENTITY, entity.kind.value.lower())]
         if entity.country is not None:
@@ -142,20 +151,40 @@ def _attributes(bulletin: ThreatBulletin, timestamp: str) -> list[dict[str, Any]
             ident_kind = mv.IDENTIFIER_TYPES.get(ident.scheme, ("text", kind[1]))
             of = [mv.enlace_tag(mv.IDENTIFIER_OF, str(n))]
             attrs.add(ident_kind, ident.value, comment=ident.scheme, tags=of)
+
+
+def _indicators(attrs: _Attributes, b: ThreatBulletin) -> None:
     for indicator in b.indicators:
-        if indicator.type is IndicatorType.CRYPTO_WALLET:
-            misp_type, category, to_ids = mv.wallet_type(indicator.value)
-        else:
-            misp_type, category, to_ids = mv.INDICATOR_TYPES[indicator.type]
-        # The type, where MISP's type does not say it: OTHER, and an address whose form
-        # (a colon or not) would be read back as the other IP version.
-        ambiguous = indicator.type is IndicatorType.OTHER or (
-            indicator.type in {IndicatorType.IPV4, IndicatorType.IPV6}
-            and (indicator.type is IndicatorType.IPV6) != (":" in indicator.value)
-        )
-        tags = [mv.enlace_tag(mv.INDICATOR, indicator.type.value.lower())] if ambiguous else []
+        misp_type, category, to_ids = _indicator_kind(indicator)
+        tags: list[str] = []
+        if misp_type in {"text", "other"}:  # the MISP type does not say which indicator
+            tags.append(mv.enlace_tag(mv.INDICATOR, indicator.type.value.lower()))
         attrs.add((misp_type, category), indicator.value, to_ids=to_ids, tags=tags)
-    return attrs.out
+
+
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_IP_VERSION = {IndicatorType.IPV4: 4, IndicatorType.IPV6: 6}
+_HEX_LENGTH = {IndicatorType.FILE_MD5: 32, IndicatorType.FILE_SHA256: 64}
+
+
+def _indicator_kind(indicator: Indicator) -> tuple[str, str, bool]:
+    """(MISP type, category, to_ids). Enlace does not check a value against its type; MISP
+    drops an ``ip-dst``, ``md5`` or ``sha256`` whose value does not parse as one, so such a
+    value is kept as ``text`` (not for IDS) tagged with its Enlace type instead."""
+    value = indicator.value
+    if indicator.type is IndicatorType.CRYPTO_WALLET:
+        return mv.wallet_type(value)
+    kind = mv.INDICATOR_TYPES[indicator.type]
+    if indicator.type in _IP_VERSION:
+        try:
+            fits = ipaddress.ip_network(value, strict=False).version == _IP_VERSION[indicator.type]
+        except ValueError:
+            fits = False
+    elif indicator.type in _HEX_LENGTH:
+        fits = len(value) == _HEX_LENGTH[indicator.type] and bool(_HEX.fullmatch(value))
+    else:
+        fits = True
+    return kind if fits else ("text", "Other", False)
 
 
 def _geolocation(bulletin: ThreatBulletin, timestamp: str) -> dict[str, Any] | None:

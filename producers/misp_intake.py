@@ -191,7 +191,7 @@ def _attribute(ev: _Event, body: _Body, n: int, attr: Mapping[str, Any], tlp: Tl
         if comment:
             entity["role"] = comment
         body.entities.append(entity)
-    elif kind in mv.INDICATOR_OF_TYPE or (kind == "other" and mv.INDICATOR in tags):
+    elif kind in mv.INDICATOR_OF_TYPE or (kind in {"other", "text"} and mv.INDICATOR in tags):
         body.indicators.append({"type": _indicator_type(kind, value, tags), "value": value})
     elif kind in _NARRATIVE:
         body.narrative.append(value)

@@ -296,3 +296,23 @@ def test_every_attribute_has_a_type_and_category_misp_knows(bulletin: ThreatBull
         loaded = pymisp.MISPEvent()
         loaded.load(json.dumps(event))
         assert len(loaded.attributes) == len(body["Attribute"])
+
+
+def test_indicators_take_their_misp_types_and_odd_values_stay_text() -> None:
+    odd = [
+        {"type": "IPV4", "value": "not-an-ip"},
+        {"type": "IPV6", "value": "192.0.2.1"},
+        {"type": "FILE_MD5", "value": "xyz"},
+    ]
+    bulletin = sample_bulletin("cr-msp", category="CYBER", indicators=CYBER + odd)
+    attrs = event_json(bulletin, Release.FULL)["Event"]["Attribute"]
+    by_value = {a["value"]: a for a in attrs}
+    types = [by_value[i["value"]]["type"] for i in CYBER]
+    assert types == [
+        "ip-dst", "ip-dst", "domain", "url", "email-src", "sha256", "md5", "btc", "xmr", "other"
+    ]  # fmt: skip
+    for indicator in odd:
+        attr = by_value[indicator["value"]]
+        assert (attr["type"], attr["to_ids"]) == ("text", False)
+        tag = mv.enlace_tag(mv.INDICATOR, indicator["type"].lower())
+        assert [t["name"] for t in attr["Tag"]] == [tag]
