@@ -19,6 +19,7 @@ class Plan:
     drain_s: float = 60.0
     broker_warm_s: float = 45.0  # transactions at 100/s before the first measured row
     consumer_records: int = 20_000  # releases the partner consumer phase stores per sink
+    taxii_objects: int = 100_000  # STIX objects the TAXII phase's store holds
     profile_router: bool = False
     # The flood phase (``--flood``): junk trust events from one partner, fixed-rate rows.
     flood_events: int = 100_000
@@ -34,7 +35,7 @@ class Plan:
     def quick(cls) -> Plan:
         return cls(
             bulletins=400, rate=50.0, seconds=4.0, micro_iterations=200, warm_up=12,
-            broker_warm_s=5.0, consumer_records=2_000,
+            broker_warm_s=5.0, consumer_records=2_000, taxii_objects=5_000,
             flood_events=10_000, flood_seconds=8.0, flood_deadline_s=60.0,
         )  # fmt: skip
 

@@ -36,6 +36,7 @@ from bench.procs import Child
 from bench.raw import Measured, Payload, fixed_rate, flat_out
 from bench.report import BenchResult, Row
 from bench.scrape import TxnCounters, read_counters
+from bench.taxii_phase import taxii_phase
 from bench.tracker import Tracker
 from enlace.core import clients
 from enlace.core.settings import KafkaSettings
@@ -370,6 +371,15 @@ class Run:
         self.result.rows.extend(phase.rows)
         self.result.problems.extend(phase.problems)
 
+    async def taxii(self) -> None:
+        """The TAXII server over a store of ``plan.taxii_objects`` (bench/taxii_phase.py): no
+        Kafka, its own processes."""
+        phase = await asyncio.to_thread(
+            taxii_phase, self.workdir / "taxii", self.plan.taxii_objects, self.progress
+        )
+        self.result.rows.extend(phase.rows)
+        self.result.problems.extend(phase.problems)
+
     def _startup_row(self, seconds: float, backlog: dict[str, int]) -> Row:
         note = (
             f"{seconds:.1f} s from launch to the warm-up's releases; it first reads "
@@ -425,6 +435,7 @@ async def run_all(run: Run) -> None:
         await run.end_to_end(workers=1)
         await run.end_to_end(workers=2)
         await run.consumer()
+        await run.taxii()
     finally:
         await run.cleanup()
 

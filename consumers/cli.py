@@ -83,7 +83,8 @@ def run(
         list[str] | None,
         typer.Option(
             "--sink",
-            help="sqlite:PATH, jsonl:PATH, stix:DIR or webhook:URL; repeatable (env ENLACE_SINKS).",
+            help="sqlite:PATH, jsonl:PATH, stix:DIR, misp:DIR or webhook:URL; repeatable "
+            "(env ENLACE_SINKS).",
         ),
     ] = None,
     key: KeyOpt = None,
