@@ -75,7 +75,9 @@ from schemas.stix_vocab import (
     LABEL_SEVERITY,
     LABEL_SOURCE_TYPE,
     LABEL_TEARLINE,
+    OPENCTI_LOCATION_TYPE,
     OPENCTI_RELIABILITY,
+    OPENCTI_RELIABILITY_PROPERTY,
     PATTERN_PATHS,
     TLP2_CREATED,
     TLP2_EXTENSION,
@@ -104,10 +106,6 @@ __all__ = [
 
 # created = modified of every shared object (identities, country locations): fixed content.
 SHARED_CREATED = "2026-01-01T00:00:00.000Z"
-# OpenCTI types a location by its properties, ``country`` first: without this, a place with
-# coordinates and a country would be imported as a Country named after the place.
-OPENCTI_LOCATION_TYPE = "x_opencti_location_type"
-OPENCTI_RELIABILITY_PROPERTY = "x_opencti_reliability"
 # Every custom property a bundle may carry (the validator test holds bundles to this list).
 CUSTOM_PROPERTIES = frozenset({OPENCTI_LOCATION_TYPE, OPENCTI_RELIABILITY_PROPERTY})
 _TLP2_NAME: Mapping[Tlp, str] = {tlp: f"TLP:{level.upper()}" for tlp, level in TLP2_LEVEL.items()}

@@ -13,8 +13,10 @@ by tests: ``STIX_LANG_CODES`` is the OASIS validator's ``LANG_CODES`` (it refuse
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from schemas.vocab import IndicatorType, InfoCredibility, SourceReliability, Tlp
 
@@ -76,6 +78,11 @@ def credibility_of(confidence: int | None) -> InfoCredibility:
     return InfoCredibility.C5
 
 
+# OpenCTI's custom properties, read by OpenCTI before its own extension. It types a location
+# by its properties, ``country`` first, unless told: a place would become a Country.
+OPENCTI_LOCATION_TYPE = "x_opencti_location_type"
+OPENCTI_RELIABILITY_PROPERTY = "x_opencti_reliability"
+
 # OpenCTI's reliability vocabulary (``x_opencti_reliability``, the Admiralty source scale).
 OPENCTI_RELIABILITY: Mapping[SourceReliability, str] = {
     SourceReliability.A: "A - Completely reliable",
@@ -97,6 +104,44 @@ PATTERN_PATHS: Mapping[IndicatorType, str] = {
     IndicatorType.FILE_MD5: "file:hashes.MD5",
     IndicatorType.CRYPTO_WALLET: "cryptocurrency-wallet:value",
 }
+
+_PATTERN = re.compile(r"\[\s*([a-z0-9-]+:[A-Za-z0-9_.'-]+)\s*=\s*'((?:[^'\\]|\\.)*)'\s*\]")
+_PATHS = {path.replace("'", ""): kind for kind, path in PATTERN_PATHS.items()}
+
+
+def parse_pattern(pattern: str) -> tuple[IndicatorType, str] | None:
+    """``(type, value)`` of a pattern that compares one known path to one value (the form
+    the consumers' mapping writes; hash names quoted or not), else None."""
+    match = _PATTERN.fullmatch(pattern.strip())
+    path = None if match is None else match.group(1).replace("'", "")
+    if match is None or path not in _PATHS:
+        return None
+    return _PATHS[path], re.sub(r"\\(.)", r"\1", match.group(2))
+
+
+def tlp_of_marking(ref: str, marking: Mapping[str, Any] | None) -> Tlp | None:
+    """The TLP a marking reference names: by official id (2.0, or 1.0 as OpenCTI exports),
+    else by what its object says (the TLP 2.0 extension, a 1.0 ``definition``, its name)."""
+    for tlp, known in TLP2_MARKING_IDS.items():
+        if ref == known:
+            return tlp
+    if ref in TLP1_MARKING_IDS:
+        return TLP1_MARKING_IDS[ref]
+    marking = marking or {}
+    extensions = marking.get("extensions")
+    ext = extensions.get(TLP2_EXTENSION) if isinstance(extensions, Mapping) else None
+    definition = marking.get("definition")
+    for value in (
+        ext.get("tlp_2_0") if isinstance(ext, Mapping) else None,
+        definition.get("tlp") if isinstance(definition, Mapping) else None,
+        marking.get("name"),
+    ):
+        if isinstance(value, str):
+            level = value.strip().lower().removeprefix("tlp:")
+            if level in TLP_BY_LEVEL:
+                return TLP_BY_LEVEL[level]
+    return None
+
 
 # Report labels ``<prefix>:<value>``: the bulletin fields STIX has no property for. Values
 # are the lowercase enum symbols (``category:drug_trafficking``), except ``admiralty``
