@@ -17,6 +17,7 @@ from enlace.core.logs import configure_logging
 from enlace.core.registry import Registry
 from enlace.core.runtime import serve
 from enlace.core.settings import KafkaSettings
+from producers.inputs import InputFormat
 from producers.produce import EXIT_UNACKNOWLEDGED, produce_bytes
 from producers.service import PublisherService
 from producers.settings import OnError, PublisherSettings
@@ -53,7 +54,9 @@ def _settings(**options: Any) -> PublisherSettings:
 
 
 def produce(
-    source: Annotated[str, typer.Argument(help="JSON or JSONL file, or - for stdin.")],
+    source: Annotated[
+        str, typer.Argument(help="JSON, JSONL, STIX 2.1 or MISP file, or - for stdin.")
+    ],
     *,
     agency: AgencyOpt = None,
     key: KeyOpt = None,
@@ -67,6 +70,15 @@ def produce(
             "nothing (default; env ENLACE_ON_ERROR).",
         ),
     ] = None,
+    fmt: Annotated[
+        InputFormat,
+        typer.Option(
+            "--format",
+            help="auto (JSON or JSON Lines by content and name; a STIX bundle as stix), json, "
+            "jsonl, stix (a STIX 2.1 bundle's reports, e.g. an OpenCTI export), misp (MISP "
+            "events).",
+        ),
+    ] = "auto",
     random_ids: Annotated[
         bool,
         typer.Option(
@@ -76,7 +88,9 @@ def produce(
         ),
     ] = False,
 ) -> None:
-    """Publish the bulletins of a JSON (object or array) or JSON Lines file, or stdin.
+    """Publish the bulletins of a JSON (object or array) or JSON Lines file, a STIX 2.1
+    bundle or MISP events, or stdin. What a STIX or MISP reader leaves out of a bulletin that
+    still publishes is printed as a warning.
 
     Exit code: 0 all published; 1 something was rejected (or the run aborted);
     3 something was not acknowledged by the broker in time (safe to re-run).
@@ -95,7 +109,7 @@ def produce(
             typer.secho(f"error: cannot read {source}: {exc.strerror}", fg="red", err=True)
             raise typer.Exit(2) from exc
         name = path.name
-    code = asyncio.run(produce_bytes(settings, data, name=name, stable_ids=not random_ids))
+    code = asyncio.run(produce_bytes(settings, data, name=name, fmt=fmt, stable_ids=not random_ids))
     raise typer.Exit(code)
 
 

@@ -6,6 +6,11 @@ Every item keeps where it came from (line, position) so a problem is reported as
 Format detection (``auto``): ``.jsonl``/``.ndjson`` names are JSON Lines; otherwise a
 document starting with ``[`` is an array; a document that parses as one JSON value is a
 single bulletin; else, if its first non-blank line is a JSON value on its own, JSON Lines.
+
+Other formats (``InputFormat``: STIX 2.1 bundles, MISP events) are read by their own
+modules into the same :class:`ParsedInput`; ``producers.produce.read_input`` picks one (here
+would be an import cycle: those modules build on this one). They may leave parts of an input
+out and still publish the rest: those are ``warnings``, shown but never a refusal.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Format = Literal["auto", "json", "jsonl"]
+# What ``enlace produce --format`` accepts: ``Format`` plus the threat-intel formats.
+InputFormat = Literal["auto", "json", "jsonl", "stix", "misp"]
+INPUT_FORMATS: tuple[InputFormat, ...] = ("auto", "json", "jsonl", "stix", "misp")
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _WHITESPACE = " \t\n\r"
@@ -34,7 +42,8 @@ class Item:
 
 @dataclass(frozen=True)
 class Problem:
-    """Why an item (or the whole input, ``line is None``) was refused."""
+    """Why an item (or the whole input, ``line is None``) was refused; in
+    :attr:`ParsedInput.warnings`, what was left out of an item that still publishes."""
 
     line: int | None
     field: str
@@ -51,6 +60,8 @@ class ParsedInput:
     items: tuple[Item, ...]
     problems: tuple[Problem, ...]
     digest: str  # sha256 of the raw bytes: the seed of derived bulletin ids
+    # Parts of the input not carried into its items (never a refusal; JSON has none).
+    warnings: tuple[Problem, ...] = ()
 
 
 def _refuse_constant(name: str) -> Any:
@@ -148,6 +159,22 @@ def _looks_like_jsonl(text: str) -> bool:
                 return False
             return True
     return False
+
+
+def load_document(data: bytes) -> tuple[str, Any] | Problem:
+    """``(text, value)`` of one JSON document, or the problem (encoding or syntax) with it;
+    for the readers of other formats, with the same refusals as :func:`parse_input`."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return Problem(line, "(encoding)", "input is not valid UTF-8")
+    if _skip_ws(text, 0) == len(text):
+        return Problem(None, "(input)", "contains no bulletins")
+    try:
+        return text, _DECODER.decode(text)
+    except ValueError as exc:
+        return _syntax(exc)
 
 
 def parse_input(data: bytes, *, fmt: Format = "auto", name: str = "") -> ParsedInput:

@@ -3,6 +3,14 @@
 All input is validated and sealed before anything is sent, so ``--on-error abort`` publishes
 nothing when any bulletin is invalid. Problems go to stderr as ``line N: field: rule``; the
 summary goes to stdout. A progress bar appears on a terminal for large inputs.
+
+``--format`` (:func:`read_input`): ``json``/``jsonl`` as ``producers.inputs`` reads them;
+``stix`` a STIX 2.1 bundle (``producers.stix_intake``); ``misp`` MISP events
+(``producers.misp_intake``); ``auto`` (default) reads JSON as before but takes a document that
+is one object with ``"type": "bundle"`` as STIX: a bundle is never a bulletin, so nothing that
+published before changes. MISP is not guessed: ``{"Event": ...}`` needs ``--format misp``.
+What a reader left out of a bulletin that still publishes is printed as ``warning: ...`` and
+never counted as a rejection.
 """
 
 from __future__ import annotations
@@ -15,10 +23,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from enlace.core.errors import BulletinRefused, ClockSkewRefused, KafkaUnavailable
-from producers.inputs import ParsedInput, Problem, iter_chunks, parse_input
+from producers.inputs import InputFormat, ParsedInput, Problem, iter_chunks, parse_input
 from producers.prepare import prepare_items
 from producers.publisher import DeliveryResult, Publisher, PublishFailure
 from producers.settings import PublisherSettings
+from producers.stix_intake import parse_stix
 from schemas.envelope import Sealed
 from schemas.models import ThreatBulletin
 
@@ -26,6 +35,30 @@ EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_UNACKNOWLEDGED = 3
 PROGRESS_MIN_ITEMS = 500
+
+
+def _is_stix_bundle(parsed: ParsedInput) -> bool:
+    return (
+        not parsed.problems
+        and len(parsed.items) == 1
+        and isinstance(parsed.items[0].obj, dict)
+        and parsed.items[0].obj.get("type") == "bundle"
+    )
+
+
+def read_input(data: bytes, *, fmt: InputFormat = "auto", name: str = "") -> ParsedInput:
+    """The items of ``data`` read as ``fmt`` (see the module docstring for ``auto``)."""
+    if fmt == "stix":
+        return parse_stix(data, name=name)
+    if fmt == "misp":
+        # Imported here: the MISP reader is only needed for MISP input.
+        from producers.misp_intake import parse_misp  # noqa: PLC0415
+
+        return parse_misp(data, name=name)
+    parsed = parse_input(data, fmt=fmt, name=name)
+    if fmt == "auto" and _is_stix_bundle(parsed):
+        return parse_stix(data, name=name)
+    return parsed
 
 
 @contextmanager
@@ -114,6 +147,7 @@ async def produce_bytes(
     data: bytes,
     *,
     name: str = "",
+    fmt: InputFormat = "auto",
     stable_ids: bool = True,
     console: Console | None = None,
     err: Console | None = None,
@@ -123,7 +157,9 @@ async def produce_bytes(
     err = err or Console(stderr=True)
     publisher = Publisher(settings)
     publisher.load()
-    parsed = parse_input(data, name=name)
+    parsed = read_input(data, fmt=fmt, name=name)
+    for warning in parsed.warnings:
+        err.print(f"warning: {warning.describe()}", markup=False, highlight=False)
     with _progress(err, len(parsed.items)) as progress:
         refusals: list[PublishFailure] = []
         records, problems = _seal_all(
