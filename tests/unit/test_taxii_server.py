@@ -18,7 +18,9 @@ from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 from consumers.records import Release
 from consumers.stix_index.collections import ALL, BY_ID, category_collection
 from consumers.store import BulletinStore
+from consumers.taxii.cli import taxii_settings
 from consumers.taxii.server import TAXII_MEDIA_TYPE, Credentials, TaxiiServer
+from enlace.core.errors import ConfigError
 from schemas.vocab import Category
 from tests.taxii_support import (
     NOW,
@@ -309,3 +311,18 @@ async def test_a_misp_feed_directory_is_served_behind_the_same_auth(
                 requests.get, f"{running.url}{path}", auth=auth, timeout=5
             )
             assert answer.status_code == status
+
+
+def test_a_server_without_credentials_refuses_to_start_unless_anonymous_on_purpose(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match="no credentials"):
+        taxii_settings(db=tmp_path / "s.db")
+    with pytest.raises(ConfigError, match="both username and password"):
+        taxii_settings(db=tmp_path / "s.db", username="u")
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        taxii_settings(db=tmp_path / "s.db", token="t", listen="9500")
+    assert taxii_settings(db=tmp_path / "s.db", anonymous=True).anonymous
+    served = taxii_settings(db=tmp_path / "s.db", token="tok3n", listen="127.0.0.1:0")
+    assert (served.host, served.port) == ("127.0.0.1", 0)
+    assert "tok3n" not in repr(served)
