@@ -32,7 +32,8 @@ class ConsumerSettings(KafkaSettings):
 
     agency: str
     sinks: tuple[str, ...] = Field(
-        default=(), description="Sink URIs (sqlite:PATH, jsonl:PATH, stix:DIR, misp:DIR, webhook:URL)."
+        default=(),
+        description="Sink URIs (sqlite:PATH, jsonl:PATH, stix:DIR, misp:DIR, webhook:URL).",
     )
     keys_file: Path = Field(default=DEFAULT_KEYS, description="The key directory (public keys).")
     key_file: Path | None = Field(
