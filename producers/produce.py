@@ -159,14 +159,15 @@ async def produce_bytes(
     publisher.load()
     parsed = read_input(data, fmt=fmt, name=name)
     for warning in parsed.warnings:
-        err.print(f"warning: {warning.describe()}", markup=False, highlight=False)
+        # One line each, never wrapped at the console's width: read by people and by grep.
+        err.print(f"warning: {warning.describe()}", markup=False, highlight=False, soft_wrap=True)
     with _progress(err, len(parsed.items)) as progress:
         refusals: list[PublishFailure] = []
         records, problems = _seal_all(
             publisher, parsed, stable_ids=stable_ids, progress=progress, refusals=refusals
         )
     for problem in problems:
-        err.print(problem.describe(), markup=False, highlight=False)
+        err.print(problem.describe(), markup=False, highlight=False, soft_wrap=True)
     rejected = len({(p.line, p.bulletin_id) for p in problems})
     if rejected > len(refusals):
         publisher.metrics.reject("invalid", rejected - len(refusals))

@@ -127,8 +127,10 @@ class _Report:
     def refuse(self, field: str, rule: str) -> None:
         self.refusals.append(Problem(self.line, field, rule, self.obj.get("bulletin_id")))
 
-    def warn(self, field: str, rule: str) -> None:
-        self.warnings.append(Problem(self.line, field, rule, self.obj.get("bulletin_id")))
+    def warn(self, field: str, rule: str, obj: Mapping[str, Any] | None = None) -> None:
+        """A warning on the report's line, or on ``obj``'s (an object it refers to)."""
+        line = self.line if obj is None else _line_of(self.bundle.text, str(obj.get("id")))
+        self.warnings.append(Problem(line, field, rule, self.obj.get("bulletin_id")))
 
     def here(self, prop: str = "") -> str:
         return _where(self.index, self.report) + (f".{prop}" if prop else "")
@@ -310,7 +312,7 @@ def _locations(
             r.used.add(obj["id"])
         else:
             why = "a bulletin has one location and a route (route-* labels name its countries)"
-            r.warn(_where(index, obj), f"not mapped: {why}")
+            r.warn(_where(index, obj), f"not mapped: {why}", obj)
 
 
 def _indicators(r: _Report, indicators: list[tuple[int, Mapping[str, Any]]]) -> None:
@@ -323,6 +325,7 @@ def _indicators(r: _Report, indicators: list[tuple[int, Mapping[str, Any]]]) -> 
             r.warn(
                 _where(index, obj),
                 f"not mapped: pattern {pattern!r} is not one value on a known path",
+                obj,
             )
             continue
         r.used.add(obj["id"])
@@ -331,7 +334,7 @@ def _indicators(r: _Report, indicators: list[tuple[int, Mapping[str, Any]]]) -> 
             until.add(obj["valid_until"])
         dropped = sorted(k for k in obj if k not in _INDICATOR_KNOWN)
         if dropped:
-            r.warn(_where(index, obj), f"not mapped: {', '.join(dropped)}")
+            r.warn(_where(index, obj), f"not mapped: {', '.join(dropped)}", obj)
     if out:
         r.obj["indicators"] = out
     if until:

@@ -326,3 +326,10 @@ def test_any_malformed_report_is_problems_never_a_crash(
     ready, problems = prepare_items(parsed.items, _agency("cr-msp"), NOW)
     # One report: it publishes, or something says why not.
     assert (len(ready), bool(parsed.problems or problems)) in {(1, False), (0, True)}
+
+
+def test_a_warning_on_an_object_points_at_its_line() -> None:
+    text = json.dumps(_opencti(), indent=2)
+    parsed = parse_stix(text.encode())
+    (warning,) = [w for w in parsed.warnings if w.field == "objects[4] (type=indicator)"]
+    assert warning.line == text[: text.index(f'"id": "{INDICATOR}"')].count("\n") + 1
