@@ -19,6 +19,8 @@ from enlace.core.errors import NotStarted, SinkError
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5_000
+CACHE_KIB = 64 * 1024
+MMAP_BYTES = 1 << 30
 
 
 class StoreReader:
@@ -39,6 +41,11 @@ class StoreReader:
                     self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
                 )
                 conn.execute("PRAGMA query_only = ON")
+                # Bodies are keyed by object id (random UUIDs): a page's lookups land on
+                # scattered pages, so a larger cache (and mmap) keeps a page's cost from
+                # growing with the store's size.
+                conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+                conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
             except sqlite3.Error as exc:
                 raise SinkError(f"cannot read store {self.path}: {exc}") from exc
             self._local.conn = conn
