@@ -8,14 +8,16 @@ marking-definition object (OASIS cti-stix-common-objects, TLP 2.0 extension).
 
 Shared objects (the marking definitions, the agencies' identities, country locations) appear
 in many bundles under one id, so each has one fixed content: fixed ``created``/``modified``,
-marked TLP:CLEAR (an agency's name and a country are public), no creator. STIX 2.1 (3.2)
-requires an object's id and ``modified`` to name one content; a country location that took
-the bulletin's time and TLP would break that. They are built once and reused.
+marked TLP:CLEAR (an agency's name and a country are public), no creator but the agency's
+own (an identity creates itself). STIX 2.1 (3.2) requires an object's id and ``modified`` to
+name one content; a country location that took the bulletin's time, TLP or originator would
+break that. They are built once and reused.
 
 The bundle is built as plain JSON: the ``stix2`` objects validate every property on
 construction and cost ~5 ms a bundle, the whole budget of a fast feed.
-``tests/unit/test_stix_validator.py`` holds every sample bundle to the OASIS validator and
-``stix2.parse`` (``bulletin_bundle`` here), so the hand-built form stays conformant.
+``tests/unit/test_stix_validator.py`` holds every sample bundle to the OASIS validator
+(strict, interop, references resolved; what it still reports, and why, is listed there) and
+``stix2.parse``, so the hand-built form stays conformant.
 
 Ids are UUIDv5 of the bulletin id, so writing the same bulletin twice yields the same
 objects and importers dedupe. A full copy supersedes a tearline copy of the same bulletin:
