@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,16 @@ import pytest
 import structlog
 from typer.testing import CliRunner, Result
 
+from consumers.misp_mapping import event_json
+from consumers.records import Release
+from consumers.stix_mapping import bundle_json
 from enlace.cli import app
 from enlace.core.settings import KafkaSettings
 from producers.inputs import parse_input
 from producers.prepare import derive_id
 from schemas.signing import AgencyKey, KeyDirectory
 from tests.integration.test_producer_api import AGENCY, bare, drain, topic_size, verify_record
+from tests.samples import sample_bulletin
 
 pytestmark = pytest.mark.integration
 
@@ -192,3 +197,40 @@ async def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert b"no signing key: pass --key PATH or set ENLACE_PRODUCER_KEY_FILE" in proc.stderr
+
+
+@pytest.mark.parametrize("fmt", ["stix", "misp"])
+async def test_a_stix_bundle_and_a_misp_event_publish_as_signed_bulletins(
+    kafka_settings: KafkaSettings,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., Awaitable[list[str]]],
+    key_file: tuple[AgencyKey, Path],
+    tmp_path: Path,
+    fmt: str,
+) -> None:
+    """What an analyst exports from OpenCTI (a STIX bundle) or MISP (an event) reaches the
+    broker as bulletins signed by the agency's key, with the fields the mapping covers."""
+    key, path = key_file
+    (topic,) = await make_topics(unique("out"))
+    made = [sample_bulletin(AGENCY, title=f"Go-fast {n} off Punta Mala") for n in range(3)]
+    if fmt == "stix":
+        objects = [o for b in made for o in bundle_json(b, Release.FULL)["objects"]]
+        unique_objects = list({o["id"]: o for o in objects}.values())
+        doc: Any = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": unique_objects}
+    else:
+        doc = [event_json(b, Release.FULL) for b in made]
+    source = tmp_path / f"export.{fmt}.json"
+    source.write_text(json.dumps(doc))
+    result = await produce(
+        kafka_settings, "--agency", AGENCY, "--key", str(path), "--topic", topic,
+        "--format", fmt, str(source),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "published 3, rejected 0" in result.stdout
+    records = await drain(kafka_settings, topic, 3)
+    directory = KeyDirectory.from_keys([key])
+    published = sorted((verify_record(directory, rec) for rec in records), key=lambda b: b.title)
+    for sent, wanted in zip(published, made, strict=True):
+        assert (sent.origin, sent.title, sent.category, sent.tlp, sent.classification) == (
+            wanted.origin, wanted.title, wanted.category, wanted.tlp, wanted.classification,
+        )  # fmt: skip
