@@ -24,6 +24,7 @@ from broker.live_trust import live_ledger
 from broker.policy import AgreementLevel, Policy
 from broker.policy_rules import max_after_leak
 from broker.trust import TrustScore
+from broker.trust_plot_cli import plot
 from broker.trust_source import read_records
 from enlace.core.errors import PolicyError
 from enlace.core.registry import Registry
@@ -238,5 +239,6 @@ def check(
 
 def register(app: typer.Typer) -> None:
     """Add ``trust`` and ``policy`` command groups to ``app``."""
+    trust_app.command("plot")(plot)
     app.add_typer(trust_app, name="trust")
     app.add_typer(policy_app, name="policy")
