@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import typer
 
-from broker import router_cli, trust_cli
+from broker import audit_cli, router_cli, trust_cli
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to ``app``."""
     trust_cli.register(app)
+    audit_cli.register(app)
     app.add_typer(router_cli.router_app, name="router")

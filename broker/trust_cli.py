@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from broker.audit_cli import whatif
 from broker.ledger import TrustLedger, build_ledger
 from broker.live_trust import live_ledger
 from broker.policy import AgreementLevel, Policy
@@ -241,4 +242,5 @@ def register(app: typer.Typer) -> None:
     """Add ``trust`` and ``policy`` command groups to ``app``."""
     trust_app.command("plot")(plot)
     app.add_typer(trust_app, name="trust")
+    policy_app.command("whatif")(whatif)
     app.add_typer(policy_app, name="policy")
