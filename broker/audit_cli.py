@@ -239,6 +239,19 @@ def _change_dict(c: Redecided) -> dict[str, Any]:
     }
 
 
+def _print_undecided(report: WhatIfReport) -> None:
+    if not report.undecided:
+        return
+    reasons: dict[str, int] = {}
+    for u in report.undecided:
+        reasons[u.why] = reasons.get(u.why, 0) + 1
+    ranked = sorted(reasons.items(), key=lambda kv: -kv[1])
+    for why, n in ranked[:5]:
+        out.print(f"[yellow]undecided[/yellow] {n}: {why}")
+    if len(ranked) > 5:
+        out.print(f"[yellow]undecided[/yellow] {sum(n for _, n in ranked[5:])}: other reasons")
+
+
 def _print_report(report: WhatIfReport, fmt: Format, title: str) -> None:
     if fmt is Format.JSON:
         data = {
@@ -281,12 +294,7 @@ def _print_report(report: WhatIfReport, fmt: Format, title: str) -> None:
             for t, n in sorted(counts.items()):
                 levels.add_row(name, _transition(t), str(n))
         out.print(levels)
-    if report.undecided:
-        reasons: dict[str, int] = {}
-        for u in report.undecided:
-            reasons[u.why] = reasons.get(u.why, 0) + 1
-        for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            out.print(f"[yellow]undecided[/yellow] {n}: {why}")
+    _print_undecided(report)
     if report.not_reproduced:
         out.print(
             f"[yellow]note[/yellow]: the current policy does not reproduce "

@@ -218,7 +218,7 @@ def what_if(
             why = (
                 why_missing.get(row.bulletin_id, "bulletin not read")
                 if subject is None
-                else f"{row.partner} is not in the registry"
+                else "the partner is not in the registry"
             )
             report.undecided.append(Undecided(row, why))
             continue
