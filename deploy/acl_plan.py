@@ -169,13 +169,23 @@ def router_bindings(router_prefix: str = DEFAULT_ROUTER_PREFIX) -> list[AclBindi
 
 
 def operator_bindings() -> list[AclBinding]:
-    return _grant(
-        user(OPERATOR_USER),
-        ResourceType.TOPIC,
-        PatternType.LITERAL,
-        [topics.AUDIT, topics.DEADLETTER, topics.TRUST_SCORES, topics.trust_snapshots_topic()],
-        (Operation.READ, Operation.DESCRIBE),
-    )
+    who = user(OPERATOR_USER)
+    read = (Operation.READ, Operation.DESCRIBE)
+    describe = (Operation.DESCRIBE,)
+    pre = PatternType.PREFIXED
+    return [
+        *_grant(
+            who,
+            ResourceType.TOPIC,
+            PatternType.LITERAL,
+            [topics.AUDIT, topics.DEADLETTER, topics.TRUST_SCORES, topics.trust_snapshots_topic()],
+            read,
+        ),
+        # Feed lag from the broker's side (`enlace ops exporter`): end offsets of every feed
+        # and the partner groups' committed offsets. Describe only: never a feed's records.
+        *_grant(who, ResourceType.TOPIC, pre, [topics.FEED_PREFIX], describe),
+        *_grant(who, ResourceType.GROUP, pre, [topics.CONSUMER_GROUP_PREFIX], describe),
+    ]
 
 
 def acl_plan(

@@ -28,6 +28,12 @@ from enlace.core.settings import REPO_ROOT, SCRAM_MECHANISM
 KAFKA_VERSION = "4.4.0"
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 LOG4J_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
+# The Prometheus JMX exporter, as a Java agent inside every node: broker metrics at
+# http://127.0.0.1:<metrics port>/metrics with the rules of JMX_RULES. 1.0.1 is the newest
+# release Maven Central serves here.
+JMX_EXPORTER = "io.prometheus.jmx:jmx_prometheus_javaagent:1.0.1"
+JMX_AGENT_JAR = "jmx_prometheus_javaagent.jar"
+JMX_RULES = REPO_ROOT / "deploy" / "kafka" / "jmx-exporter.yaml"
 DEFAULT_LIBS = REPO_ROOT / ".enlace" / f"kafka-{KAFKA_VERSION}" / "libs"
 DEFAULT_DATA_DIR = REPO_ROOT / ".enlace" / "kafka"
 READY_LINE = "Kafka Server started"
@@ -91,8 +97,32 @@ class ClusterSpec:
         """Where the node's proxy listens: the PROXIED listener's advertised port."""
         return self.proxy_ports[node_id - 1]
 
+    def metrics_port(self, node_id: int) -> int:
+        """The JMX exporter agent's ``/metrics`` (loopback; plaintext clusters only)."""
+        return self.broker_port(node_id) + 4
+
+    @property
+    def metrics(self) -> bool:
+        """Whether nodes run the JMX exporter agent. Not on a secure cluster: its HTTP
+        endpoint would be a listener that answers without credentials, which "nothing in
+        clear, nothing unauthenticated" rules out (a production cluster gets its broker
+        metrics from Strimzi's metricsConfig behind the network policy instead)."""
+        return not self.secure
+
+    @property
+    def metrics_targets(self) -> list[str]:
+        """``host:port`` of every node's broker metrics, for a Prometheus scrape config."""
+        if not self.metrics:
+            return []
+        return [f"127.0.0.1:{self.metrics_port(n)}" for n in self.node_ids]
+
+    def all_ports(self, node_id: int) -> tuple[int, ...]:
+        """Kafka's listeners and, where it runs, the metrics agent's."""
+        extra = (self.metrics_port(node_id),) if self.metrics else ()
+        return (*self.ports(node_id), *extra)
+
     def ports(self, node_id: int) -> tuple[int, ...]:
-        """Every port the node listens on."""
+        """Every Kafka listener of the node."""
         base = (self.broker_port(node_id), self.controller_port(node_id))
         if self.secure:
             return (*base, self.mtls_port(node_id))
@@ -164,8 +194,38 @@ def fetch_jars(libs: Path = DEFAULT_LIBS) -> Path:
         )
     if not any(libs.glob("kafka_2.13-*.jar")):
         raise KafkaLaunchError(f"Maven finished but no kafka_2.13 jar is in {libs}")
+    fetch_agent(agent_of(libs))
     marker.touch()
     return libs
+
+
+def agent_of(libs: Path) -> Path:
+    """Where the JMX exporter agent lives beside ``libs`` (never on Kafka's classpath: the
+    agent jar shades its own copies of libraries Kafka also ships)."""
+    return libs.parent / "jmx-exporter" / JMX_AGENT_JAR
+
+
+def fetch_agent(jar: Path) -> Path:
+    """Copy the JMX exporter agent from Maven Central to ``jar`` once."""
+    if jar.exists():
+        return jar
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise EnvironmentProblem("Maven is required to fetch the JMX exporter from Maven Central")
+    jar.parent.mkdir(parents=True, exist_ok=True)
+    log.info("jmx_exporter_fetch", artifact=JMX_EXPORTER, into=str(jar.parent))
+    cmd = [
+        mvn, "-B", "-q", "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
+        f"-Dartifact={JMX_EXPORTER}", f"-DoutputDirectory={jar.parent}", "-Dmdep.stripVersion=true",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603 - fixed argv
+    stripped = jar.parent / "jmx_prometheus_javaagent.jar"
+    if result.returncode != 0 or not stripped.exists():
+        raise KafkaLaunchError(
+            f"fetching {JMX_EXPORTER} from Maven Central failed:\n"
+            + (result.stdout + result.stderr)[-2000:]
+        )
+    return jar
 
 
 def run_java_tool(libs: Path, main_class: str, *args: str, timeout: float = 120) -> str:
@@ -299,7 +359,7 @@ class LocalKafka:
         java_binary()
         fetch_jars(self.libs)
         for node_id in spec.node_ids:
-            for p in spec.ports(node_id):
+            for p in spec.all_ports(node_id):
                 if port_in_use(p):
                     raise EnvironmentProblem(
                         f"port {p} on 127.0.0.1 is taken by another process; stop it or pass "
@@ -402,7 +462,11 @@ class LocalKafka:
         node_dir = self.node_dir(node_id)
         props = self._write_properties(spec, node_id)
         log_path = node_dir / "broker.log"
-        cmd = [java_binary(), *JVM_OPTS, f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        metrics = []
+        if spec.metrics:
+            agent = fetch_agent(agent_of(self.libs))
+            metrics = [f"-javaagent:{agent}=127.0.0.1:{spec.metrics_port(node_id)}:{JMX_RULES}"]
+        cmd = [java_binary(), *JVM_OPTS, *metrics, f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
                f"-Dkafka.logs.dir={node_dir / 'logs'}", "-cp", f"{self.libs}/*",
                "kafka.Kafka", str(props)]  # fmt: skip
         with log_path.open("ab") as out:

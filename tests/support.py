@@ -131,8 +131,10 @@ def free_kafka_port(nodes: int = 1) -> int:
     test's own Kafka never collides with another run's (ports chosen by binding, like port 0)."""
     for _ in range(200):
         base = random.randint(2_000, 9_997)  # 3 nodes use 1<base>, 2<base>, 3<base>
-        spec = ClusterSpec(nodes=nodes, port=base, secure=True)  # the most ports a node opens
-        wanted = [p for n in spec.node_ids for p in spec.ports(n)]
+        # Secure: the most listeners a node opens; plaintext adds the metrics agent's port.
+        spec = ClusterSpec(nodes=nodes, port=base, secure=True)
+        plain = ClusterSpec(nodes=nodes, port=base)
+        wanted = {p for n in spec.node_ids for p in (*spec.ports(n), *plain.all_ports(n))}
         if all(_bindable(p) for p in wanted):
             return base
     raise AssertionError("no free port range for a test broker")

@@ -1,18 +1,21 @@
-"""Operator commands: ``enlace kafka up|down|status|stop-node|start-node`` and ``enlace topics``."""
+"""Operator commands: ``enlace kafka up|down|status|stop-node|start-node``, ``enlace topics``
+and ``enlace ops exporter``."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from deploy.lag_exporter import ExporterSettings, exporter_for
 from deploy.localkafka import DEFAULT_DATA_DIR, LocalKafka
 from enlace.core.logs import configure_logging
 from enlace.core.registry import Registry
+from enlace.core.runtime import serve
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import ensure_topics, exchange_topics
 
@@ -47,6 +50,8 @@ def kafka_up(
         f"[green]Kafka up[/green] bootstrap={spec.bootstrap} nodes={spec.nodes} "
         f"secure={spec.secure}"
     )
+    for target in spec.metrics_targets:
+        console.print(f"broker metrics (JMX exporter): http://{target}/metrics")
     if spec.secure:
         console.print(f"admin credentials (SCRAM-SHA-512) are in {data_dir / 'cluster.json'}")
         console.print(
@@ -112,6 +117,27 @@ def topics_create() -> None:
     console.print(f"{len(created)} topic(s) created, {len(specs) - len(created)} already present")
 
 
+ops_app = typer.Typer(help="Services for the exchange's operators.", no_args_is_help=True)
+
+
+@ops_app.command("exporter")
+def exporter(
+    http_port: Annotated[
+        int | None, typer.Option(help="Port of /metrics and /health (default 9340).")
+    ] = None,
+    interval: Annotated[
+        float | None, typer.Option(help="Seconds between observations (default 15).")
+    ] = None,
+) -> None:
+    """Export every feed's lag from the broker's side (committed offsets vs the feed's end),
+    as the operator principal; a dead partner consumer shows as growing lag."""
+    options: dict[str, Any] = {"exporter_http_port": http_port, "exporter_interval_s": interval}
+    settings = ExporterSettings(**{k: v for k, v in options.items() if v is not None})
+    configure_logging(settings.log_level, settings.log_format)
+    serve(exporter_for(settings))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(kafka_app, name="kafka")
     app.add_typer(topics_app, name="topics")
+    app.add_typer(ops_app, name="ops")

@@ -105,12 +105,19 @@ async def test_agency_reads_only_its_own_feed_and_sees_only_its_topics(
         topics.receipts("cr-msp"),
     }
     operator = secure.as_(OPERATOR_USER)
+    # Operators see every feed (Describe, for broker-side lag) but read none of them.
     assert await visible_topics(operator) == {
         topics.AUDIT,
         topics.DEADLETTER,
         topics.TRUST_SCORES,
         topics.trust_snapshots_topic(),
+        *(topics.feed(agency) for agency in AGENCIES),
     }
+    await refused(
+        lambda: read(operator, topics.feed("cr-msp"), None),
+        TopicAuthorizationFailedError,
+        topics.feed("cr-msp"),
+    )
 
 
 async def test_router_copies_outbound_to_a_feed_in_a_transaction_under_its_prefix(

@@ -175,7 +175,8 @@ def test_acl_commands_grant_exactly_the_plan_in_few_launches(agencies: list[str]
         assert args[0] == "--add"
         granted |= expand(args)
     assert granted == set(plan)
-    assert len(commands) == 2 * len(agencies) + 5
+    # Two launches per agency; router 4; operator 2 (its reads, and Describe on feeds + groups).
+    assert len(commands) == 2 * len(agencies) + 6
 
 
 def test_remove_commands_do_not_prompt() -> None:
