@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from broker.metrics import RouterMetrics
 from consumers.metrics import ConsumerMetrics
+from deploy.lag_exporter import ExporterMetrics
 from producers.metrics import PublisherMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -27,6 +28,7 @@ def exported_names() -> set[str]:
         RouterMetrics().registry,
         PublisherMetrics("pa-senafront").registry,
         ConsumerMetrics().registry,
+        ExporterMetrics().registry,
     ]
     for registry in registries:
         for family in registry.collect():
