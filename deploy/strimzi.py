@@ -2,8 +2,12 @@
 plan the local tools use, so a cluster on Kubernetes grants exactly what the tests prove.
 
 Pure: ``render(...)`` returns the manifests as dicts; ``enlace deploy strimzi`` writes them.
-Strimzi's ``v1beta2`` API with KRaft node pools; the user operator creates one Secret per
-KafkaUser (key ``password``), which the router Deployment reads.
+Strimzi's ``kafka.strimzi.io/v1`` API (the only one Strimzi 1.0 and later serve), KRaft with a
+node pool (the default since Strimzi 0.48, which ignores the old ``strimzi.io/kraft`` and
+``strimzi.io/node-pools`` annotations, so they are not set). The operators create the Secrets:
+one per KafkaUser (key ``password``) and the cluster CA (``<cluster>-cluster-ca-cert``, key
+``ca.crt``), which the router Deployment reads; the ConfigMap carries the registry, the policy
+and the key directory.
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ from deploy.acl_plan import (
     ResourceType,
     acl_plan,
 )
+from deploy.strimzi_versions import DEFAULT_KAFKA_VERSION, check_kafka_version
 from enlace.core import topics
 from enlace.core.registry import Quotas
 from enlace.core.topics import TopicSpec, exchange_topics
 
-API = "kafka.strimzi.io/v1beta2"
+API = "kafka.strimzi.io/v1"
+CONFIG_MAP = "enlace-config"
+# The files the router reads from the ConfigMap, by their key in it.
+CONFIG_FILES = ("agencies.yaml", "policy.yaml", "keys.yaml")
 Manifest = dict[str, Any]
 
 _RESOURCE = {
@@ -40,12 +48,15 @@ _PATTERN = {PatternType.LITERAL: "literal", PatternType.PREFIXED: "prefix"}
 class ClusterShape:
     name: str = "enlace"
     namespace: str = "enlace"
-    kafka_version: str = "4.0.0"
+    kafka_version: str = DEFAULT_KAFKA_VERSION
     replicas: int = 3
     storage: str = "100Gi"
     partitions: int = 3
     router_image: str = "enlace:0.1.0"
     router_prefix: str = topics.ROUTER_PREFIX
+
+    def __post_init__(self) -> None:
+        check_kafka_version(self.kafka_version)
 
 
 def _meta(name: str, shape: ClusterShape, **extra: Any) -> dict[str, Any]:
@@ -76,7 +87,7 @@ def kafka_cluster(shape: ClusterShape) -> list[Manifest]:
         "metadata": {
             "name": shape.name,
             "namespace": shape.namespace,
-            "annotations": {"strimzi.io/node-pools": "enabled", "strimzi.io/kraft": "enabled"},
+            "labels": {"app.kubernetes.io/part-of": "enlace"},
         },
         "spec": {
             "kafka": {
@@ -234,8 +245,8 @@ def router_deployment(shape: ClusterShape) -> list[Manifest]:
                         }
                     ],
                     "volumes": [
-                        # agencies.yaml, policy.yaml and keys.yaml from deploy/.
-                        {"name": "config", "configMap": {"name": "enlace-config"}},
+                        # agencies.yaml, policy.yaml and keys.yaml (config_map below).
+                        {"name": "config", "configMap": {"name": CONFIG_MAP}},
                         {
                             "name": "cluster-ca",
                             "secret": {"secretName": f"{shape.name}-cluster-ca-cert"},
@@ -248,12 +259,31 @@ def router_deployment(shape: ClusterShape) -> list[Manifest]:
     return [deployment]
 
 
+def config_map(files: Mapping[str, str], shape: ClusterShape) -> Manifest:
+    """The router's configuration files (key = file name in CONFIG_FILES, value = text)."""
+    missing = set(CONFIG_FILES) - set(files)
+    if missing:
+        raise ValueError(f"config map lacks {sorted(missing)}")
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": CONFIG_MAP,
+            "namespace": shape.namespace,
+            "labels": {"app.kubernetes.io/part-of": "enlace"},
+        },
+        "data": {name: files[name] for name in CONFIG_FILES},
+    }
+
+
 def render(
     agencies: Iterable[str],
     shape: ClusterShape | None = None,
     quotas: Mapping[str, Quotas] | None = None,
+    config_files: Mapping[str, str] | None = None,
 ) -> list[Manifest]:
-    """Everything for one exchange: cluster, topics, users with ACLs and quotas, the router."""
+    """Everything for one exchange: cluster, topics, users with ACLs and quotas, the router
+    and, given the files' texts, its ConfigMap."""
     shape = shape or ClusterShape()
     ids = list(agencies)
     specs = exchange_topics(
@@ -268,5 +298,6 @@ def render(
         *kafka_cluster(shape),
         *kafka_topics(specs, shape),
         *kafka_users(plan, shape, quotas),
+        *([config_map(config_files, shape)] if config_files is not None else []),
         *router_deployment(shape),
     ]
