@@ -51,6 +51,16 @@ TEARLINE_MISMATCH = "tearline_mismatch"
 ID_CONFLICT = "id_conflict"
 WRONG_PARTITION = "wrong_partition"
 INTERNAL_ERROR = "internal_error"
+# Every reason a record can be dead-lettered for that the router knows in advance (its own
+# codes and the typed errors'): the router's counters start at 0 for each, so the first
+# forged record moves a series Prometheus already has (rate() and increase() ignore the
+# value a series is born with; a counter created by its first increment hides that one).
+DEAD_LETTER_REASONS = (
+    EMPTY, "oversize", FORGED_ORIGIN, INVALID, ORIGIN_MISMATCH, CLOCK_SKEW, TEARLINE_MISMATCH,
+    ID_CONFLICT, WRONG_PARTITION, INTERNAL_ERROR, "undecodable", "bad_magic",
+    "unknown_fingerprint", "truncated", "corrupt", "bad_header", "bad_signature",
+    "unknown_key", "key_not_of_agency", "revoked_key", "unsealable",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +80,8 @@ class Admitted:
     tearline_value: bytes
     signed: hdr.SignedHeaders
     sealed: SealedView | None = None
+    # When the publisher sent it (the outbound record's timestamp): feed records carry it.
+    published_ms: int | None = None
     # A sealed bulletin's release headers by level: the same for every partner.
     _headers: dict[str, tuple[tuple[str, bytes], ...]] = field(
         default_factory=dict, repr=False, compare=False
@@ -88,7 +100,11 @@ class Admitted:
             signed = self.signed
             found = self._headers[release] = tuple(
                 hdr.build(
-                    origin=signed.origin, key_id=signed.key_id, sig=signed.sig, release=release
+                    origin=signed.origin,
+                    key_id=signed.key_id,
+                    sig=signed.sig,
+                    release=release,
+                    published_ms=self.published_ms,
                 )
             )
         return found
@@ -153,7 +169,7 @@ def admit(  # noqa: PLR0911 - one exit per check keeps the documented order read
         )
     except SignatureError as exc:
         return Refused(TEARLINE_MISMATCH, f"tearline projection does not verify: {exc}")
-    return Admitted(bulletin, value, tearline_value, signed)
+    return Admitted(bulletin, value, tearline_value, signed, published_ms=_ms(received_at))
 
 
 def _is_sealed(value: bytes) -> bool:
@@ -191,7 +207,11 @@ def _admit_sealed(
     )
     if late is not None:
         return late
-    return Admitted(view.envelope, value, b"", signed, view)
+    return Admitted(view.envelope, value, b"", signed, view, published_ms=_ms(received_at))
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 def _origin_key_and_clock(

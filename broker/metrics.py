@@ -9,6 +9,8 @@ from __future__ import annotations
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from broker.admission import DEAD_LETTER_REASONS
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -49,6 +51,9 @@ class RouterMetrics:
             ["reason"],
             registry=r,
         )
+        for reason in DEAD_LETTER_REASONS:
+            self.rejected.labels(reason)
+            self.trust_events_rejected.labels(reason)
         self.trust_events_ignored = Counter(
             "enlace_router_trust_events_ignored_total",
             "Valid trust events that added nothing (duplicate id, repeat, after a missing "
@@ -89,13 +94,15 @@ class RouterMetrics:
         )
         self.route_latency = Histogram(
             "enlace_publish_to_route_seconds",
-            "Bulletin issued_at to routing decision (includes the agency's own reporting delay).",
+            "From when the publisher sent a bulletin (its outbound record's timestamp) to its "
+            "routing decision.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.record_latency = Histogram(
-            "enlace_record_to_route_seconds",
-            "Outbound record timestamp (when the publisher sent it) to routing decision.",
+        self.issue_latency = Histogram(
+            "enlace_issue_to_route_seconds",
+            "From a bulletin's issued_at (the author's time, up to minutes or hours before "
+            "publication) to its routing decision.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

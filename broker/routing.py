@@ -204,10 +204,10 @@ class RouterHandler:
         routed = [OutRecord(ROUTER_SEEN, encode_entry(entry), key)]
         routed.extend(self._release(result, source, now, tallies, batch.scores))
         staged[key] = entry
-        latency = max(0.0, (now - bulletin.issued_at).total_seconds())
-        in_kafka = max(0.0, now.timestamp() - record.timestamp / 1000)
-        tallies.append(lambda: metrics.route_latency.observe(latency))
-        tallies.append(lambda: metrics.record_latency.observe(in_kafka))
+        since_issued = max(0.0, (now - bulletin.issued_at).total_seconds())
+        since_published = max(0.0, now.timestamp() - record.timestamp / 1000)
+        tallies.append(lambda: metrics.route_latency.observe(since_published))
+        tallies.append(lambda: metrics.issue_latency.observe(since_issued))
         tallies.append(self._counter("routed", agency))
         return routed
 

@@ -37,7 +37,15 @@ class ConsumerMetrics:
         )
         self.latency = Histogram(
             "enlace_publish_to_delivery_seconds",
-            "From a bulletin's issued_at to its storage by the partner.",
+            "From when the publisher sent a bulletin (the router's enlace-published-ms header) "
+            "to its storage by the partner.",
+            ["agency"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.issue_latency = Histogram(
+            "enlace_issue_to_delivery_seconds",
+            "From a bulletin's issued_at (the author's time) to its storage by the partner.",
             ["agency"],
             buckets=LATENCY_BUCKETS,
             registry=r,

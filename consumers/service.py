@@ -48,6 +48,7 @@ from enlace.core.closing import close_consumer, close_producer
 from enlace.core.errors import BrokerError, ConfigError, KafkaUnavailable, NotStarted, SinkError
 from enlace.core.logs import get_logger
 from enlace.core.registry import Registry
+from schemas import headers as hdr
 from schemas.key_directory import KeyDirectory
 from schemas.sealing import BoxCache
 from schemas.signing import AgencyKey
@@ -426,7 +427,11 @@ class FeedConsumer:
         else:
             self.delivered += 1
             self.metrics.delivered.labels(self.agency, item.origin, item.release.value).inc()
-            self.metrics.latency.labels(self.agency).observe(latency)
+            self.metrics.issue_latency.labels(self.agency).observe(latency)
+            published = hdr.published_ms(item.record.headers)
+            if published is not None:
+                since = max(0.0, now.timestamp() - published / 1000)
+                self.metrics.latency.labels(self.agency).observe(since)
         self._log.info(
             "delivered",
             bulletin_id=item.bulletin_id,

@@ -16,6 +16,10 @@ KEY_ID = "enlace-key-id"
 SIG = "enlace-sig"
 SIG_TEARLINE = "enlace-sig-tearline"
 RELEASE = "enlace-release"
+# On feed records: when the publisher sent the bulletin (its outbound record's timestamp, ms
+# since the epoch), so a partner measures publish → delivery, not the author's issued_at.
+PUBLISHED_MS = "enlace-published-ms"
+_MAX_MS_DIGITS = 15
 
 RELEASE_FULL = "full"
 RELEASE_TEARLINE = "tearline"
@@ -112,6 +116,23 @@ def build(
     sig: bytes,
     sig_tearline: bytes | None = None,
     release: str | None = None,
+    published_ms: int | None = None,
 ) -> list[tuple[str, bytes]]:
     """Headers for a record, in a stable order."""
-    return SignedHeaders(origin, key_id, sig, sig_tearline, release).to_list()
+    out = SignedHeaders(origin, key_id, sig, sig_tearline, release).to_list()
+    if published_ms is not None:
+        out.append((PUBLISHED_MS, str(published_ms).encode("ascii")))
+    return out
+
+
+def published_ms(headers: Headers | None) -> int | None:
+    """The ``enlace-published-ms`` of a feed record; None when absent (a router from before
+    it) or not a plain count of milliseconds. Never a reason to refuse a record: it is the
+    router's measurement, not part of what the originator signed."""
+    try:
+        value = header(headers, PUBLISHED_MS)
+    except HeaderError:
+        return None
+    if value is None or not value.isdigit() or len(value) > _MAX_MS_DIGITS:
+        return None
+    return int(value)

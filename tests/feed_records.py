@@ -7,6 +7,7 @@ bytes; ``enlace-sig`` = the originator's signature over exactly that value;
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from consumers.records import Release
@@ -21,8 +22,11 @@ class FeedMessage:
     headers: list[tuple[str, bytes]]
 
 
-def feed_message(sealed: Sealed, release: Release | str) -> FeedMessage:
-    """The feed record releasing ``sealed`` as ``release``."""
+def feed_message(
+    sealed: Sealed, release: Release | str, *, published_ms: int | None = None
+) -> FeedMessage:
+    """The feed record releasing ``sealed`` as ``release``; ``published_ms`` (default: now)
+    is the router's ``enlace-published-ms``."""
     release = Release(release)
     signed = hdr.SignedHeaders.parse(sealed.headers)
     if release is Release.FULL:
@@ -31,5 +35,12 @@ def feed_message(sealed: Sealed, release: Release | str) -> FeedMessage:
         if signed.sig_tearline is None:
             raise ValueError("sealed bulletin has no tearline signature")
         value, sig = sealed.tearline_value, signed.sig_tearline
-    headers = hdr.build(origin=signed.origin, key_id=signed.key_id, sig=sig, release=release.value)
+    published = published_ms if published_ms is not None else int(time.time() * 1000)
+    headers = hdr.build(
+        origin=signed.origin,
+        key_id=signed.key_id,
+        sig=sig,
+        release=release.value,
+        published_ms=published,
+    )
     return FeedMessage(sealed.key, value, headers)

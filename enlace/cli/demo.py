@@ -51,6 +51,7 @@ def demo(
     else:
         configure_logging(settings.log_level, settings.log_format)
     started_kafka: LocalKafka | None = None
+    kafka_metrics: tuple[str, ...] = ()
     if "ENLACE_KAFKA_BOOTSTRAP" not in os.environ:
         kafka = LocalKafka(DEFAULT_DATA_DIR)
         running = any(node.alive for node in kafka.status())
@@ -65,6 +66,7 @@ def demo(
             ) from exc
         settings = KafkaSettings(kafka_bootstrap=spec.bootstrap)
         started_kafka = None if running else kafka
+        kafka_metrics = tuple(spec.metrics_targets)
     options = DemoOptions(
         seconds=seconds,
         rate=rate,
@@ -73,6 +75,7 @@ def demo(
         agencies_file=settings.agencies_file,
         policy_file=policy,
         metrics_port_base=metrics_port_base,
+        kafka_metrics=kafka_metrics,
     )
     try:
         verdict, state = asyncio.run(_run(settings, options, tui=tui))
@@ -83,7 +86,12 @@ def demo(
     from enlace.demo.view import summary  # noqa: PLC0415 - rich view only when needed
 
     console.print(summary(state, verdict))
-    console.print(f"state kept in {state_dir} (keys, keys.yaml, stores/, logs/)")
+    console.print(f"state kept in {state_dir} (keys, keys.yaml, stores/, logs/, prometheus/)")
+    if state.prometheus_config is not None:
+        console.print(
+            "Prometheus config of these endpoints (start it while a demo runs): "
+            f"prometheus --config.file={state.prometheus_config}"
+        )
     if not verdict.ok:
         raise typer.Exit(1)
 

@@ -26,6 +26,7 @@ from broker.policy import Policy
 from consumers.receipts import feedback_event, incident_event, publish_events
 from consumers.service import Delivery, FeedConsumer
 from consumers.settings import ConsumerSettings
+from deploy.prometheus_targets import host_port, write_prometheus_dir
 from enlace.core import clients, topics
 from enlace.core.http import ServiceHttp
 from enlace.core.logs import get_logger
@@ -61,6 +62,7 @@ class DemoOptions:
     agencies_file: Path
     policy_file: Path
     metrics_port_base: int = 0  # 0: any free ports
+    kafka_metrics: tuple[str, ...] = ()  # host:port of the local broker's JMX exporter agent
     drain_seconds: float = 120.0
     router_prefix: str = topics.ROUTER_PREFIX
 
@@ -85,6 +87,7 @@ class DemoState:
     publish_failures: int = 0
     feedback_sent: Counter[str] = field(default_factory=Counter)
     events: list[str] = field(default_factory=list)
+    prometheus_config: Path | None = None
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -174,6 +177,24 @@ class Demo:
         for index, agency in enumerate(self.registry.ids):
             await self._start_agency(index, agency, keys_file)
         self._tasks.append(asyncio.create_task(self._send_feedback()))
+        self._write_prometheus()
+
+    def _write_prometheus(self) -> None:
+        """A Prometheus config for this run (``prometheus --config.file=<state
+        dir>/prometheus/prometheus.yml``): every endpoint the demo started, nothing else."""
+        by_role: dict[str, list[str]] = {"router": [], "producer": [], "consumer": []}
+        for name, url in self.state.endpoints:
+            by_role[name.split(" ", 1)[0]].append(host_port(url))
+        config = write_prometheus_dir(
+            self.options.state_dir / "prometheus",
+            {
+                "enlace-router": by_role["router"],
+                "enlace-producers": by_role["producer"],
+                "enlace-consumers": by_role["consumer"],
+                "kafka": list(self.options.kafka_metrics),
+            },
+        )
+        self.state.prometheus_config = config
 
     async def _start_agency(self, index: int, agency: str, keys: Path) -> None:
         publisher = Publisher(
