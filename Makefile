@@ -46,8 +46,9 @@ schemas-check: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+# --durations: the slowest tests in every CI log, to keep `make test` within its 25 minutes.
 test: $(STAMP) kafka-jars tools lint typecheck schemas-check
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=25 $(PYTEST_ARGS)
 
 # The fault suite (tests/faults/) at full size (e.g. 20,000 bulletins and 50 router kills);
 # `make test` runs it at CI size, FAULTS_SIZE=ci here does too. The Markdown report the
