@@ -38,6 +38,11 @@ _pack_double = struct.Struct("<d").pack
 _pack_float = struct.Struct("<f").pack
 _NULL_FIRST = b"\x00"  # zigzag(0): the union's first branch
 _SECOND = b"\x02"  # zigzag(1)
+# isinstance() with a tuple, not an ``X | Y`` union: the union form costs ~0.5 µs more per
+# call on the bench host, paid per array and per bytes value (a ROUTED audit record with 10
+# partners has 14 arrays).
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+_NOT_ARRAYS = (str, bytes, dict)
 
 
 class UnsupportedSchema(ValueError):
@@ -99,7 +104,7 @@ def _write_double(out: bytearray, value: Any) -> None:
 
 
 def _write_bytes(out: bytearray, value: Any) -> None:
-    if not isinstance(value, bytes | bytearray | memoryview):
+    if not isinstance(value, _BYTES_LIKE):
         raise TypeError(f"{type(value).__name__} is not bytes")
     out += _length(len(value))
     out += value
@@ -225,7 +230,7 @@ class _Compiler:
         size = int(schema["size"])
 
         def write(out: bytearray, value: Any) -> None:
-            if not isinstance(value, bytes | bytearray | memoryview) or len(value) != size:
+            if not isinstance(value, _BYTES_LIKE) or len(value) != size:
                 raise ValueError(f"fixed {schema['name']} needs {size} bytes")
             out += value
 
@@ -236,7 +241,7 @@ class _Compiler:
         item = self.node(schema["items"], namespace)
 
         def write(out: bytearray, value: Any) -> None:
-            if isinstance(value, str | bytes | dict):
+            if isinstance(value, _NOT_ARRAYS):
                 raise TypeError(f"{type(value).__name__} is not an array")
             count = len(value)
             if count:
