@@ -16,10 +16,11 @@ from enlace.core.errors import ValidationError
 from enlace.core.topics import AUDIT, DEADLETTER, feed
 from schemas import headers as hdr
 from schemas.avro_writer import writer_for
+from schemas.bulletin import BulletinEnvelope
 from schemas.catalog import Catalog
 from schemas.codec import AUDIT as AUDIT_SCHEMA
 from schemas.codec import MAGIC
-from schemas.models import ROUTED, ROUTED_RULE, AuditRecord
+from schemas.models import ROUTED, ROUTED_RULE, AuditRecord, ThreatBulletin
 from schemas.sealed import SealedView, release_for
 from schemas.sealing import FULL, TEARLINE
 from schemas.vocab import ReleaseKind
@@ -65,7 +66,13 @@ def release_record(admitted: Admitted, decision: ReleaseDecision) -> OutRecord:
         value, sig, release = admitted.tearline_value, signed.sig_tearline, hdr.RELEASE_TEARLINE
     else:
         raise ValueError(f"{decision.kind} is not a release")
-    headers = hdr.build(origin=signed.origin, key_id=signed.key_id, sig=sig, release=release)
+    headers = hdr.build(
+        origin=signed.origin,
+        key_id=signed.key_id,
+        sig=sig,
+        release=release,
+        published_ms=admitted.published_ms,
+    )
     return OutRecord(
         topic=feed(decision.partner),
         value=value,
@@ -202,6 +209,21 @@ def _summary_time(ms: str) -> datetime | None:
         return None
 
 
+def _facts(bulletin: ThreatBulletin | BulletinEnvelope) -> dict[str, Any]:
+    """What the release decision read of the bulletin (AuditRecord v3 ``facts``), so ``enlace
+    audit why`` and ``enlace policy whatif`` need no outbound read. Values as the validated
+    model holds them (StrEnum symbols are str; the compiled writer takes tuples)."""
+    return {
+        "category": bulletin.category,
+        "classification": bulletin.classification,
+        "tearline_classification": bulletin.tearline_classification,
+        "tlp": bulletin.tlp,
+        "releasable_to": bulletin.releasable_to,
+        "caveats": bulletin.caveats,
+        "valid_until": bulletin.valid_until,
+    }
+
+
 def _audit_datum(
     admitted: Admitted, *, partner: str, decision: str, rule: str, source: Source, now: datetime
 ) -> dict[str, Any]:
@@ -218,6 +240,7 @@ def _audit_datum(
         "source_partition": source.partition,
         "source_offset": source.offset,
         "decisions": (),
+        "facts": _facts(admitted.bulletin),
     }
 
 
@@ -248,7 +271,8 @@ def routed_audit(
     source: Source,
     now: datetime,
 ) -> OutRecord:
-    """The one audit record of a routed bulletin: every partner's decision with its factors."""
+    """The one audit record of a routed bulletin: every partner's decision with its factors,
+    and (version 3) the bulletin's facts they were decided on."""
     datum = _audit_datum(
         admitted,
         partner=admitted.bulletin.origin,

@@ -1,13 +1,23 @@
-"""TrustEvent (``trust_event.v1.avsc``) and AuditRecord (``audit_record.v2.avsc``) models."""
+"""TrustEvent (``trust_event.v1.avsc``) and AuditRecord (``audit_record.v3.avsc``) models."""
 
 from __future__ import annotations
 
 import re
-from typing import ClassVar, Self
+from typing import Annotated, ClassVar, Self
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from schemas.fields import AgencyId, Name, Note, ShortText, UtcTime, Uuid, WireModel
+from schemas.bulletin import MAX_RECIPIENTS
+from schemas.fields import (
+    AgencyId,
+    Name,
+    Note,
+    Recipient,
+    ShortText,
+    UtcTime,
+    Uuid,
+    WireModel,
+)
 from schemas.vocab import TrustEventKind
 
 # Kinds sent by a recipient about one bulletin it received: they must name that bulletin.
@@ -36,6 +46,9 @@ ROUTED = "ROUTED"
 ROUTED_RULE = "per_partner"
 _DECISION = re.compile(r"^[A-Z][A-Z_]{0,31}$")
 _RULE = re.compile(r"^[a-z][a-z0-9_.:-]{0,99}$")
+# A vocabulary symbol as the bulletin schema spells it (Category, Classification, Tlp, Caveat).
+_SYMBOL = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+MAX_CAVEATS = 16
 
 
 class TrustEvent(WireModel):
@@ -82,6 +95,29 @@ def _rule_shape(value: str) -> str:
     return value
 
 
+def _symbol_shape(value: str) -> str:
+    if not _SYMBOL.fullmatch(value):
+        raise ValueError("must be an uppercase symbol like 'CONFIDENTIAL'")
+    return value
+
+
+Symbol = Annotated[str, AfterValidator(_symbol_shape)]
+
+
+class BulletinFacts(WireModel):
+    """What the release decision read of the bulletin (version 3): its symbols as strings, so
+    a newer bulletin schema's symbol never makes an audit record unreadable; readers map them
+    to the vocabulary and treat a symbol they do not know as unknown facts."""
+
+    category: Symbol
+    classification: Symbol
+    tearline_classification: Symbol
+    tlp: Symbol
+    releasable_to: tuple[Recipient, ...] = Field(default=(), max_length=MAX_RECIPIENTS)
+    caveats: tuple[Symbol, ...] = Field(default=(), max_length=MAX_CAVEATS)
+    valid_until: UtcTime | None = None
+
+
 class PartnerDecision(WireModel):
     """One partner's decision inside a ROUTED audit record."""
 
@@ -98,9 +134,10 @@ class PartnerDecision(WireModel):
 class AuditRecord(WireModel):
     """The router's decisions on one bulletin: one (bulletin, partner) pair in the top-level
     fields (version 1, and duplicates), or every partner's in ``decisions`` (``ROUTED``).
-    Readers that want one decision per pair use :meth:`per_partner` on either."""
+    Readers that want one decision per pair use :meth:`per_partner` on either. ``facts``
+    (version 3) are the bulletin's facts the decisions read; None on older records."""
 
-    avro_version: ClassVar[int] = 2
+    avro_version: ClassVar[int] = 3
 
     bulletin_id: Uuid
     origin: AgencyId
@@ -115,6 +152,7 @@ class AuditRecord(WireModel):
     source_offset: int = Field(ge=0, le=2**63 - 1)
     # An exchange has a few dozen agencies; the bound keeps a forged record's cost bounded.
     decisions: tuple[PartnerDecision, ...] = Field(default=(), max_length=1000)
+    facts: BulletinFacts | None = None
 
     _decision = field_validator("decision")(_decision_shape)
     _rule = field_validator("rule")(_rule_shape)
