@@ -4,6 +4,11 @@ I/O at the edges only: :mod:`broker.audit_read` reads Kafka, :mod:`broker.audit_
 :mod:`broker.whatif` decide what to say, this module prints it (rich tables on a terminal,
 ``--format json|csv`` for machines: one row per decision, on stdout; progress and notes on
 stderr so a pipe gets only the data).
+
+The bulletin facts a decision read (category, classifications, TLP...) come from the audit
+record itself when it is version 3, so ``why`` and ``whatif`` on such records need only
+``enlace.audit`` (the operator's principal reads it). Only for older records do they read the
+bulletin's outbound record (router principal only, within outbound retention).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from rich.table import Table
 from broker import audit_query as aq
 from broker.audit_read import DEFAULT_TIMEOUT_S, Subjects, read_audit, read_subjects
 from broker.policy import Policy
-from broker.whatif import Redecided, WhatIfReport, what_if
+from broker.release import ReleaseSubject
+from broker.whatif import Redecided, WhatIfReport, needs_outbound, what_if
 from enlace.core.errors import EnlaceError, KafkaUnavailable
 from enlace.core.registry import Registry
 from enlace.core.settings import DEFAULT_POLICY, KafkaSettings
@@ -37,7 +43,8 @@ audit_app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
-# Reading a bulletin's facts (outbound topic, router principal only) must not hold `why` up.
+# Reading an old record's bulletin facts (outbound topic, router principal only) must not
+# hold `why` up.
 FACTS_TIMEOUT_S = 15.0
 
 
@@ -62,8 +69,9 @@ FactsOpt = Annotated[
     bool,
     typer.Option(
         "--bulletin-facts/--no-bulletin-facts",
-        help="Read the bulletins' classification and category from their outbound records "
-        "(needs the router's principal; without them explanations name no classification).",
+        help="For audit records older than version 3 (which do not carry the bulletin's "
+        "facts), read the classification and category from the outbound record (needs the "
+        "router's principal; without them explanations name no classification).",
     ),
 ]
 
@@ -109,6 +117,10 @@ def _decisions(
 
 
 def _subjects(settings: KafkaSettings, rows: list[aq.AuditedDecision], timeout: float) -> Subjects:
+    """The outbound facts of ``rows`` (those of records older than version 3); no read at all
+    when there are none."""
+    if not rows:
+        return Subjects()
     with _progress("reading the bulletins' facts") as update:
         return asyncio.run(read_subjects(settings, rows, timeout=timeout, on_progress=update))
 
@@ -140,6 +152,23 @@ def _print_rows(
     out.print(table)
 
 
+def _facts_line(subject: ReleaseSubject) -> str:
+    """``DRUG_TRAFFICKING, CONFIDENTIAL (tearline UNCLASSIFIED), TLP:AMBER``, then
+    releasable_to, caveats and valid_until when the bulletin has them."""
+    head = (
+        f"{subject.category.value}, {subject.classification.value} (tearline "
+        f"{subject.tearline_classification.value}), TLP:{subject.tlp.value}"
+    )
+    parts = [head]
+    if subject.releasable_to:
+        parts.append(f"releasable to {', '.join(sorted(subject.releasable_to))}")
+    if subject.caveats:
+        parts.append(" ".join(sorted(c.value for c in subject.caveats)))
+    if subject.valid_until is not None:
+        parts.append(f"valid until {subject.valid_until.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z")
+    return "; ".join(parts)
+
+
 @audit_app.command("why")
 def why(
     bulletin: Annotated[str, typer.Argument(help="Bulletin id (UUID).")],
@@ -161,26 +190,24 @@ def why(
         err.print(f"[red]error:[/red] bulletin {bulletin} has no decision{whom} in the audit trail")
         raise typer.Exit(1)
     subjects = Subjects()
-    if facts:
+    old = aq.without_facts(rows)  # records before version 3 carry no facts of their own
+    if facts and old:
         try:
-            subjects = _subjects(settings, rows, min(timeout, FACTS_TIMEOUT_S))
+            subjects = _subjects(settings, old, min(timeout, FACTS_TIMEOUT_S))
         except KafkaUnavailable as exc:
             subjects.missing[rows[0].bulletin_id] = str(exc)
     if fmt is not Format.TABLE:
         _print_rows(rows, policy, subjects, fmt, "")
         return
-    subject = subjects.found.get(rows[0].bulletin_id)
     head = rows[0]
+    subject = head.subject or subjects.found.get(head.bulletin_id)
     out.print(
         f"[bold]{head.bulletin_id}[/bold] from [bold]{head.origin}[/bold], decided "
         f"{head.decided_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z "
         f"({head.source_topic}/{head.source_partition}@{head.source_offset})"
     )
     if subject is not None:
-        out.print(
-            f"{subject.category.value}, {subject.classification.value} (tearline "
-            f"{subject.tearline_classification.value}), TLP:{subject.tlp.value}"
-        )
+        out.print(_facts_line(subject))
     elif facts and head.bulletin_id in subjects.missing:
         out.print(f"[dim]bulletin facts unavailable: {subjects.missing[head.bulletin_id]}[/dim]")
     for r in rows:
@@ -325,7 +352,8 @@ def whatif(
         old, new = Policy.load(policy_file), Policy.load(new_file)
         registry = Registry.load(settings.agencies_file)
         rows = _decisions(settings, _since(since, now), timeout)
-        subjects = _subjects(settings, rows, timeout)
+        # Version-3 records carry their bulletin's facts: only older ones need outbound.
+        subjects = _subjects(settings, needs_outbound(rows), timeout)
         countries = {a.id: a.country for a in registry}
         report = what_if(
             rows, subjects.found, countries, old, new, missing_subject=subjects.missing

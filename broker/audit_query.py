@@ -5,6 +5,13 @@ one record per duplicate, and version-1 records (one per pair). :func:`decisions
 any of them into :class:`AuditedDecision` rows; :func:`select` filters them; :func:`in_words`
 says what a decision means; :func:`render_json` / :func:`render_csv` write one row per
 decision for machines. No I/O: ``broker.audit_read`` reads Kafka, ``broker.audit_cli`` prints.
+
+A version-3 record carries the bulletin's facts the decision read (category, classifications,
+TLP, releasable_to, caveats, valid_until): each row holds them as its ``subject``
+(:func:`subject_of_record`), so explanations name the thresholds that decided from the audit
+topic alone. Rows of older records have none (``subject`` None); for those a caller may read
+the facts from the outbound record (``broker.audit_read.read_subjects``, router principal
+only, 14-day retention) and pass them in, and :func:`without_facts` says which rows need it.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 from broker.policy import Policy
 from broker.release import ReleaseSubject, Rule
 from schemas.models import AuditRecord
-from schemas.vocab import Classification
+from schemas.vocab import Category, Caveat, Classification, Tlp
 
 DUPLICATE = "DUPLICATE"
 RELEASE_WORDS = {"FULL": "released in full", "TEARLINE": "tearline only", "WITHHELD": "withheld"}
@@ -40,6 +47,8 @@ FACTOR_WORDS = {
 COLUMNS = (
     "bulletin_id", "origin", "partner", "decision", "rule", "score", "reached", "decided_at",
     "source_topic", "source_partition", "source_offset", "explanation", "factors",
+    "category", "classification", "tearline_classification", "tlp", "releasable_to", "caveats",
+    "valid_until",
 )  # fmt: skip
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -67,31 +76,72 @@ class AuditedDecision:
     source_topic: str
     source_partition: int
     source_offset: int
+    # The bulletin's facts as the record carries them (version 3); None on older records, or
+    # when the record names a symbol this version does not know.
+    subject: ReleaseSubject | None = None
 
     @property
     def pair(self) -> tuple[str, str]:
         return (self.origin, self.partner)
 
 
-def decisions_of(records: Iterable[AuditRecord]) -> list[AuditedDecision]:
-    """Every decision the records hold, one row per (bulletin, partner) (duplicates: one)."""
-    return [
-        AuditedDecision(
-            d.bulletin_id,
-            d.origin,
-            d.partner,
-            d.decision,
-            d.rule,
-            d.score,
-            tuple(AuditedFactor(f.name, f.value, f.note) for f in d.factors),
-            d.decided_at,
-            d.source_topic,
-            d.source_partition,
-            d.source_offset,
+def subject_of_record(record: AuditRecord) -> ReleaseSubject | None:
+    """What the release decision read of the bulletin, from a version-3 record's ``facts``
+    (None without them, or with a symbol this version's vocabulary lacks: an unknown
+    classification or category cannot be re-decided). ``origin_country`` is the origin id's
+    country (the bulletin model requires it to be); ``sealed_for`` is not recorded and left
+    None: a partner the originator sealed no key for was decided ``not_sealed_for``, which no
+    policy changes, so every other decision's partner was sealed for."""
+    facts = record.facts
+    if facts is None:
+        return None
+    try:
+        return ReleaseSubject(
+            record.bulletin_id,
+            record.origin,
+            record.origin[:2].upper(),
+            Category(facts.category),
+            Classification(facts.classification),
+            Classification(facts.tearline_classification),
+            Tlp(facts.tlp),
+            frozenset(facts.releasable_to),
+            frozenset(Caveat(c) for c in facts.caveats),
+            facts.valid_until,
         )
-        for record in records
-        for d in record.per_partner()
-    ]
+    except ValueError:
+        return None
+
+
+def decisions_of(records: Iterable[AuditRecord]) -> list[AuditedDecision]:
+    """Every decision the records hold, one row per (bulletin, partner) (duplicates: one),
+    each with its record's facts (version 3) as ``subject``."""
+    rows: list[AuditedDecision] = []
+    for record in records:
+        subject = subject_of_record(record)
+        rows.extend(
+            AuditedDecision(
+                d.bulletin_id,
+                d.origin,
+                d.partner,
+                d.decision,
+                d.rule,
+                d.score,
+                tuple(AuditedFactor(f.name, f.value, f.note) for f in d.factors),
+                d.decided_at,
+                d.source_topic,
+                d.source_partition,
+                d.source_offset,
+                subject,
+            )
+            for d in record.per_partner()
+        )
+    return rows
+
+
+def without_facts(rows: Iterable[AuditedDecision]) -> list[AuditedDecision]:
+    """The rows whose record carries no usable facts (written before version 3): only these
+    need the bulletin's outbound record."""
+    return [r for r in rows if r.subject is None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +214,11 @@ def factors_in_words(row: AuditedDecision) -> str:
 def in_words(  # noqa: PLR0911 - one sentence per rule, in the rule order of broker.release
     row: AuditedDecision, policy: Policy, subject: ReleaseSubject | None = None
 ) -> str:
-    """What the decision means, in one sentence. ``subject`` (the bulletin's classification,
-    tearline classification and category, when the bulletin could be read) names the
-    thresholds that decided; without it the sentence says what the score reached."""
+    """What the decision means, in one sentence. The bulletin's facts (the row's own, from a
+    version-3 record, else ``subject``, read from an older record's outbound record) name the
+    category and the thresholds that decided; without them the sentence says what the score
+    reached."""
+    subject = row.subject or subject
     pair = f"{row.origin} -> {row.partner}"
     what = RELEASE_WORDS.get(row.decision, row.decision.lower())
     if row.decision == DUPLICATE:
@@ -218,8 +270,10 @@ def in_words(  # noqa: PLR0911 - one sentence per rule, in the rule order of bro
 def row_dict(
     row: AuditedDecision, policy: Policy, subject: ReleaseSubject | None = None
 ) -> dict[str, Any]:
-    """One decision as plain values (the json and csv rows)."""
+    """One decision as plain values (the json and csv rows); the bulletin's facts (the row's
+    own, else ``subject``) are None when neither has them."""
     got = reached(policy, row)
+    facts = row.subject or subject
     return {
         "bulletin_id": row.bulletin_id,
         "origin": row.origin,
@@ -234,6 +288,22 @@ def row_dict(
         "source_offset": row.source_offset,
         "explanation": in_words(row, policy, subject),
         "factors": [{"name": f.name, "value": f.value, "note": f.note} for f in row.factors],
+        **_facts_dict(facts),
+    }
+
+
+def _facts_dict(subject: ReleaseSubject | None) -> dict[str, Any]:
+    if subject is None:
+        return dict.fromkeys(COLUMNS[COLUMNS.index("category") :])
+    until = subject.valid_until
+    return {
+        "category": subject.category.value,
+        "classification": subject.classification.value,
+        "tearline_classification": subject.tearline_classification.value,
+        "tlp": subject.tlp.value,
+        "releasable_to": sorted(subject.releasable_to),
+        "caveats": sorted(c.value for c in subject.caveats),
+        "valid_until": None if until is None else until.isoformat(timespec="milliseconds"),
     }
 
 
@@ -264,5 +334,7 @@ def render_csv(
         values["factors"] = ";".join(f"{f['name']}={f['value']!r}" for f in values["factors"])
         values["score"] = "" if r.score is None else repr(r.score)
         values["reached"] = values["reached"] or ""
+        for name in ("releasable_to", "caveats"):
+            values[name] = ";".join(values[name] or ())
         writer.writerow(values)
     return out.getvalue()

@@ -5,12 +5,15 @@ commits nothing) from the earliest offset, or from ``since`` through ``offsets_f
 up to the end offsets seen at start, so a busy router does not keep it reading. Records it
 cannot decode (another writer's, a newer schema) are counted and skipped.
 
-:func:`read_subjects` reads, for each bulletin, the outbound record at the audit's provenance
-(topic, partition, offset) and keeps only what the release decision reads of it
+:func:`read_subjects` is for records older than version 3, which do not carry the bulletin's
+facts (a version-3 record does: ``broker.audit_query.subject_of_record``, no read needed). It
+reads, for each bulletin, the outbound record at the audit's provenance (topic, partition,
+offset) and keeps only what the release decision reads of it
 (:class:`~broker.release.ReleaseSubject`: category, classifications, TLP, releasable_to...;
 of a sealed bulletin only the cleartext envelope exists here). Only the router's principal
-may read outbound topics (``deploy/acl_plan.py``): as the operator, every bulletin is reported
-missing with that reason, and ``enlace audit`` still works without them.
+may read outbound topics (``deploy/acl_plan.py``), and only within outbound retention (14
+days): as the operator, every such bulletin is reported missing with that reason, and
+``enlace audit`` still works without them.
 
 Every read is bounded by ``timeout``; an unreachable broker is :class:`KafkaUnavailable`.
 """
@@ -169,7 +172,9 @@ async def read_subjects(
     timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109 - one bound for the whole read
     on_progress: Progress = lambda _read, _total: None,
 ) -> Subjects:
-    """The release subject of each bulletin the rows name, from its outbound record."""
+    """The release subject of each bulletin the rows name, from its outbound record (pass
+    only rows without facts of their own: ``audit_query.without_facts``,
+    ``whatif.needs_outbound``)."""
     wanted: dict[TopicPartition, dict[int, str]] = defaultdict(dict)
     for row in rows:
         tp = TopicPartition(row.source_topic, row.source_partition)

@@ -1,20 +1,27 @@
 """What a new policy would have decided on recorded bulletins (pure): ``enlace policy whatif``.
 
 Inputs: the recorded decisions (:class:`broker.audit_query.AuditedDecision`), what the release
-decision needs to know about each bulletin (:class:`broker.release.ReleaseSubject`, read from
-the outbound record the audit names, see ``broker.audit_read``), the partners' countries, the
-policy in force and the new one. Each decision is re-decided with :func:`broker.release.decide`
-under the new policy, at its own ``decided_at``, **with the score it was decided with** (the
-audit record carries it), and compared with what was recorded.
+decision needs to know about each bulletin (:class:`broker.release.ReleaseSubject`), the
+partners' countries, the policy in force and the new one. Each decision is re-decided with
+:func:`broker.release.decide` under the new policy, at its own ``decided_at``, **with the score
+it was decided with** (the audit record carries it), and compared with what was recorded.
 
-What the audit record does not carry, and what is done about it:
+The bulletin's facts (category, classifications, TLP, releasable_to, caveats, valid_until)
+come from the audit record itself when it is version 3 (the row's ``subject``): such a history
+is re-decided from the audit topic alone, with no outbound read and no retention limit.
 
-* the bulletin's category, classification and tearline classification are not in the audit
-  record: they come from the outbound record at the audit's provenance (topic, partition,
-  offset). A decision whose bulletin is gone (outbound retention: 14 days) or unreadable is
-  *undecided* and listed, unless its rule does not depend on the policy (``originator``,
-  ``not_sealed_for``, ``expired``, ``not_releasable_to``, ``tlp_red_not_named``: the same
-  under any policy, so kept without reading the bulletin);
+What older records (versions 1 and 2) do not carry, and what is done about it:
+
+* the bulletin's facts: they come from the outbound record at the audit's provenance (topic,
+  partition, offset), passed in as ``subjects`` (:func:`needs_outbound` says which rows need
+  it; only the router's principal may read outbound topics). A decision whose bulletin is
+  gone (outbound retention: 14 days) or unreadable is *undecided* and listed, unless its rule
+  does not depend on the policy (``originator``, ``not_sealed_for``, ``expired``,
+  ``not_releasable_to``, ``tlp_red_not_named``: the same under any policy, so kept without
+  reading the bulletin).
+
+What no record carries:
+
 * a decision made before any score was needed (``category_not_shared``, an override) has no
   score; when the new policy needs one, the pair's recorded score nearest in time (from another
   bulletin of the window) stands in, named in the reason; with none in the window: undecided;
@@ -141,6 +148,16 @@ class _PairScores:
         return self._rows[row.pair][best]
 
 
+def needs_outbound(rows: Iterable[AuditedDecision]) -> list[AuditedDecision]:
+    """The rows :func:`what_if` can only re-decide with the bulletin's outbound record: not a
+    duplicate, a rule the policy decides, and a record without facts (before version 3)."""
+    return [
+        r
+        for r in rows
+        if r.subject is None and r.decision != DUPLICATE and r.rule not in POLICY_FREE
+    ]
+
+
 def _score(row: AuditedDecision, value: float) -> TrustScore:
     # A stand-in TrustScore: decide() reads only its value; alpha/beta/prior are unused.
     return TrustScore(
@@ -202,7 +219,9 @@ def what_if(
     missing_subject: Mapping[str, str] | None = None,
 ) -> WhatIfReport:
     """Re-decide every recorded release decision under ``new`` (``old``: the policy in force,
-    to check it reproduces the record). ``missing_subject``: why a bulletin could not be read."""
+    to check it reproduces the record). A row's own facts (version 3) come first; ``subjects``
+    (from outbound records) serve the older rows, ``missing_subject`` says why a bulletin
+    could not be read."""
     decisions = [r for r in rows if r.decision != DUPLICATE]
     scores = _PairScores(decisions)
     report = WhatIfReport(caveats=caveats(old, new, {r.pair for r in decisions}))
@@ -212,7 +231,7 @@ def what_if(
         if row.rule in POLICY_FREE:
             report.unchanged += 1
             continue
-        subject = subjects.get(row.bulletin_id)
+        subject = row.subject or subjects.get(row.bulletin_id)
         country = countries.get(row.partner)
         if subject is None or country is None:
             why = (

@@ -16,7 +16,7 @@ from broker.audit_query import Query, decisions_of, select
 from broker.audit_read import read_audit, read_subjects
 from broker.policy import Policy
 from broker.router import Router
-from broker.whatif import what_if
+from broker.whatif import needs_outbound, what_if
 from enlace.cli import app
 from enlace.core.errors import KafkaUnavailable
 from enlace.core.settings import KafkaSettings
@@ -99,6 +99,15 @@ async def test_audit_why_explains_a_routed_bulletin(
     assert f"{mx}: withheld: the agreement" in text
     assert "does not share the bulletin's category (DRUG_TRAFFICKING)" in text
     assert "prior 0.70 (full)" in text
+    # The router writes AuditRecord v3: the facts come from the audit record, not outbound.
+    alone = await run(
+        "audit", "why", routed[0], "--policy", str(files / "old.yaml"), "--no-bulletin-facts"
+    )
+    assert alone.exit_code == 0, alone.output
+    alone_text = " ".join(alone.output.split())
+    assert "DRUG_TRAFFICKING, CONFIDENTIAL (tearline UNCLASSIFIED)" in alone_text
+    assert f"{cr}: tearline only: score 0.50 below the 0.60 CONFIDENTIAL threshold" in alone_text
+    assert "facts unavailable" not in alone_text
 
     one = await run("audit", "why", routed[0], "--partner", us, "--format", "json")
     assert one.exit_code == 0, one.output
@@ -147,8 +156,11 @@ async def test_policy_whatif_on_the_recorded_history(
     rows = [r for r in decisions_of(found.records) if r.bulletin_id in set(routed)]
     subjects = await read_subjects(exchange.settings, rows)
     assert set(subjects.found) == set(routed), subjects.missing
+    # Version-3 records carry the facts the outbound records hold: nothing to read there.
+    assert {r.bulletin_id: r.subject for r in rows} == subjects.found
+    assert needs_outbound(rows) == []
     countries = {a.id: a.country for a in exchange.registry}
-    report = what_if(rows, subjects.found, countries, old, new)
+    report = what_if(rows, {}, countries, old, new)
     # Exactly the two CONFIDENTIAL bulletins' full releases to us (score 0.70 < 0.75) move.
     assert sorted(
         (c.decision.bulletin_id, c.decision.partner, c.transition) for c in report.changes

@@ -1,4 +1,5 @@
-"""The audit trail's pure queries: flattening, filters, the words, json/csv round trips."""
+"""The audit trail's pure queries: flattening, filters, the words, json/csv round trips, and
+the bulletin facts a version-3 record carries."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from broker.audit_query import (
     render_csv,
     render_json,
     select,
+    without_facts,
 )
 from broker.policy import Policy
 from broker.release import ReleaseSubject
@@ -193,3 +195,79 @@ def test_csv_round_trips(rows: list[AuditedDecision]) -> None:
         assert (float(b["score"]) if b["score"] else None) == r.score
         assert datetime.fromisoformat(b["decided_at"]) == r.decided_at
         assert b["explanation"] == in_words(r, POLICY)
+
+
+def routed_v3(**facts: object) -> AuditRecord:
+    """A ROUTED record (version 3) with the bulletin's facts."""
+    return AuditRecord.model_validate(
+        {
+            "bulletin_id": str(uuid.UUID(int=1)),
+            "origin": "us-jiatfs",
+            "partner": "us-jiatfs",
+            "decision": "ROUTED",
+            "rule": "per_partner",
+            "decided_at": T0,
+            "source_topic": "enlace.outbound.us-jiatfs",
+            "source_partition": 0,
+            "source_offset": 7,
+            "decisions": [
+                {"partner": "do-dncd", "decision": "WITHHELD", "rule": "score_below",
+                 "score": 0.41,
+                 "factors": [{"name": PRIOR.name, "value": PRIOR.value, "note": PRIOR.note}]},
+                {"partner": "mx-sedena", "decision": "WITHHELD", "rule": "category_not_shared"},
+            ],
+            "facts": {
+                "category": "DRUG_TRAFFICKING", "classification": "CONFIDENTIAL",
+                "tearline_classification": "RESTRICTED", "tlp": "AMBER",
+                "releasable_to": ["DO", "mx-sedena"], "caveats": ["ORCON"],
+                "valid_until": T0 + timedelta(days=7), **facts,
+            },
+        }
+    )  # fmt: skip
+
+
+def test_a_version_3_record_explains_itself_without_the_bulletin() -> None:
+    policy = Policy.model_validate(
+        {"thresholds": {"RESTRICTED": 0.45, "CONFIDENTIAL": 0.55}, **NO_CLAIMS}
+    )
+    withheld, other = decisions_of([routed_v3()])
+    assert withheld.subject == other.subject
+    assert withheld.subject is not None
+    assert withheld.subject.classification is Classification.CONFIDENTIAL
+    assert withheld.subject.releasable_to == frozenset({"DO", "mx-sedena"})
+    assert withheld.subject.origin_country == "US"
+    # No subject passed: the record's own facts name the thresholds and the category.
+    assert in_words(withheld, policy) == (
+        "withheld: score 0.41 below the 0.55 CONFIDENTIAL threshold and the 0.45 RESTRICTED "
+        "tearline threshold for us-jiatfs -> do-dncd (prior 0.70 (full))"
+    )
+    assert "category (DRUG_TRAFFICKING)" in in_words(other, policy)
+    [back] = json.loads(render_json([withheld], policy))
+    assert (back["category"], back["classification"], back["tearline_classification"]) == (
+        "DRUG_TRAFFICKING",
+        "CONFIDENTIAL",
+        "RESTRICTED",
+    )
+    assert (back["tlp"], back["releasable_to"], back["caveats"]) == (
+        "AMBER",
+        ["DO", "mx-sedena"],
+        ["ORCON"],
+    )
+    assert datetime.fromisoformat(back["valid_until"]) == T0 + timedelta(days=7)
+    [line] = csv.DictReader(io.StringIO(render_csv([withheld], policy)))
+    assert (line["classification"], line["releasable_to"]) == ("CONFIDENTIAL", "DO;mx-sedena")
+    assert without_facts([withheld, other]) == []
+
+
+def test_older_records_and_unknown_symbols_have_no_facts_of_their_own() -> None:
+    old = routed_v3().model_copy(update={"facts": None})
+    assert [r.subject for r in decisions_of([old])] == [None, None]
+    assert without_facts(decisions_of([old])) == decisions_of([old])
+    # A symbol a newer bulletin schema added: readable, but not facts this version can use.
+    newer = routed_v3(category="ILLEGAL_MINING")
+    assert [r.subject for r in decisions_of([newer])] == [None, None]
+    # The outbound record's facts then serve, as for version-2 records.
+    [row, _] = decisions_of([old])
+    assert "CONFIDENTIAL threshold" in in_words(row, POLICY, subject())
+    [back] = json.loads(render_json([row], POLICY))
+    assert back["classification"] is None

@@ -1,18 +1,30 @@
-"""`policy whatif`'s pure core on a crafted history: what moves, and only that."""
+"""`policy whatif`'s pure core on a crafted history: what moves, and only that; on version-3
+audit records, from the records alone (no outbound read)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from broker.audit_query import AuditedDecision
+from broker import audit_cli
+from broker.audit_query import AuditedDecision, decisions_of
+from broker.audit_read import AuditRead, Subjects
 from broker.policy import Policy
 from broker.release import Partner, ReleaseSubject, decide
 from broker.trust import TrustScore
-from broker.whatif import what_if
+from broker.whatif import needs_outbound, what_if
+from enlace.cli import app
+from schemas.catalog import Catalog
+from schemas.codec import AUDIT, decode_audit, encode, encode_audit
+from schemas.models import AuditRecord, validate_audit
 from schemas.vocab import Category, Classification, Tlp
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -213,3 +225,110 @@ def test_raising_a_threshold_only_loses(history: list, confidential: float) -> N
         assert c.classification is Classification.CONFIDENTIAL
         assert c.decision.score is not None
         assert c.decision.score < confidential
+
+
+# -- version-3 audit records carry their bulletin's facts: no outbound read ---------------
+
+
+def audit_records(
+    history: list[tuple[int, Classification, str, float]], *, facts: bool = True
+) -> list[AuditRecord]:
+    """The router's ROUTED records of ``recorded(history)``, one per bulletin, through the
+    codec (encoded as version 3, decoded as a reader does); ``facts=False``: as version 2."""
+    rows, subjects = recorded(history)
+    records = []
+    for r in rows:
+        s = subjects[r.bulletin_id]
+        datum = {
+            "bulletin_id": r.bulletin_id, "origin": r.origin, "partner": r.origin,
+            "decision": "ROUTED", "rule": "per_partner", "decided_at": r.decided_at,
+            "source_topic": r.source_topic, "source_partition": r.source_partition,
+            "source_offset": r.source_offset,
+            "decisions": [{"partner": r.partner, "decision": r.decision, "rule": r.rule,
+                           "score": r.score}],
+            "facts": {
+                "category": s.category, "classification": s.classification,
+                "tearline_classification": s.tearline_classification, "tlp": s.tlp,
+                "releasable_to": sorted(s.releasable_to), "caveats": sorted(s.caveats),
+                "valid_until": s.valid_until,
+            },
+        }  # fmt: skip
+        record = validate_audit(datum)
+        if facts:
+            records.append(decode_audit(encode_audit(record)))
+        else:
+            old = record.to_avro()
+            del old["facts"]
+            v2 = Catalog.default().get(AUDIT, 2).fingerprint
+            records.append(decode_audit(encode(old, AUDIT, writer=v2)))
+    return records
+
+
+CONFIDENTIAL_065 = Policy.model_validate(
+    {"agreements": AGREEMENTS, "thresholds": {"CONFIDENTIAL": 0.65}}
+)
+
+
+def test_version_3_records_alone_give_a_fully_decided_report() -> None:
+    rows = decisions_of(audit_records(HISTORY))
+    assert all(r.subject is not None for r in rows)
+    assert needs_outbound(rows) == [], "nothing to read from the outbound topics"
+    # No outbound subjects at all, and every outbound read refused: the record suffices.
+    refused = dict.fromkeys((r.bulletin_id for r in rows), "not authorised (router only)")
+    report = what_if(rows, {}, AGENCIES, OLD, CONFIDENTIAL_065, missing_subject=refused)
+    assert not report.undecided
+    assert not report.not_reproduced
+    assert report.considered == len(HISTORY)
+    assert [(c.decision.source_offset, c.transition) for c in report.changes] == [
+        (2, ("FULL", "TEARLINE")),
+        (6, ("FULL", "TEARLINE")),
+    ]
+    assert report.by_classification() == {"CONFIDENTIAL": {("FULL", "TEARLINE"): 2}}
+    # The same report as from the outbound records' facts.
+    old_rows, subjects = recorded(HISTORY)
+    from_outbound = what_if(old_rows, subjects, AGENCIES, OLD, CONFIDENTIAL_065)
+    assert [(c.decision.bulletin_id, c.transition) for c in report.changes] == [
+        (c.decision.bulletin_id, c.transition) for c in from_outbound.changes
+    ]
+
+
+def test_only_records_older_than_version_3_need_the_outbound_record() -> None:
+    new = decisions_of(audit_records(HISTORY[:3]))
+    old = decisions_of(audit_records(HISTORY[3:], facts=False))
+    assert all(r.subject is None for r in old)
+    # Offset 5 was decided category_not_shared, which depends on the policy: it is read too.
+    assert needs_outbound([*new, *old]) == old
+    report = what_if([*new, *old], {}, AGENCIES, OLD, CONFIDENTIAL_065)
+    assert sorted(u.decision.source_offset for u in report.undecided) == [4, 5, 6]
+    assert {u.why for u in report.undecided} == {"bulletin not read"}
+    assert [c.decision.source_offset for c in report.changes] == [2]
+
+
+def test_whatif_on_version_3_records_never_reads_outbound(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The command as the operator runs it: the audit topic only."""
+    records = audit_records(HISTORY)
+
+    async def read_audit(*_a: object, **_kw: object) -> AuditRead:
+        return AuditRead(records=records, total=len(records))
+
+    async def no_outbound(*_a: object, **_kw: object) -> Subjects:
+        raise AssertionError("whatif read an outbound topic")
+
+    monkeypatch.setattr(audit_cli, "read_audit", read_audit)
+    monkeypatch.setattr(audit_cli, "read_subjects", no_outbound)
+    agencies = [{"id": a, "country": c, "name": a} for a, c in AGENCIES.items()]
+    (tmp_path / "agencies.yaml").write_text(yaml.safe_dump({"agencies": agencies}))
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump({"agreements": AGREEMENTS}))
+    stricter = {"agreements": AGREEMENTS, "thresholds": {"CONFIDENTIAL": 0.65}}
+    (tmp_path / "new.yaml").write_text(yaml.safe_dump(stricter))
+    monkeypatch.setenv("ENLACE_AGENCIES_FILE", str(tmp_path / "agencies.yaml"))
+    args = ["policy", "whatif", str(tmp_path / "new.yaml"), "--policy", str(tmp_path / "old.yaml")]
+    result = CliRunner().invoke(app, [*args, "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert (report["considered"], report["changed"], report["undecided"]) == (6, 2, [])
+    assert {(c["was"], c["would_be"], c["classification"]) for c in report["changes"]} == {
+        ("FULL", "TEARLINE", "CONFIDENTIAL")
+    }
