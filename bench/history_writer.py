@@ -123,6 +123,9 @@ def encode_audits(first_offset: int, releases: Sequence[Release]) -> list[Record
             "factors": factors, "decided_at": datetime.fromtimestamp(r.at_ms / 1000, tz=UTC),
             "source_topic": outbound(r.origin),
             "source_partition": partition_of(bulletin, _PARTITIONS), "source_offset": n,
+            # One record per pair (the version-1 shape, still written for duplicates) and no
+            # bulletin facts: the trust history reads neither.
+            "decisions": (), "facts": None,
         })  # fmt: skip
         key = record.key or b""
         out.append((partition_of(key, _PARTITIONS), key, record.value, list(record.headers),
