@@ -32,7 +32,10 @@ from tests.unit.k8s_schemas import Crds, builtin_problems, k8s_versions
 
 AGENCIES = Registry.load(DEFAULT_AGENCIES).ids
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-STRIMZI = REPO_ROOT.parent / "shared" / "strimzi"
+# A copy of the workspace's ../shared/strimzi/ (the current Strimzi's CRDs and
+# kafka-versions.yaml, tests/data/README.md): CI runs on a clone that may not sit beside it.
+STRIMZI = REPO_ROOT / "tests" / "data" / "strimzi"
+SHARED_STRIMZI = REPO_ROOT.parent / "shared" / "strimzi"
 CUSTOM = {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"}
 # The oldest Kubernetes Strimzi has supported since 0.48 (1.27) and the newest whose schemas
 # kubernetes-validate ships.
@@ -53,6 +56,14 @@ def _manifests() -> list[dict[str, Any]]:
 
 def _load(path: Path) -> Any:
     return yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
+
+
+def test_the_copied_crds_are_the_shared_ones_where_those_exist() -> None:
+    if not SHARED_STRIMZI.is_dir():
+        pytest.skip(f"no {SHARED_STRIMZI} beside this clone to compare the copy with")
+    shared = {p.name: p.read_bytes() for p in SHARED_STRIMZI.iterdir() if p.is_file()}
+    copied = {p.name: p.read_bytes() for p in STRIMZI.iterdir() if p.is_file()}
+    assert copied == shared, "tests/data/strimzi/ is out of date: copy ../shared/strimzi/"
 
 
 @pytest.fixture(scope="module")
