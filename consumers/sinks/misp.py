@@ -33,7 +33,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,41 +40,14 @@ from typing import Any
 
 from consumers.misp_mapping import attribute_values, event_json, manifest_entry
 from consumers.records import Delivered, Item, Release
+from consumers.sinks import files as durable
 from consumers.sinks.base import Sink, WriteResult
 from enlace.core.errors import SinkError
 from schemas import misp_vocab as mv
 
-SYNC_THREADS = 8
 MANIFEST = "manifest.json"
 HASHES = "hashes.csv"
 _FULL_TAG = mv.enlace_tag(mv.RELEASE, Release.FULL.value)
-
-
-def _tmp_of(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with _tmp_of(path).open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _atomic_writes(files: Mapping[Path, bytes], pool: ThreadPoolExecutor) -> None:
-    """Each file to a temporary name, fsynced (concurrently), then renamed into place."""
-    for done in [pool.submit(_write_synced, path, data) for path, data in files.items()]:
-        done.result()  # the first failure (disk full...) is raised; a retry rewrites them all
-    for path in files:
-        _tmp_of(path).replace(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _dumps(obj: Any) -> bytes:
@@ -136,7 +108,7 @@ class MispFeedSink(Sink):
             await asyncio.to_thread(self._load)
         except (OSError, ValueError, KeyError) as exc:
             raise SinkError(f"sink {self.name}: {exc}") from exc
-        self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="enlace-misp")
+        self._pool = ThreadPoolExecutor(durable.SYNC_THREADS, thread_name_prefix="enlace-misp")
 
     async def stop(self) -> None:
         if self._pool is not None:
@@ -180,11 +152,11 @@ class MispFeedSink(Sink):
         if self._pool is None:
             raise SinkError(f"sink {self.name} is not started")
         files, entries, hashes = self._plan(items)
-        _atomic_writes(files, self._pool)
+        durable.atomic_writes(files, self._pool)
         if entries:
             manifest = {**self._manifest, **entries}
             all_hashes = {**self._hashes, **hashes}
-            _atomic_writes(
+            durable.atomic_writes(
                 {
                     self.directory / MANIFEST: _dumps(manifest),
                     self.directory / HASHES: self._hashes_csv(all_hashes),
@@ -192,7 +164,7 @@ class MispFeedSink(Sink):
                 self._pool,
             )
         for directory in {path.parent for path in files} | ({self.directory} if entries else set()):
-            _fsync_dir(directory)
+            durable.fsync_dir(directory)
         if entries:  # held on disk: now ours
             self._manifest, self._hashes = manifest, all_hashes
 

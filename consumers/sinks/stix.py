@@ -15,45 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from consumers.records import Delivered, Item, Release
+from consumers.sinks import files as durable
 from consumers.sinks.base import Sink, WriteResult
 from consumers.stix_mapping import bundle_json
 from enlace.core.errors import SinkError
-
-SYNC_THREADS = 8
-
-
-def _tmp_of(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with _tmp_of(path).open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _atomic_writes(files: Mapping[Path, bytes], pool: ThreadPoolExecutor) -> None:
-    """Each file to a temporary name and fsynced (concurrently), then renamed into place:
-    a rename never exposes a file whose bytes are not on disk."""
-    for done in [pool.submit(_write_synced, path, data) for path, data in files.items()]:
-        done.result()  # the first failure (disk full...) is raised; a retry rewrites them all
-    for path in files:
-        _tmp_of(path).replace(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class StixSink(Sink):
@@ -74,7 +44,7 @@ class StixSink(Sink):
             await asyncio.to_thread(self.quarantine_dir.mkdir, parents=True, exist_ok=True)
         except OSError as exc:
             raise SinkError(f"sink {self.name}: {exc}") from exc
-        self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="enlace-stix")
+        self._pool = ThreadPoolExecutor(durable.SYNC_THREADS, thread_name_prefix="enlace-stix")
 
     async def stop(self) -> None:
         if self._pool is not None:
@@ -105,9 +75,9 @@ class StixSink(Sink):
         if self._pool is None:
             raise SinkError(f"sink {self.name} is not started")
         files = self._files(items)
-        _atomic_writes(files, self._pool)
+        durable.atomic_writes(files, self._pool)
         for directory in {path.parent for path in files}:
-            _fsync_dir(directory)
+            durable.fsync_dir(directory)
 
     async def write(self, items: Sequence[Item]) -> WriteResult:
         try:

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from consumers.misp_mapping import event_json
 from consumers.records import Delivered, FeedRecord, Quarantined, Release
 from consumers.sinks import MispFeedSink, build_sink, parse_sink_uri
-from consumers.sinks import misp as misp_sink
+from consumers.sinks import files as sink_files
 from enlace.core.registry import Registry
 from enlace.core.settings import DEFAULT_AGENCIES
 from producers.inputs import parse_input
@@ -261,13 +261,13 @@ async def test_a_batch_of_500_writes_the_manifest_once(
     """The manifest and hashes are rewritten per batch, not per bulletin. The time is
     printed (``-s``), never asserted."""
     written: list[str] = []
-    real = misp_sink._atomic_writes
+    real = sink_files.atomic_writes
 
     def counting(files: Any, pool: Any) -> None:
         written.extend(p.name for p in files)
         real(files, pool)
 
-    monkeypatch.setattr(misp_sink, "_atomic_writes", counting)
+    monkeypatch.setattr(sink_files, "atomic_writes", counting)
     batch = [delivered(sample_bulletin(), Release.FULL, n) for n in range(500)]
     directory = tmp_path / "feed"
     async with MispFeedSink(str(directory), agency_names=NAMES) as sink:
