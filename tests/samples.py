@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from enlace.core.registry import Registry
+from enlace.core.settings import DEFAULT_AGENCIES
+from producers.inputs import parse_input
+from producers.prepare import prepare_items
 from schemas.models import (
     AuditRecord,
     ThreatBulletin,
@@ -164,3 +169,19 @@ def sample_audit(**overrides: Any) -> AuditRecord:
     }
     fields.update(overrides)
     return validate_audit(fields)
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "producers" / "examples"
+
+
+def example_bulletins(now: datetime) -> list[ThreatBulletin]:
+    """Every bulletin of ``producers/examples/`` as its agency would publish it at ``now``
+    (each file is named after its agency)."""
+    registry = Registry.load(DEFAULT_AGENCIES)
+    out: list[ThreatBulletin] = []
+    for path in sorted(p for p in EXAMPLES_DIR.iterdir() if p.suffix in {".json", ".jsonl"}):
+        agency = registry.get("-".join(path.name.split("-")[:2]))
+        parsed = parse_input(path.read_bytes(), name=path.name)
+        ready, _ = prepare_items(parsed.items, agency, now, digest=parsed.digest)
+        out.extend(bulletin for _, bulletin in ready)
+    return out

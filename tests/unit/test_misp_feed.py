@@ -25,15 +25,12 @@ from consumers.sinks import MispFeedSink, build_sink, parse_sink_uri
 from consumers.sinks import files as sink_files
 from enlace.core.registry import Registry
 from enlace.core.settings import DEFAULT_AGENCIES
-from producers.inputs import parse_input
-from producers.prepare import prepare_items
 from schemas import misp_vocab as mv
 from schemas.models import ThreatBulletin
 from schemas.projection import tearline
-from tests.samples import fixed_bulletin, routed_bulletin, sample_bulletin
+from tests.samples import example_bulletins, fixed_bulletin, routed_bulletin, sample_bulletin
 from tests.unit.test_models_hypothesis import bulletins
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "producers" / "examples"
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 REGISTRY = Registry.load(DEFAULT_AGENCIES)
 NAMES = {a.id: a.name for a in REGISTRY}
@@ -56,16 +53,6 @@ DESCRIBE = pymisp.AbstractMISP().describe_types
 KNOWN_TYPES = set(DESCRIBE["types"])
 
 
-def _examples() -> list[ThreatBulletin]:
-    out: list[ThreatBulletin] = []
-    for path in sorted(p for p in EXAMPLES.iterdir() if p.suffix in {".json", ".jsonl"}):
-        agency = REGISTRY.get("-".join(path.name.split("-")[:2]))
-        parsed = parse_input(path.read_bytes(), name=path.name)
-        ready, _ = prepare_items(parsed.items, agency, NOW, digest=parsed.digest)
-        out.extend(bulletin for _, bulletin in ready)
-    return out
-
-
 def samples() -> list[tuple[str, ThreatBulletin]]:
     """The bulletins the STIX tests use: every agency's sample, edge cases, the examples."""
     out = [(f"sample-{a.id}", sample_bulletin(a.id)) for a in REGISTRY]
@@ -79,7 +66,7 @@ def samples() -> list[tuple[str, ThreatBulletin]]:
         ("red", sample_bulletin(tlp="RED", releasable_to=["cr-msp", "CR"])),
         ("low", sample_bulletin(severity="LOW", caveats=[])),
     ]
-    out += [(f"example-{b.origin}-{n}", b) for n, b in enumerate(_examples())]
+    out += [(f"example-{b.origin}-{n}", b) for n, b in enumerate(example_bulletins(NOW))]
     return out
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,13 +43,17 @@ from consumers.records import Release
 from consumers.stix_mapping import CUSTOM_PROPERTIES, bulletin_bundle, bundle_json
 from enlace.core.registry import Registry
 from enlace.core.settings import DEFAULT_AGENCIES
-from producers.inputs import parse_input
-from producers.prepare import prepare_items
 from schemas.countries import ISO_3166_ALPHA2
 from schemas.models import ThreatBulletin
 from schemas.projection import tearline
 from schemas.stix_vocab import COUNTRY_REGION, STIX_LANG_CODES, TLP2_MARKING_IDS, stix_lang
-from tests.samples import fixed_bulletin, routed_bulletin, sample_bulletin
+from tests.samples import (
+    EXAMPLES_DIR,
+    example_bulletins,
+    fixed_bulletin,
+    routed_bulletin,
+    sample_bulletin,
+)
 
 OPTIONS = ValidationOptions(version="2.1", strict=True, interop=True, enforce_refs=True)
 _ID = r"[a-z-]+--[0-9a-f-]{36}"
@@ -64,7 +67,6 @@ ACCEPTED = [
     ("official TLP", rf"({_MARKING}): ('modified' is a required property|{_NO_CREATOR})"),
     ("shared countries", rf"(?P<id>location--[0-9a-f-]{{36}}): {_NO_CREATOR}"),
 ]
-EXAMPLES = Path(__file__).resolve().parents[2] / "producers" / "examples"
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 REGISTRY = Registry.load(DEFAULT_AGENCIES)
 CYBER = [
@@ -83,16 +85,6 @@ CYBER = [
 ]
 
 
-def _examples() -> list[ThreatBulletin]:
-    out: list[ThreatBulletin] = []
-    for path in sorted(p for p in EXAMPLES.iterdir() if p.suffix in {".json", ".jsonl"}):
-        agency = REGISTRY.get("-".join(path.name.split("-")[:2]))
-        parsed = parse_input(path.read_bytes(), name=path.name)
-        ready, _ = prepare_items(parsed.items, agency, NOW, digest=parsed.digest)
-        out.extend(bulletin for _, bulletin in ready)
-    return out
-
-
 def _samples() -> list[tuple[str, ThreatBulletin]]:
     samples = [(f"sample-{a.id}", sample_bulletin(a.id)) for a in REGISTRY]
     samples += [
@@ -107,7 +99,7 @@ def _samples() -> list[tuple[str, ThreatBulletin]]:
         ("haitian", sample_bulletin(language="ht")),
         ("recipients", sample_bulletin(releasable_to=["cr-msp", "CA"])),
     ]
-    samples += [(f"example-{b.origin}-{n}", b) for n, b in enumerate(_examples())]
+    samples += [(f"example-{b.origin}-{n}", b) for n, b in enumerate(example_bulletins(NOW))]
     return samples
 
 
@@ -133,7 +125,9 @@ def _problems(bundle: dict[str, Any]) -> list[str]:
 def test_the_samples_include_every_agency_and_the_examples() -> None:
     names = {name for name, _ in SAMPLES}
     assert {f"sample-{a.id}" for a in REGISTRY} <= names
-    assert sum(name.startswith("example-") for name in names) >= len(list(EXAMPLES.glob("*.json")))
+    assert sum(name.startswith("example-") for name in names) >= len(
+        list(EXAMPLES_DIR.glob("*.json"))
+    )
 
 
 @pytest.mark.parametrize("release", list(Release))
