@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_LEVELS", "DEFAULT_THRESHOLDS", "Agreement", "AgreementEntry", "AgreementLevel",
     "ClaimParams", "EvidenceParams", "EvidenceWeights", "LevelTerms", "OriginatorOverride",
-    "Override", "Policy", "PolicyIndex", "Prior", "ReciprocityParams",
+    "Override", "Policy", "PolicyIndex", "Prior", "ReciprocityParams", "RereleaseTerms",
 ]  # fmt: skip
 
 from functools import cached_property
@@ -45,6 +45,7 @@ from broker.policy_terms import (
     PolicyIndex,
     Prior,
     ReciprocityParams,
+    RereleaseTerms,
     _Strict,
 )
 from enlace.core.errors import PolicyError
@@ -61,6 +62,7 @@ class Policy(_Strict):
     )
     overrides: dict[AgencyId, OriginatorOverride] = Field(default_factory=dict)
     evidence: EvidenceParams = EvidenceParams()
+    rerelease: RereleaseTerms = RereleaseTerms()
 
     @field_validator("levels", mode="after")
     @classmethod
@@ -135,6 +137,13 @@ class Policy(_Strict):
             return None
         found = overrides.get((originator, partner))
         return found if found is not None else overrides.get((originator, country))
+
+    def rerelease_enabled(self, originator: str) -> bool:
+        """Whether bulletins of ``originator`` are released again when trust is earned."""
+        override = self.overrides.get(originator)
+        if override is not None and override.rerelease is not None:
+            return override.rerelease
+        return self.rerelease.enabled
 
     def threshold(self, classification: Classification) -> float:
         return self.thresholds[classification]

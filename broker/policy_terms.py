@@ -168,6 +168,30 @@ class AllowRule(_Strict):
 class OriginatorOverride(_Strict):
     never: tuple[PartnerRef, ...] = ()
     always: tuple[AllowRule, ...] = ()
+    # This originator's own switch for release when trust is earned (None: the policy's).
+    rerelease: bool | None = None
+
+
+# The replay index remembers a bulletin's recipients this long (the admission window): a
+# bulletin older than that can be neither recalled nor released again.
+MAX_RERELEASE_DAYS = 7.0
+
+
+class RereleaseTerms(_Strict):
+    """Release when trust is earned (``rerelease:`` in the policy): when a partner's score
+    rises past a threshold, the bulletins from an originator that were withheld from it, or
+    released as a tearline, because of its score (rules ``score_below``, ``score_tearline``)
+    and that are still valid are released at the new level, once. Off unless switched on,
+    for the whole policy or per originator (``overrides.<agency>.rerelease``): an originator
+    decides whether a later score may release what it published before."""
+
+    enabled: bool = False
+    # Still valid: before ``valid_until`` when the bulletin gives one, and within this many
+    # days of its routing either way.
+    horizon_days: float = Field(MAX_RERELEASE_DAYS, gt=0.0, le=MAX_RERELEASE_DAYS)
+    # Bulletins released again per input partition and transaction, so one threshold
+    # crossing over a week of withheld bulletins is spread over several transactions.
+    per_transaction: int = Field(200, ge=1, le=5000)
 
 
 class EvidenceWeights(_Strict):

@@ -23,7 +23,9 @@ _MAX_MS_DIGITS = 15
 
 RELEASE_FULL = "full"
 RELEASE_TEARLINE = "tearline"
-RELEASE_VALUES = (RELEASE_FULL, RELEASE_TEARLINE)
+# A forwarded recall (schemas.recall): the originator's exact recall bytes and signature.
+RELEASE_RECALL = "recall"
+RELEASE_VALUES = (RELEASE_FULL, RELEASE_TEARLINE, RELEASE_RECALL)
 
 SIGNATURE_SIZE = 64
 MAX_TEXT_HEADER = 128
