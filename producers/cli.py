@@ -17,6 +17,7 @@ from enlace.core.logs import configure_logging
 from enlace.core.registry import Registry
 from enlace.core.runtime import serve
 from enlace.core.settings import KafkaSettings
+from producers import recall_cli
 from producers.inputs import InputFormat
 from producers.produce import EXIT_UNACKNOWLEDGED, produce_bytes
 from producers.service import PublisherService
@@ -198,6 +199,7 @@ def synth(
 def register(app: typer.Typer) -> None:
     """Add this package's commands to ``app``."""
     app.command("produce")(produce)
+    recall_cli.register(app)
     app.add_typer(publisher_app, name="publisher")
 
 

@@ -51,10 +51,12 @@ from enlace.core.registry import Agency, Registry
 from enlace.core.topics import owner_partition
 from producers.metrics import PublisherMetrics, RejectReason
 from producers.prepare import ORIGIN_FIELD, prepare
+from producers.recall import RecallReceipt, new_recall, send_recall
 from producers.settings import PublisherSettings
 from producers.skew import Window, issued_at_refusal, timestamp_refusal
 from schemas.envelope import Sealed, seal
 from schemas.models import ThreatBulletin
+from schemas.recall import BulletinRecall, seal_recall
 from schemas.sealed import Sealer, recipients_of
 from schemas.sealing import BoxCache
 from schemas.signing import AgencyKey, KeyDirectory, KeyEntry
@@ -351,6 +353,50 @@ class Publisher:
         for slot, outcome in zip(slots, await self.send_sealed(sealed), strict=True):
             outcomes[slot] = outcome
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def seal_recall(self, bulletin_id: str, reason: str) -> tuple[BulletinRecall, Sealed]:
+        """Validate and sign a recall of ``bulletin_id`` (pure apart from signing); raises
+        :class:`ValidationError` (not a UUID, blank or over-long reason)."""
+        recall = new_recall(self.agency.id, bulletin_id, reason, self._clock())
+        return recall, seal_recall(recall, self.key)
+
+    async def recall(self, bulletin_id: str, reason: str) -> RecallReceipt:
+        """Publish a signed recall of ``bulletin_id`` (one this agency published) on the
+        outbound topic, on the bulletin's owner partition (producers/recall.py).
+
+        Raises :class:`ValidationError` before any I/O, then :class:`KafkaUnavailable`,
+        :class:`DeliveryTimeout`, :class:`ClockSkewRefused` or :class:`DeliveryError`.
+        Whether the router accepts it (from its originator, for a bulletin it routed) only
+        the router knows: it dead-letters a recall that fails."""
+        return await self.send_recall(*self.seal_recall(bulletin_id, reason))
+
+    async def send_recall(self, recall: BulletinRecall, sealed: Sealed) -> RecallReceipt:
+        """Send a recall made by :meth:`seal_recall` within the delivery deadline."""
+        producer = await self._ready_producer()
+        stamped = self._clock()
+        try:
+            receipt = await send_recall(
+                producer,
+                self.topic,
+                recall,
+                sealed,
+                timeout=self.settings.delivery_timeout_s,
+                stamped=stamped,
+            )
+        except (DeliveryTimeout, ClockSkewRefused):
+            # As for bulletins: a client that timed out, or whose numbered batch the broker
+            # refused, is replaced before the next call.
+            self._wedged = True
+            raise
+        log.info(
+            "bulletin_recalled",
+            recall_id=receipt.recall_id,
+            bulletin_id=recall.bulletin_id,
+            origin=recall.origin,
+            partition=receipt.partition,
+            offset=receipt.offset,
+        )
+        return receipt
 
     async def send_sealed(self, records: Sequence[tuple[ThreatBulletin, Sealed]]) -> list[Outcome]:
         """Send records made by :meth:`seal`; one outcome each, in order, within the deadline."""
