@@ -51,6 +51,9 @@ TEARLINE_MISMATCH = "tearline_mismatch"
 ID_CONFLICT = "id_conflict"
 WRONG_PARTITION = "wrong_partition"
 INTERNAL_ERROR = "internal_error"
+# A recall (broker.lifecycle) of no bulletin routed for its originator, or of another's.
+RECALL_UNKNOWN = "recall_unknown"
+RECALL_NOT_ORIGINATOR = "recall_not_originator"
 # Every reason a record can be dead-lettered for that the router knows in advance (its own
 # codes and the typed errors'): the router's counters start at 0 for each, so the first
 # forged record moves a series Prometheus already has (rate() and increase() ignore the
@@ -59,7 +62,8 @@ DEAD_LETTER_REASONS = (
     EMPTY, "oversize", FORGED_ORIGIN, INVALID, ORIGIN_MISMATCH, CLOCK_SKEW, TEARLINE_MISMATCH,
     ID_CONFLICT, WRONG_PARTITION, INTERNAL_ERROR, "undecodable", "bad_magic",
     "unknown_fingerprint", "truncated", "corrupt", "bad_header", "bad_signature",
-    "unknown_key", "key_not_of_agency", "revoked_key", "unsealable",
+    "unknown_key", "key_not_of_agency", "revoked_key", "unsealable", RECALL_UNKNOWN,
+    RECALL_NOT_ORIGINATOR,
 )  # fmt: skip
 
 

@@ -19,6 +19,11 @@ router uses the pre-KIP-447 pattern:
   broker outage included) aborts it and closes the producer; the partition's next batch
   recreates the producer, re-reads the committed offset and seeks there. A batch that is not
   committed never moves the position forward;
+* work that is due without new input (a release when trust is earned, ``DueSource``) is
+  collected off the loop every ``due_interval_s``, then chained behind the partition's batches
+  like a batch (handled in chain order, so later batches see what it staged) and committed in
+  a transaction of the partition's own producer with no offsets: fencing and the exactly-once
+  argument are the same as for input;
 * the next poll overlaps the commits of the last: each partition's batches run as a chain of
   tasks (one transaction at a time per partition, in offset order), and the loop fetches and
   handles other partitions meanwhile; a partition with a batch already queued is paused
@@ -93,6 +98,19 @@ class BatchHandler(Protocol):
         one's handling at once, and withdrawn by ``on_abandon``."""
 
 
+class DueSource(Protocol):
+    """Work a partition's owner must do without new input records."""
+
+    async def collect_due(self, tp: TopicPartition) -> object | None:
+        """Gather what is due for ``tp`` (may read Kafka; must not change state), or None."""
+
+    def handle_due(self, tp: TopicPartition, work: object) -> BatchOutcome:
+        """Turn gathered work into outputs, like :meth:`BatchHandler.handle` (same rules)."""
+
+
+DUE_COLLECT_TIMEOUT_S = 30.0
+
+
 class EngineObserver(Protocol):
     def committed(self, tp: TopicPartition, records: int, outputs: int, seconds: float) -> None: ...
 
@@ -126,8 +144,14 @@ class TransactionalEngine:
         metadata_max_age_ms: int = 300_000,
         abort_ratio: float = 0.0,
         abort_seed: int = 0,
+        due: DueSource | None = None,
+        due_interval_s: float = 1.0,
     ) -> None:
         self._settings = settings
+        self._due = due
+        self._due_interval_s = due_interval_s
+        self._next_due = 0.0
+        self._collecting: asyncio.Task[None] | None = None
         self._metadata_max_age_ms = metadata_max_age_ms
         self._handler = handler
         self._observer = observer
@@ -191,6 +215,9 @@ class TransactionalEngine:
     async def stop(self) -> None:
         """Stop after the batches in flight: their transactions commit or abort, never half."""
         self._stopping.set()
+        if self._collecting is not None:
+            self._collecting.cancel()
+            await asyncio.gather(self._collecting, return_exceptions=True)
         await self._settle_preparation()
         async with self._lock:
             await self._finish_chains(set(self._chains))
@@ -208,6 +235,7 @@ class TransactionalEngine:
             # fed one or two partitions at a time while the others waited for their turn.
             limit = self._max_batch * max(1, len(self._producers))
             batch = await consumer.getmany(timeout_ms=self._poll_ms, max_records=limit)
+            self._maybe_collect_due()
             if not batch or self._stopping.is_set():
                 continue
             # Which seek these records were fetched after, read before anything can yield: a
@@ -219,17 +247,64 @@ class TransactionalEngine:
                     for start in range(0, len(records), self._max_batch):
                         self._chain(tp, records[start : start + self._max_batch], fetched[tp])
 
+    def _maybe_collect_due(self) -> None:
+        if self._due is None or self._stopping.is_set():
+            return
+        now = time.monotonic()
+        if now < self._next_due or (self._collecting is not None and not self._collecting.done()):
+            return
+        self._next_due = now + self._due_interval_s
+        self._collecting = asyncio.create_task(self._collect_due(), name="collect-due")
+
+    async def _collect_due(self) -> None:
+        """Gather each owned partition's due work and chain it. A failure (Kafka, or a bug)
+        costs this round only: the next one collects again."""
+        assert self._due is not None
+        for tp in list(self._producers):
+            epoch = self._epoch.get(tp, 0)
+            try:
+                async with asyncio.timeout(DUE_COLLECT_TIMEOUT_S):
+                    work = await self._due.collect_due(tp)
+            except (TimeoutError, KafkaError, OSError, BrokerError) as exc:
+                log.warning("due_collect_failed", topic=tp.topic, partition=tp.partition,
+                            error=repr(exc))  # fmt: skip
+                continue
+            except Exception:
+                log.exception("due_collect_bug", topic=tp.topic, partition=tp.partition)
+                continue
+            if work is None:
+                continue
+            async with self._lock:
+                # Still ours, prepared, and not rewound meanwhile (what was collected may be
+                # stale then; the next round collects again).
+                if (
+                    self._stopping.is_set()
+                    or tp not in self._producers
+                    or tp not in self._next_offset
+                    or epoch != self._epoch.get(tp, 0)
+                ):
+                    continue
+                self._chain(tp, (), epoch, due_work=work)
+
     def _chain(
-        self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]], epoch: int
+        self,
+        tp: TopicPartition,
+        records: Sequence[ConsumerRecord[Any, Any]],
+        epoch: int,
+        *,
+        due_work: object | None = None,
     ) -> None:
-        """Queue ``records`` behind the partition's last batch. A partition with a batch
-        waiting behind the one committing is paused (fetch ahead by one batch at most) and
-        resumed when it has caught up; the others are fetched meanwhile."""
+        """Queue ``records`` (or ``due_work``) behind the partition's last batch. A partition
+        with a batch waiting behind the one committing is paused (fetch ahead by one batch at
+        most) and resumed when it has caught up; the others are fetched meanwhile."""
         previous = self._chains.get(tp)
         self._depth[tp] = self._depth.get(tp, 0) + 1
-        task = asyncio.create_task(
-            self._after(previous, tp, records, epoch), name=f"txn-{tp.topic}-{tp.partition}"
+        step = (
+            self._after(previous, tp, records, epoch)
+            if due_work is None
+            else self._after_due(previous, tp, due_work, epoch)
         )
+        task = asyncio.create_task(step, name=f"txn-{tp.topic}-{tp.partition}")
         task.add_done_callback(lambda _done: self._settled(tp))
         self._chains[tp] = task
         if self._depth[tp] > 1 and self._consumer is not None and tp not in self._held:
@@ -289,6 +364,31 @@ class TransactionalEngine:
                 # Every way out but a commit withdraws what the batch held.
                 self._settle(tp, handled[1], abandon=not committed)
 
+    async def _after_due(
+        self, previous: asyncio.Task[bool] | None, tp: TopicPartition, work: object, epoch: int
+    ) -> bool:
+        """Like :meth:`_after` for due work: handled in chain order, committed with no
+        offsets once ``previous`` is done."""
+        if epoch != self._epoch.get(tp, 0) or self._due is None:
+            return False
+        outcome = self._due.handle_due(tp, work)
+        if not outcome.outputs:
+            outcome.abandon()
+            return True
+        self._unsettled.setdefault(tp, []).append(outcome)
+        committed = False
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])
+                if not previous.cancelled() and (exc := previous.exception()) is not None:
+                    raise exc
+            if epoch != self._epoch.get(tp, 0):
+                return False
+            committed = await self._process(tp, (), outcome)
+            return committed
+        finally:
+            self._settle(tp, outcome, abandon=not committed)
+
     def _settle(self, tp: TopicPartition, outcome: BatchOutcome, *, abandon: bool) -> None:
         """Forget a handled batch's outcome (committed or abandoned by now), abandoning it
         first if asked (withdrawing an outcome twice is harmless)."""
@@ -341,7 +441,7 @@ class TransactionalEngine:
             # No producer: a failed transaction, a broker outage or a failed assignment.
             # Re-initialise (which resolves any transaction of ours left open), re-read the
             # committed offset and seek there; the records come again on the next fetch.
-            self._rewind(tp, self._next_offset.get(tp, records[0].offset))
+            self._rewind(tp, self._next_offset.get(tp, _first(records, self._next_offset, tp)))
             await self._recover(tp)
             return False
         return await self._commit_partition(tp, records, outcome)
@@ -366,15 +466,16 @@ class TransactionalEngine:
                             partition=place(out),
                             headers=list(out.headers),
                         )
-                    await producer.send_offsets_to_transaction(
-                        {tp: records[-1].offset + 1}, self.group_id
-                    )
+                    if records:  # due work (no input) commits outputs only
+                        await producer.send_offsets_to_transaction(
+                            {tp: records[-1].offset + 1}, self.group_id
+                        )
         except ProducerFenced:
             # Another instance owns this partition now; it will process these records.
             log.warning("router_fenced", topic=tp.topic, partition=tp.partition)
             self._observer.aborted(tp, "fenced")
             outcome.abandon()
-            await self._abandon(tp, records[0].offset)
+            await self._abandon(tp, _first(records, self._next_offset, tp))
             return False
         except (TimeoutError, KafkaError, OSError, BrokerError) as exc:
             log.warning(
@@ -382,16 +483,17 @@ class TransactionalEngine:
             )
             self._observer.aborted(tp, type(exc).__name__)
             outcome.abandon()
-            await self._abandon(tp, records[0].offset)
+            await self._abandon(tp, _first(records, self._next_offset, tp))
             return False
         if inject:
             # A clean abort leaves the producer usable: only the position goes back.
             log.info("router_txn_aborted_on_purpose", topic=tp.topic, partition=tp.partition)
             self._observer.aborted(tp, "injected")
             outcome.abandon()
-            self._rewind(tp, self._next_offset.get(tp, records[0].offset))
+            self._rewind(tp, self._next_offset.get(tp, _first(records, self._next_offset, tp)))
             return False
-        self._next_offset[tp] = records[-1].offset + 1
+        if records:
+            self._next_offset[tp] = records[-1].offset + 1
         for apply in outcome.on_commit:
             apply()
         self._observer.committed(
@@ -549,6 +651,16 @@ class _Placement:
         if hashed is None:
             hashed = self._hashes[out.key] = murmur2(out.key) & 0x7FFFFFFF
         return partitions[hashed % len(partitions)]
+
+
+def _first(
+    records: Sequence[ConsumerRecord[Any, Any]],
+    known: dict[TopicPartition, int],
+    tp: TopicPartition,
+) -> int:
+    """Where a failed batch goes back to: its first record, or (due work, no records) the
+    committed position the engine knows (due work is only chained when it knows one)."""
+    return records[0].offset if records else known[tp]
 
 
 async def _write_and_abort(producer: AIOKafkaProducer, outcome: BatchOutcome) -> None:

@@ -33,6 +33,24 @@ class RouterMetrics:
             ["origin", "recipient", "decision"],
             registry=r,
         )
+        self.recalls = Counter(
+            "enlace_router_recalls_total",
+            "Recalls by originator and outcome (forwarded, duplicate, dead_lettered).",
+            ["origin", "outcome"],
+            registry=r,
+        )
+        self.recalls_forwarded = Counter(
+            "enlace_router_recalls_forwarded_total",
+            "Recalls forwarded, by originator and recipient.",
+            ["origin", "recipient"],
+            registry=r,
+        )
+        self.rereleases = Counter(
+            "enlace_router_rereleases_total",
+            "Releases when trust is earned, by originator, recipient and level.",
+            ["origin", "recipient", "decision"],
+            registry=r,
+        )
         self.duplicates = Counter(
             "enlace_router_duplicates_total",
             "Bulletins dropped as publisher retries (same id, same bytes).",

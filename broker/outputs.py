@@ -10,6 +10,7 @@ from typing import Any
 
 from broker.admission import Admitted
 from broker.engine import OutRecord
+from broker.lifecycle import RECALL_FORWARDED_RULE, RERELEASE_RULE
 from broker.release import ReleaseDecision
 from broker.trust import TrustScore
 from enlace.core.errors import ValidationError
@@ -20,7 +21,9 @@ from schemas.bulletin import BulletinEnvelope
 from schemas.catalog import Catalog
 from schemas.codec import AUDIT as AUDIT_SCHEMA
 from schemas.codec import MAGIC
+from schemas.events import RECALLED, RERELEASED
 from schemas.models import ROUTED, ROUTED_RULE, AuditRecord, ThreatBulletin
+from schemas.recall import BulletinRecall
 from schemas.sealed import SealedView, release_for
 from schemas.sealing import FULL, TEARLINE
 from schemas.vocab import ReleaseKind
@@ -292,6 +295,78 @@ def routed_audit(
         for decision, factors in decisions
     ]
     return _audit_out(datum)
+
+
+def rerelease_audit(
+    admitted: Admitted,
+    decisions: Sequence[tuple[ReleaseDecision, str, tuple[AuditFactor, ...]]],
+    source: Source,
+    now: datetime,
+) -> OutRecord:
+    """A release when trust is earned: the partners it released more to, each with its own
+    rule code (``rerelease_full``, ``rerelease_tearline``), score and factors. ``source`` is
+    the bulletin's outbound record, re-read for it."""
+    datum = _audit_datum(
+        admitted, partner=admitted.bulletin.origin, decision=RERELEASED, rule=RERELEASE_RULE,
+        source=source, now=now,
+    )  # fmt: skip
+    datum["decisions"] = [
+        {
+            "partner": decision.partner,
+            "decision": decision.kind.value,
+            "rule": rule,
+            "score": None if decision.score is None else round(decision.score.value, 6),
+            "factors": factors if decision.score is not None else (),
+        }
+        for decision, rule, factors in decisions
+    ]
+    return _audit_out(datum)
+
+
+def recall_audit(
+    recall: BulletinRecall, recipients: Sequence[str], source: Source, now: datetime, *, rule: str
+) -> OutRecord:
+    """A recall: forwarded to ``recipients`` (none for a duplicate, ``rule`` says which)."""
+    datum = {
+        "bulletin_id": recall.bulletin_id,
+        "origin": recall.origin,
+        "partner": recall.origin,
+        "decision": RECALLED,
+        "rule": rule,
+        "score": None,
+        "factors": (),
+        "decided_at": now,
+        "source_topic": source.topic,
+        "source_partition": source.partition,
+        "source_offset": source.offset,
+        "decisions": [
+            {
+                "partner": p,
+                "decision": RECALLED,
+                "rule": RECALL_FORWARDED_RULE,
+                "score": None,
+                "factors": (),
+            }
+            for p in recipients
+        ],
+        "facts": None,
+    }
+    return _audit_out(datum)
+
+
+def recall_forward(
+    recall: BulletinRecall, value: bytes, signed: hdr.SignedHeaders, partner: str
+) -> OutRecord:
+    """The originator's recall, byte for byte with its signature, on a recipient's feed."""
+    headers = hdr.build(
+        origin=signed.origin, key_id=signed.key_id, sig=signed.sig, release=hdr.RELEASE_RECALL
+    )
+    return OutRecord(
+        topic=feed(partner),
+        value=value,
+        key=recall.bulletin_id.encode("ascii"),
+        headers=tuple(headers),
+    )
 
 
 def duplicate_audit(admitted: Admitted, source: Source, now: datetime) -> OutRecord:

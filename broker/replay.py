@@ -1,9 +1,18 @@
-"""Replay protection: which bulletin ids the router has already routed, surviving restarts.
+"""Replay protection and each bulletin's routing state, surviving restarts.
 
 The index lives in memory and in the compacted topic ``enlace.router.seen`` (key
-``<origin>/<bulletin id>``, value = SHA-256 of the value bytes + first-seen time). The router
-writes an entry in the same transaction as the releases, so the topic holds exactly the ids
-whose releases are committed; a new owner of a partition reads it to the end before routing.
+``<origin>/<bulletin id>``). The router writes an entry in the same transaction as the
+releases, so the topic holds exactly the ids whose releases are committed; a new owner of a
+partition reads it to the end before routing.
+
+An entry's value is the SHA-256 of the bulletin's signed bytes and its first-seen time
+(40 bytes, version 1), then (version 2, issue 18) its :class:`Route`: where it is on the
+outbound topic, its validity, and what each partner holds of it. A recall and a release when
+trust is earned are decided on, and rewrite, the entry in the same transaction as their feed
+records: that is what makes a recall reach exactly the bulletin's recipients, and each earned
+release happen once across restarts and router instances. Version-1 entries (routed before
+the route was recorded) stay readable; such a bulletin can be neither recalled nor released
+again.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -25,6 +34,11 @@ from enlace.core.settings import KafkaSettings
 from enlace.core.topics import ROUTER_SEEN, partitions_of
 
 _VALUE = struct.Struct(">32sq")  # sha256 digest, first-seen epoch milliseconds
+# Version 2 adds: outbound partition and offset, valid_until epoch ms (0: none), flags; then ASCII
+# "CLASSIFICATION|TEARLINE_CLASSIFICATION|partner=L[*],..." (L: F, T or W; * upgradable).
+_ROUTE = struct.Struct(">iqqB")
+_RECALLED = 0x01
+MAX_ENTRY_BYTES = 4096
 
 
 class Replay(StrEnum):
@@ -33,10 +47,70 @@ class Replay(StrEnum):
     CONFLICT = "conflict"  # same id, other bytes: dead letter
 
 
-@dataclass(frozen=True)
+class Held(StrEnum):
+    """What a partner holds of a bulletin."""
+
+    FULL = "F"
+    TEARLINE = "T"
+    NOTHING = "W"
+
+    @property
+    def rank(self) -> int:
+        return _HELD_RANK[self]
+
+
+_HELD_RANK = {Held.NOTHING: 0, Held.TEARLINE: 1, Held.FULL: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerHold:
+    partner: str
+    held: Held
+    # Withheld or tearlined because of the score (rules score_below, score_tearline): a
+    # later, higher score may release more. Never for rule-withheld bulletins.
+    upgradable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A routed bulletin's state: the record to re-read, its validity, its recipients."""
+
+    # The bulletin's outbound record (re-read for a release when trust is earned).
+    partition: int
+    offset: int
+    valid_until_ms: int | None
+    classification: str
+    tearline_classification: str
+    holds: tuple[PartnerHold, ...] = ()
+    recalled: bool = False
+
+    @property
+    def recipients(self) -> tuple[PartnerHold, ...]:
+        return tuple(h for h in self.holds if h.held is not Held.NOTHING)
+
+    @property
+    def upgradable(self) -> tuple[PartnerHold, ...]:
+        """Partners a higher score could release more to (none once recalled)."""
+        if self.recalled:
+            return ()
+        return tuple(h for h in self.holds if h.upgradable and h.held is not Held.FULL)
+
+    def holding(self, partner: str) -> PartnerHold | None:
+        for hold in self.holds:
+            if hold.partner == partner:
+                return hold
+        return None
+
+    def with_hold(self, hold: PartnerHold) -> Route:
+        holds = tuple(hold if h.partner == hold.partner else h for h in self.holds)
+        return replace(self, holds=holds)
+
+
+@dataclass(frozen=True, slots=True)
 class SeenEntry:
     digest: bytes
     first_seen_ms: int
+    route: Route | None = None
 
 
 def seen_key(origin: str, bulletin_id: str) -> bytes:
@@ -44,12 +118,45 @@ def seen_key(origin: str, bulletin_id: str) -> bytes:
 
 
 def encode_entry(entry: SeenEntry) -> bytes:
-    return _VALUE.pack(entry.digest, entry.first_seen_ms)
+    head = _VALUE.pack(entry.digest, entry.first_seen_ms)
+    route = entry.route
+    if route is None:
+        return head
+    flags = _RECALLED if route.recalled else 0
+    holds = ",".join(
+        f"{h.partner}={h.held.value}{'*' if h.upgradable else ''}" for h in route.holds
+    )
+    text = f"{route.classification}|{route.tearline_classification}|{holds}"
+    fixed = _ROUTE.pack(route.partition, route.offset, route.valid_until_ms or 0, flags)
+    return head + fixed + text.encode()
 
 
 def decode_entry(raw: bytes) -> SeenEntry:
-    digest, first_seen_ms = _VALUE.unpack(raw)
-    return SeenEntry(digest, first_seen_ms)
+    """An entry of either version; ValueError (or struct.error) on bytes no router wrote."""
+    if len(raw) > MAX_ENTRY_BYTES:
+        raise ValueError(f"entry of {len(raw)} bytes")
+    digest, first_seen_ms = _VALUE.unpack_from(raw)
+    if len(raw) == _VALUE.size:
+        return SeenEntry(digest, first_seen_ms)
+    partition, offset, valid_until_ms, flags = _ROUTE.unpack_from(raw, _VALUE.size)
+    text = raw[_VALUE.size + _ROUTE.size :].decode("ascii")
+    classification, tearline_classification, listing = text.split("|")
+    holds = []
+    for item in listing.split(",") if listing else ():
+        partner, sep, state = item.partition("=")
+        if not sep or not partner or not state:
+            raise ValueError(f"malformed hold {item!r}")
+        holds.append(PartnerHold(partner, Held(state[0]), state[1:] == "*"))
+    route = Route(
+        partition,
+        offset,
+        valid_until_ms or None,
+        classification,
+        tearline_classification,
+        tuple(holds),
+        bool(flags & _RECALLED),
+    )
+    return SeenEntry(digest, first_seen_ms, route)
 
 
 def digest_of(value: bytes) -> bytes:
@@ -65,6 +172,11 @@ class SeenIndex:
         self._window_ms = int(window.total_seconds() * 1000)
         self._committed: dict[bytes, SeenEntry] = {}
         self._pending: dict[bytes, SeenEntry] = {}
+        # Bulletin id -> the origin it was routed for (a recall names an id, not a key).
+        self._origin_of: dict[str, str] = {}
+        # Committed entries a higher score could release more of (see Route.upgradable), by
+        # (origin, outbound partition): each partition's owner scans its own.
+        self._upgradable: dict[tuple[str, int], dict[bytes, SeenEntry]] = {}
 
     def __len__(self) -> int:
         return len(self._committed)
@@ -72,11 +184,56 @@ class SeenIndex:
     def load(self, key: bytes, entry: SeenEntry | None) -> None:
         if entry is None:
             self._committed.pop(key, None)
+            self.forget_upgrades(key)
         else:
-            self._committed[key] = entry
+            self._put(key, entry)
+
+    def _put(self, key: bytes, entry: SeenEntry) -> None:
+        self._committed[key] = entry
+        origin, _, bulletin_id = key.decode("ascii", "replace").partition("/")
+        self._origin_of.setdefault(bulletin_id, origin)
+        route = entry.route
+        if route is None:
+            return
+        group = self._upgradable.setdefault((origin, route.partition), {})
+        if route.upgradable:
+            group[key] = entry
+        else:
+            group.pop(key, None)
+
+    def lookup(self, key: bytes, staged: dict[bytes, SeenEntry]) -> SeenEntry | None:
+        """The newest entry of ``key``: staged in this batch, pending commit, or committed."""
+        return staged.get(key) or self._pending.get(key) or self._committed.get(key)
+
+    def origin_of(self, bulletin_id: str, staged: dict[bytes, SeenEntry]) -> str | None:
+        """The origin a bulletin id was routed for, whoever routed it."""
+        found = self._origin_of.get(bulletin_id)
+        if found is not None:
+            return found
+        for key in (*staged, *self._pending):
+            origin, _, known = key.decode("ascii", "replace").partition("/")
+            if known == bulletin_id:
+                return origin
+        return None
+
+    def upgradable(self, origin: str, partition: int) -> list[tuple[bytes, SeenEntry]]:
+        """Committed entries of ``origin``'s outbound ``partition`` that a higher score could
+        release more of."""
+        return list(self._upgradable.get((origin, partition), {}).items())
+
+    def forget_upgrades(self, key: bytes) -> None:
+        """Stop considering ``key`` for release when trust is earned (expired, gone)."""
+        entry = self._committed.get(key)
+        origin = key.decode("ascii", "replace").partition("/")[0]
+        if entry is not None and entry.route is not None:
+            self._upgradable.get((origin, entry.route.partition), {}).pop(key, None)
+            return
+        for (known, _), group in self._upgradable.items():
+            if known == origin:
+                group.pop(key, None)
 
     def classify(self, key: bytes, digest: bytes, staged: dict[bytes, SeenEntry]) -> Replay:
-        known = staged.get(key) or self._pending.get(key) or self._committed.get(key)
+        known = self.lookup(key, staged)
         if known is None:
             return Replay.NEW
         return Replay.DUPLICATE if known.digest == digest else Replay.CONFLICT
@@ -92,7 +249,8 @@ class SeenIndex:
         self._pending.update(staged)
 
         def commit() -> None:
-            self._committed.update(staged)
+            for key, entry in staged.items():
+                self._put(key, entry)
             self._release(staged)
 
         return commit, lambda: self._release(staged)
@@ -107,7 +265,10 @@ class SeenIndex:
         horizon = int(now.timestamp() * 1000) - self._window_ms
         stale = [k for k, e in self._committed.items() if e.first_seen_ms < horizon]
         for key in stale:
+            self.forget_upgrades(key)
             del self._committed[key]
+            _, _, bulletin_id = key.decode("ascii", "replace").partition("/")
+            self._origin_of.pop(bulletin_id, None)
         return len(stale)
 
 
@@ -171,7 +332,7 @@ class SeenLoader:
             return
         try:
             entry = decode_entry(value)
-        except struct.error:
+        except (struct.error, ValueError, UnicodeDecodeError):
             self._on_skipped("seen_malformed")
             return
         self._index.load(key, entry)

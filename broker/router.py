@@ -20,6 +20,7 @@ from broker.admission import Limits
 from broker.catch_up import CatchUpLog
 from broker.engine import TransactionalEngine
 from broker.metrics import RouterMetrics
+from broker.outbound_reader import OutboundReader
 from broker.outputs import Source, dead_letter
 from broker.policy import Policy
 from broker.replay import SeenIndex, SeenLoader
@@ -107,6 +108,10 @@ class Router:
             self.seen,
             on_skipped=lambda reason: self.metrics.trust_records_skipped.labels(reason).inc(),
         )
+        # Releases when trust is earned re-read what was withheld: only if the policy switches
+        # them on for some originator (otherwise no reader, and no due work at all).
+        rereleasing = any(policy.rerelease_enabled(a) for a in registry.ids)
+        self._outbound_reader = OutboundReader(settings) if rereleasing else None
         self.handler = RouterHandler(
             self.context,
             self.trust,
@@ -116,6 +121,7 @@ class Router:
             clock=clock,
             # The engine is built below: bind late.
             partitions=lambda topic: self.engine.partition_count(topic),  # noqa: PLW0108
+            reader=self._outbound_reader,
         )
         self.engine = TransactionalEngine(
             settings,
@@ -130,6 +136,8 @@ class Router:
             metadata_max_age_ms=settings.router_metadata_max_age_ms,
             abort_ratio=settings.fault_abort_ratio,
             abort_seed=settings.fault_seed,
+            due=self.handler if rereleasing else None,
+            due_interval_s=settings.rerelease_interval_seconds,
         )
         # The snapshot writer's partition: the router group gives it to one instance at a time.
         writer_partition = TopicPartition(outbound(min(registry.ids)), 0)
@@ -193,6 +201,8 @@ class Router:
             releases=self.trust.remembered_releases(),
         )
         await self._seen_loader.start()
+        if self._outbound_reader is not None:
+            await self._outbound_reader.start()
         await self.engine.start()
         self._tasks = [
             asyncio.create_task(self.engine.run(), name="router-engine"),
@@ -221,6 +231,8 @@ class Router:
         self._tasks = []
         await self._trust_feed.stop()
         await self._seen_loader.stop()
+        if self._outbound_reader is not None:
+            await self._outbound_reader.stop()
         if self._side_producer is not None:
             await close_producer(self._side_producer)
             self._side_producer = None

@@ -15,14 +15,16 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import Counter
 
-from broker import outputs
+from broker import lifecycle, outputs
 from broker.admission import INTERNAL_ERROR, WRONG_PARTITION, Admitted, Limits, Refused, admit
 from broker.engine import BatchOutcome, OutRecord
+from broker.lifecycle_routing import DueWork, LifecycleRouting, Reader
 from broker.metrics import RouterMetrics
 from broker.policy import Policy
 from broker.release import Partner, ReleaseDecision, ReleaseSubject, ScoreSource, decide
 from broker.replay import (
     Replay,
+    Route,
     SeenEntry,
     SeenIndex,
     SeenLoader,
@@ -36,6 +38,7 @@ from enlace.core.logs import get_logger
 from enlace.core.registry import Registry
 from enlace.core.topics import ROUTER_SEEN, agency_of, owner_partition
 from schemas.key_directory import KeyDirectory
+from schemas.recall import is_recall
 from schemas.vocab import ReleaseKind
 
 log = get_logger(__name__)
@@ -102,6 +105,7 @@ class RouterHandler:
         *,
         clock: Clock = utc_now,
         partitions: Callable[[str], int | None] = lambda _topic: None,
+        reader: Reader | None = None,
     ) -> None:
         self._partitions = partitions
         # Partition counts as of the last assignment: the owner rule changes only at a
@@ -117,6 +121,19 @@ class RouterHandler:
         # its values, a dozen times a bulletin.
         self._children: dict[tuple[str, ...], Callable[[], None]] = {}
         self._partners: dict[str, list[Partner]] = {}
+        # Recalls, and releases when trust is earned (``reader`` re-reads what was withheld;
+        # None: never released again).
+        self.lifecycle = LifecycleRouting(
+            context,
+            trust,
+            seen,
+            metrics,
+            count=self._counter,
+            reject=self._reject,
+            reader=reader,
+            clock=clock,
+            partitions=partitions,
+        )
 
     async def prepare(self, assigned: set[TopicPartition]) -> None:
         for topic in {tp.topic for tp in assigned}:
@@ -126,6 +143,14 @@ class RouterHandler:
             read = await self._seen_loader.catch_up()
             self._seen.prune(self._clock())
             log.info("replay_index_ready", read=read, ids=len(self._seen))
+        self.lifecycle.forget_scans()
+
+    async def collect_due(self, tp: TopicPartition) -> DueWork | None:
+        """Releases when trust is earned that are due on ``tp`` (engine's DueSource)."""
+        return await self.lifecycle.collect_due(tp)
+
+    def handle_due(self, tp: TopicPartition, work: object) -> BatchOutcome:
+        return self.lifecycle.handle_due(tp, work)
 
     def handle(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]
@@ -166,6 +191,16 @@ class RouterHandler:
         now, staged = batch.now, batch.staged
         metrics = self._metrics
         tallies.append(self._counter("consumed", agency))
+        if record.value and is_recall(record.value):
+            return self.lifecycle.route_recall(
+                agency,
+                record,
+                source,
+                now=now,
+                staged=staged,
+                partitions=batch.partitions,
+                tallies=tallies,
+            )
         result = admit(
             agency,
             record.value,
@@ -200,9 +235,9 @@ class RouterHandler:
         if replay is Replay.CONFLICT:
             message = f"bulletin id {bulletin.bulletin_id} was already routed with other content"
             return [self._reject(record, source, "id_conflict", message, tallies)]
-        entry = SeenEntry(digest, int(now.timestamp() * 1000))
-        routed = [OutRecord(ROUTER_SEEN, encode_entry(entry), key)]
-        routed.extend(self._release(result, source, now, tallies, batch.scores))
+        released, route = self._release(result, source, now, tallies, batch.scores)
+        entry = SeenEntry(digest, int(now.timestamp() * 1000), route)
+        routed = [OutRecord(ROUTER_SEEN, encode_entry(entry), key), *released]
         staged[key] = entry
         since_issued = max(0.0, (now - bulletin.issued_at).total_seconds())
         since_published = max(0.0, now.timestamp() - record.timestamp / 1000)
@@ -218,7 +253,8 @@ class RouterHandler:
         now: datetime,
         tallies: list[Callable[[], None]],
         scores: BatchScores,
-    ) -> list[OutRecord]:
+    ) -> tuple[list[OutRecord], Route]:
+        """The feed and audit records of a new bulletin, and its route for the replay index."""
         sealed_for = frozenset(admitted.sealed.wraps) if admitted.sealed is not None else None
         subject = ReleaseSubject.of(admitted.bulletin, sealed_for=sealed_for)
         out: list[OutRecord] = []
@@ -247,7 +283,10 @@ class RouterHandler:
             tearline=kinds[ReleaseKind.TEARLINE],
             withheld=kinds[ReleaseKind.WITHHELD],
         )
-        return out
+        route = lifecycle.route_of(
+            source.partition, source.offset, subject, (d for d, _ in decisions)
+        )
+        return out, route
 
     def _counter(self, name: str, *labels: str) -> Callable[[], None]:
         """The ``inc`` of one of the metrics' counters for ``labels`` (bounded: agencies,

@@ -28,6 +28,9 @@ class RouterSettings(KafkaSettings):
     )
     router_max_batch: int = Field(default=500, ge=1, le=10_000)
     router_poll_ms: int = Field(default=100, ge=1, le=5_000)
+    # How often each owned partition is checked for releases when trust is earned (only when
+    # the policy switches them on): a crossing is acted on within about this long.
+    rerelease_interval_seconds: float = Field(default=5.0, gt=0.0, le=3600.0)
     router_session_timeout_ms: int = Field(
         default=10_000,
         ge=6_000,

@@ -44,6 +44,13 @@ AUDIT_DECISIONS = ("FULL", "TEARLINE", "WITHHELD", "DUPLICATE")
 # ``decisions``, and a version-1 reader sees a decision it does not know (and skips it).
 ROUTED = "ROUTED"
 ROUTED_RULE = "per_partner"
+# Lifecycle records (issue 18) that carry per-partner decisions too: a release when trust is
+# earned (the partners it released more to) and a recall (the partners it was forwarded to,
+# possibly none).
+RERELEASED = "RERELEASED"
+RECALLED = "RECALLED"
+_DECISIONS_REQUIRED = frozenset({ROUTED, RERELEASED})
+_DECISIONS_ALLOWED = _DECISIONS_REQUIRED | {RECALLED}
 _DECISION = re.compile(r"^[A-Z][A-Z_]{0,31}$")
 _RULE = re.compile(r"^[a-z][a-z0-9_.:-]{0,99}$")
 # A vocabulary symbol as the bulletin schema spells it (Category, Classification, Tlp, Caveat).
@@ -159,8 +166,12 @@ class AuditRecord(WireModel):
 
     @model_validator(mode="after")
     def _routed_carries_decisions(self) -> Self:
-        if (self.decision == ROUTED) != bool(self.decisions):
-            raise ValueError("a ROUTED record carries its partners' decisions, and only it does")
+        if self.decisions and self.decision not in _DECISIONS_ALLOWED:
+            raise ValueError(
+                "only ROUTED, RERELEASED and RECALLED records carry per-partner decisions"
+            )
+        if self.decision in _DECISIONS_REQUIRED and not self.decisions:
+            raise ValueError(f"a {self.decision} record carries its partners' decisions")
         return self
 
     def per_partner(self) -> tuple[AuditRecord, ...]:

@@ -52,6 +52,7 @@ def test_shipped_schemas_pass_the_check() -> None:
         "AuditRecord",
         "SealedBulletin",
         "SealedRelease",
+        "BulletinRecall",
     }
 
 
