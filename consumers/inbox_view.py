@@ -20,6 +20,7 @@ from schemas.key_directory import KeyDirectory
 _AGO = re.compile(r"^(?P<n>\d+)(?P<unit>[smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _SEVERITY_STYLE = {"CRITICAL": "bold red", "HIGH": "red", "MEDIUM": "yellow", "LOW": "green"}
+_STATUS_STYLE = {"withdrawn": "bold red", "superseded": "yellow"}
 _TLP_STYLE = {
     "RED": "bold white on red",
     "AMBER_STRICT": "black on dark_orange",
@@ -60,6 +61,7 @@ def inbox_table(rows: Sequence[InboxRow], *, title: str) -> Table:
     table.add_column("classification")
     table.add_column("title")
     table.add_column("receipt", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     for row in rows:
         table.add_row(
             _short_time(row.received_at),
@@ -70,8 +72,11 @@ def inbox_table(rows: Sequence[InboxRow], *, title: str) -> Table:
             Text(row.severity, style=_SEVERITY_STYLE.get(row.severity, "")),
             Text(f"TLP:{row.tlp.replace('_', '+')}", style=_TLP_STYLE.get(row.tlp, "")),
             row.classification,
-            row.title,
+            Text(row.title, style="strike dim" if row.status == "withdrawn" else ""),
             row.receipt_state,
+            Text(
+                row.status.upper() if row.status else "-", style=_STATUS_STYLE.get(row.status, "")
+            ),
         )
     return table
 
@@ -128,14 +133,32 @@ def bulletin_panel(stored: StoredBulletin, *, recheck: str) -> Panel:
             receipt,
         ),
         ("feed record", stored.source),
+        *lifecycle_fields(stored),
     ]
     for name, value in fields:
         meta.add_row(name, value)
     body = json.dumps(b.model_dump(mode="json"), indent=2, ensure_ascii=False)
+    heading = [Text(b.title, style="bold")]
+    if row.recall_id is not None:
+        heading.insert(0, Text(f"WITHDRAWN by {b.origin}: {row.recall_reason}", style="bold red"))
     return Panel(
-        Group(Text(b.title, style="bold"), Text(b.summary), meta, Text(body, style="dim")),
-        title=f"{b.origin} · {row.release}",
+        Group(*heading, Text(b.summary), meta, Text(body, style="dim")),
+        title=f"{b.origin} · {row.release}" + (" · WITHDRAWN" if row.recall_id else ""),
     )
+
+
+def lifecycle_fields(stored: StoredBulletin) -> list[tuple[str, str]]:
+    """The recall and supersede lines of ``inbox show`` (none for a plain bulletin)."""
+    row, links = stored.row, stored.links
+    out: list[tuple[str, str]] = []
+    if row.recall_id is not None:
+        out.append(("withdrawn", f"{row.recalled_at} by {row.origin} (recall {row.recall_id})"))
+        out.append(("recall reason", row.recall_reason or "-"))
+    if links.superseded_by:
+        out.append(("superseded by", ", ".join(links.superseded_by)))
+    if links.supersedes:
+        out.append(("supersedes", ", ".join(links.supersedes)))
+    return out
 
 
 def quarantine_table(rows: Sequence[QuarantineRow]) -> Table:

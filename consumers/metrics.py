@@ -74,6 +74,20 @@ class ConsumerMetrics:
             ["agency", "sink"],
             registry=r,
         )
+        # Recalls (consumers/lifecycle.py), by a fixed outcome: applied (a held bulletin is
+        # now withdrawn), pending (not held yet), duplicate (redelivery), quarantined.
+        self.recalls = Counter(
+            "enlace_consumer_recalls",
+            "Recall records of the feed, by outcome (applied, pending, duplicate, quarantined).",
+            ["agency", "outcome"],
+            registry=r,
+        )
+        self.supersede_links = Counter(
+            "enlace_consumer_supersede_links",
+            "Supersede links newly stored (a bulletin naming one it replaces).",
+            ["agency"],
+            registry=r,
+        )
         # A feed gap: releases retention deleted before this partner read them. Offsets, not
         # releases (commit markers take offsets too): an upper bound on what was lost.
         self.feed_gaps = Counter(

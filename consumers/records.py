@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from schemas.bulletin import Reference
 from schemas.models import ThreatBulletin
+from schemas.recall import BulletinRecall
 
 
 class Release(StrEnum):
@@ -29,6 +31,14 @@ class StoreOutcome(StrEnum):
     INSERTED = "inserted"
     UPGRADED = "upgraded"  # a full copy replaced the tearline we held
     DUPLICATE = "duplicate"  # already held (at-least-once redelivery), nothing changed
+
+
+class RecallOutcome(StrEnum):
+    """What the embedded store did with a verified recall (a metrics label)."""
+
+    APPLIED = "applied"  # the held bulletin is now withdrawn
+    PENDING = "pending"  # not held (yet): kept, applied if the bulletin arrives
+    DUPLICATE = "duplicate"  # this bulletin's recall was already recorded: nothing changed
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,16 @@ class Delivered:
     # The bytes ``signature`` covers when they are not the record's own: a sealed release's
     # opened body (wire format 2).
     signed_bytes: bytes | None = None
+    # What the bulletin says it relates to, when not its own ``references``: a sealed
+    # tearline's body drops them, but its signed envelope (in clear, read by the router and
+    # every recipient) still carries them.
+    envelope_references: tuple[Reference, ...] | None = None
+
+    @property
+    def references(self) -> tuple[Reference, ...]:
+        if self.envelope_references is not None:
+            return self.envelope_references
+        return self.bulletin.references
 
     @property
     def signed_value(self) -> bytes:
@@ -106,6 +126,42 @@ class Delivered:
             "received_at": iso(self.received_at),
             "source": source_json(self.record),
             "bulletin": self.bulletin_json(),
+        }
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """A recall (``enlace-release: recall``) whose originator signature verified: the
+    originator withdraws ``recall.bulletin_id``. The store still checks it against the
+    bulletin's own origin (:func:`consumers.lifecycle.screen_recalls`)."""
+
+    record: FeedRecord
+    recall: BulletinRecall
+    key_id: str
+    signature: bytes
+    received_at: datetime
+
+    @property
+    def bulletin_id(self) -> str:
+        return self.recall.bulletin_id
+
+    @property
+    def origin(self) -> str:
+        return self.recall.origin
+
+    def summary_json(self) -> dict[str, Any]:
+        """The recall as one JSON object (JSONL lines, webhook bodies, sink markers)."""
+        r = self.recall
+        return {
+            "type": "recall",
+            "recall_id": r.recall_id,
+            "bulletin_id": r.bulletin_id,
+            "origin": r.origin,
+            "recalled_at": iso(r.recalled_at),
+            "reason": r.reason,
+            "verification": {"verified": True, "key_id": self.key_id},
+            "received_at": iso(self.received_at),
+            "source": source_json(self.record),
         }
 
 
@@ -158,7 +214,7 @@ class Delivery:
     offset: int
 
 
-Item = Delivered | Quarantined
+Item = Delivered | Quarantined | Recalled
 
 
 def source_json(record: FeedRecord) -> dict[str, Any]:
@@ -176,3 +232,7 @@ def deliveries(items: Sequence[Item]) -> list[Delivered]:
 
 def quarantined(items: Sequence[Item]) -> list[Quarantined]:
     return [item for item in items if isinstance(item, Quarantined)]
+
+
+def recalls(items: Sequence[Item]) -> list[Recalled]:
+    return [item for item in items if isinstance(item, Recalled)]

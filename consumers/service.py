@@ -36,10 +36,20 @@ from aiokafka.errors import (
 
 from consumers.drills import KillDrill, KillPoint
 from consumers.gaps import FeedGap, resume_after_out_of_range
+from consumers.lifecycle import recalled_ids, screen_recalls
 from consumers.metrics import ConsumerMetrics
 from consumers.receipt_sender import ReceiptSender
 from consumers.receipts import load_agency_key
-from consumers.records import Delivered, Delivery, FeedRecord, Item, Quarantined, StoreOutcome
+from consumers.records import (
+    Delivered,
+    Delivery,
+    FeedRecord,
+    Item,
+    Quarantined,
+    Recalled,
+    RecallOutcome,
+    StoreOutcome,
+)
 from consumers.settings import ConsumerSettings
 from consumers.sinks import Sink, SqliteSink, WriteResult, build_sink, parse_sink_uris
 from consumers.verify import open_feed_record
@@ -58,6 +68,7 @@ log = get_logger(__name__)
 
 DeliveryHook = Callable[[Delivery], None]
 QuarantineHook = Callable[[Quarantined], None]
+RecallHook = Callable[[Recalled, RecallOutcome], None]
 BatchHook = Callable[[Sequence[Item]], Awaitable[None]]
 Clock = Callable[[], datetime]
 
@@ -93,6 +104,7 @@ class FeedConsumer:
         on_quarantine: QuarantineHook | None = None,
         after_sink_write: BatchHook | None = None,
         clock: Clock = _utc_now,
+        on_recall: RecallHook | None = None,
     ) -> None:
         self.settings = settings
         self.agency = settings.agency
@@ -108,6 +120,7 @@ class FeedConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._on_delivery = on_delivery
         self._on_quarantine = on_quarantine
+        self._on_recall = on_recall
         self._after_sink_write = after_sink_write
         self._drill = KillDrill(
             settings.fault_kill_at, after=settings.fault_kill_after, seed=settings.fault_seed
@@ -127,6 +140,7 @@ class FeedConsumer:
         self.delivered = 0
         self.duplicates = 0
         self.quarantined = 0
+        self.recalled = 0  # recalls that withdrew a held bulletin or wait for it
         self.gaps: list[FeedGap] = []  # reported by this instance (the store keeps them all)
 
     @property
@@ -356,6 +370,11 @@ class FeedConsumer:
                     )
                 )
                 self._next[tp] = record.offset + 1
+        if any(isinstance(item, Recalled) for item in items):
+            screened = await self._screen(items)
+            if screened is None:
+                return  # stopping: nothing written or committed, the batch comes back
+            items = screened
         results = await self._write_all(items)
         if results is None:
             return  # stopping mid-retry: nothing committed, the batch comes back next time
@@ -365,6 +384,25 @@ class FeedConsumer:
         await self.commit_held()
         assert self.store is not None
         self._observe(items, results[self.sinks.index(self.store)])
+
+    async def _screen(self, items: list[Item]) -> list[Item] | None:
+        """Recalls not signed by their bulletin's originator become quarantine items (the
+        store knows the originator; every sink then quarantines them alike). None when
+        asked to stop while the store fails."""
+        assert self.store is not None
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                origins = await self.store.origins_of(recalled_ids(items))
+            except SinkError as exc:
+                attempt += 1
+                delay = min(self.settings.sink_retry_max_s, 0.1 * 2**attempt)
+                self._log.warning("recall_screen_failed", error=str(exc), retry_in_s=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                continue
+            return screen_recalls(items, origins)
+        return None
 
     async def _write_all(self, items: Sequence[Item]) -> list[WriteResult] | None:
         pending = len(self.sinks)
@@ -401,10 +439,17 @@ class FeedConsumer:
 
     def _observe(self, items: Sequence[Item], stored: WriteResult) -> None:
         now = self._clock()
+        if stored.links:
+            self.metrics.supersede_links.labels(self.agency).inc(stored.links)
         for index, item in enumerate(items):
+            if isinstance(item, Recalled):
+                self._observe_recall(item, stored.recalls.get(index, RecallOutcome.DUPLICATE))
+                continue
             if isinstance(item, Quarantined):
                 self.quarantined += 1
                 self.metrics.quarantined.labels(self.agency, item.reason).inc()
+                if item.release == hdr.RELEASE_RECALL:
+                    self.metrics.recalls.labels(self.agency, "quarantined").inc()
                 self._log.warning(
                     "quarantined",
                     reason=item.reason,
@@ -418,6 +463,21 @@ class FeedConsumer:
                 continue
             outcome = stored.outcomes.get(index, StoreOutcome.DUPLICATE)
             self._observe_delivery(item, outcome, now)
+
+    def _observe_recall(self, item: Recalled, outcome: RecallOutcome) -> None:
+        if outcome is not RecallOutcome.DUPLICATE:
+            self.recalled += 1
+        self.metrics.recalls.labels(self.agency, outcome.value).inc()
+        # Never the reason: it is the originator's text, as confidential as the bulletin.
+        self._log.info(
+            "recalled",
+            bulletin_id=item.bulletin_id,
+            recall_id=item.recall.recall_id,
+            origin=item.origin,
+            outcome=outcome.value,
+        )
+        if self._on_recall is not None:
+            self._on_recall(item, outcome)
 
     def _observe_delivery(self, item: Delivered, outcome: StoreOutcome, now: datetime) -> None:
         latency = max(0.0, (now - item.bulletin.issued_at).total_seconds())
@@ -584,4 +644,11 @@ class FeedConsumer:
                 self.metrics.sink_buffered.labels(self.agency, sink.kind).set(sink.buffered())
 
 
-__all__ = ["BatchHook", "Delivery", "DeliveryHook", "FeedConsumer", "QuarantineHook"]
+__all__ = [
+    "BatchHook",
+    "Delivery",
+    "DeliveryHook",
+    "FeedConsumer",
+    "QuarantineHook",
+    "RecallHook",
+]

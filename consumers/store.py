@@ -11,6 +11,11 @@ a FULL copy arriving after a TEARLINE copy of the same bulletin replaces the con
 first ``received_at`` is kept, ``upgraded_at`` is set); a TEARLINE arriving after a FULL, or
 any copy of a kind already held, changes nothing. A bulletin gets one receipt, whichever copy
 came first.
+
+Lifecycle (``consumers/lifecycle.py``, SQL in ``consumers/store_lifecycle.py``): a recall is
+kept and withdraws the held bulletin of its origin (kept, flagged with the recall's id, time
+and reason; its STIX objects get revoked versions in the TAXII index), or waits for it; a
+withdrawn bulletin takes no later copy; supersede links are kept as received.
 """
 
 from __future__ import annotations
@@ -24,8 +29,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from consumers import store_lifecycle as lc
 from consumers.gaps import FeedGap, uncovered
-from consumers.records import Delivered, Quarantined, Release, StoreOutcome, iso
+from consumers.lifecycle import plan_poll, revoke_objects
+from consumers.records import (
+    Delivered,
+    Item,
+    Quarantined,
+    Recalled,
+    RecallOutcome,
+    Release,
+    StoreOutcome,
+    iso,
+)
 from consumers.stix_index import index as taxii_index
 from consumers.stix_index.collections import CATALOG, collections_of
 from consumers.stix_index.timestamps import to_us
@@ -38,7 +54,8 @@ BUSY_TIMEOUT_MS = 10_000
 _SHARED_BOUND = 100_000
 INBOX_COLUMNS = (
     "bulletin_id, release, origin, category, severity, classification, tlp, caveats, title, "
-    "issued_at, received_at, upgraded_at, key_id, verified, receipt_state"
+    "issued_at, received_at, upgraded_at, key_id, verified, receipt_state, "
+    f"recall_id, recalled_at, recall_reason, {lc.STATUS_SQL}"
 )
 
 
@@ -69,6 +86,10 @@ class InboxRow:
     key_id: str
     verified: bool
     receipt_state: str
+    recall_id: str | None = None
+    recalled_at: str | None = None
+    recall_reason: str | None = None
+    status: str = ""  # "withdrawn", "superseded" (by a bulletin of the same origin) or ""
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,7 @@ class StoredBulletin:
     receipt_event_id: str | None
     receipt_sent_at: str | None
     source: str
+    links: lc.Links = lc.NO_LINKS
 
 
 @dataclass(frozen=True)
@@ -91,6 +113,15 @@ class QuarantineRow:
     origin: str | None
     bulletin_id: str | None
     quarantined_at: str
+
+
+@dataclass(frozen=True)
+class PollOutcomes:
+    """What a poll's write did, by item index."""
+
+    stored: dict[int, StoreOutcome]
+    recalls: dict[int, RecallOutcome]
+    links: int = 0  # supersede links new to the store
 
 
 @dataclass(frozen=True)
@@ -240,16 +271,35 @@ class BulletinStore:
             return _quarantine_in(conn, items)
 
     def write(self, items: Sequence[Delivered], bad: Sequence[Quarantined]) -> list[StoreOutcome]:
-        """A whole poll in one transaction (one fsync): deliveries stored (one outcome per
-        item, in order) and failed records quarantined. The consumer commits the offsets
-        only after this returns, so all or none of the poll is held."""
+        """Deliveries stored (one outcome per item, in order) and failed records
+        quarantined, in one transaction (see :meth:`write_poll`)."""
+        polled: list[Item] = [*items, *bad]
+        stored = self.write_poll(polled).stored
+        return [stored[i] for i in range(len(items))]
+
+    def origins_of(self, ids: Sequence[str]) -> dict[str, str]:
+        """The origin of each of ``ids`` held (recalls are checked against it)."""
+        try:
+            return lc.origins(self._conn, ids)
+        except sqlite3.Error as exc:
+            raise SinkError(f"store {self.path}: {exc}") from exc
+
+    def write_poll(self, polled: Sequence[Item]) -> PollOutcomes:
+        """A whole poll in one transaction (one fsync), in order: deliveries stored, recalls
+        kept and applied, failed records quarantined. The consumer commits the offsets only
+        after this returns, so all or none of the poll is held."""
+        items = [i for i in polled if isinstance(i, Delivered)]
+        recalls = [i for i in polled if isinstance(i, Recalled)]
+        bad = [i for i in polled if isinstance(i, Quarantined)]
         with self._transaction() as conn:
-            held = _held_releases(conn, [item.bulletin_id for item in items])
-            outcomes = plan_batch(held, [(item.bulletin_id, item.release) for item in items])
-            inserts, upgrades, indexed = [], [], []
+            ids = [i.bulletin_id for i in items] + [r.bulletin_id for r in recalls]
+            planned = plan_poll(lc.held(conn, ids), lc.recorded(conn, ids), polled)
+            outcomes = [o for i, o in planned.items() if isinstance(polled[i], Delivered)]
+            inserts, upgrades, indexed, stored = [], [], [], []
             for item, outcome in zip(items, outcomes, strict=True):
                 if outcome is StoreOutcome.DUPLICATE:
                     continue
+                stored.append(item)
                 if outcome is StoreOutcome.INSERTED:
                     inserts.append(_insert_params(item))
                 else:
@@ -267,13 +317,41 @@ class BulletinStore:
             # replace, as they would one record at a time.
             conn.executemany(_INSERT, inserts)
             conn.executemany(_UPGRADE, upgrades)
+            new_links = lc.record_links(conn, stored)
+            kept = [
+                r
+                for i, r in enumerate(polled)
+                if isinstance(r, Recalled) and planned.get(i) in _RECALL_KEPT
+            ]
+            lc.record_recalls(conn, kept)
+            # A recall withdraws a bulletin held before or stored in this poll, in either
+            # order; its revoked versions index after the bulletin's own.
+            now = max((i.received_at for i in polled), default=None)
+            if now is not None and (kept or stored):
+                touched = [r.bulletin_id for r in kept] + [i.bulletin_id for i in stored]
+                gone = lc.apply_recalls(conn, touched, now=now)
+                indexed.extend(self._revoked(g, now) for g in gone)
             last, shared = taxii_index.add(conn, indexed, self._last_added_us, self._shared_indexed)
             if bad:
                 _quarantine_in(conn, bad)
         self._last_added_us = last
         if len(self._shared_indexed) < _SHARED_BOUND:
             self._shared_indexed |= shared
-        return outcomes
+        return PollOutcomes(
+            stored={i: o for i, o in planned.items() if isinstance(o, StoreOutcome)},
+            recalls={i: o for i, o in planned.items() if isinstance(o, RecallOutcome)},
+            links=new_links,
+        )
+
+    def _revoked(self, gone: lc.Withdrawn, now: datetime) -> taxii_index.IndexedBulletin:
+        bundle = bundle_json(gone.bulletin, gone.release, agency_names=self._names)
+        return taxii_index.IndexedBulletin(
+            bulletin_id=gone.bulletin.bulletin_id,
+            collections=collections_of(gone.bulletin.category),
+            objects=revoke_objects(bundle["objects"], gone.recalled_at),
+            received_us=to_us(now),
+            upgrade=True,
+        )
 
     def pending_receipts(self, limit: int = 500) -> list[PendingReceipt]:
         rows = self._read(
@@ -388,7 +466,19 @@ class BulletinStore:
             receipt_event_id=r[n + 3],
             receipt_sent_at=r[n + 4],
             source=f"{r[n + 5]}[{r[n + 6]}]@{r[n + 7]}",
+            links=self._links(bulletin_id, str(r[2])),
         )
+
+    def _links(self, bulletin_id: str, origin: str) -> lc.Links:
+        try:
+            return lc.links(self._conn, bulletin_id, origin)
+        except sqlite3.Error as exc:
+            raise SinkError(f"store {self.path}: {exc}") from exc
+
+    def recall_count(self) -> tuple[int, int]:
+        """(recalls recorded, of which still pending: their bulletin not held)."""
+        total, pending = self._read("SELECT count(*), count(*) - count(applied_at) FROM recalls")[0]
+        return int(total), int(pending)
 
     def origin_of(self, bulletin_id: str) -> str | None:
         rows = self._read("SELECT origin FROM bulletins WHERE bulletin_id = ?", (bulletin_id,))
@@ -460,19 +550,7 @@ def plan_batch(
     return outcomes
 
 
-_LOOKUP_CHUNK = 500  # ids per IN (...) lookup, well under SQLite's bound variables limit
-
-
-def _held_releases(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, Release]:
-    """The release held for each of ``ids`` already stored (one query per chunk, not per id)."""
-    held: dict[str, Release] = {}
-    unique = list(dict.fromkeys(ids))
-    for start in range(0, len(unique), _LOOKUP_CHUNK):
-        chunk = unique[start : start + _LOOKUP_CHUNK]
-        marks = ", ".join("?" for _ in chunk)
-        sql = f"SELECT bulletin_id, release FROM bulletins WHERE bulletin_id IN ({marks})"  # noqa: S608 - only "?" marks
-        held.update((str(r[0]), Release(r[1])) for r in conn.execute(sql, chunk).fetchall())
-    return held
+_RECALL_KEPT = (RecallOutcome.APPLIED, RecallOutcome.PENDING)
 
 
 def _quarantine_in(conn: sqlite3.Connection, items: Sequence[Quarantined]) -> int:
@@ -525,6 +603,10 @@ def _inbox_row(r: Sequence[Any]) -> InboxRow:
         key_id=r[12],
         verified=bool(r[13]),
         receipt_state=r[14],
+        recall_id=r[15],
+        recalled_at=r[16],
+        recall_reason=r[17],
+        status=r[18],
     )
 
 

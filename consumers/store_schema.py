@@ -118,6 +118,41 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (object_id, version_us)
     ) WITHOUT ROWID;
     """,
+    # 4: the bulletin lifecycle (consumers/lifecycle.py). A withdrawn bulletin is kept, with
+    # the recall that withdrew it; every verified recall is kept (its bytes and signature, to
+    # re-verify), one per bulletin and signer, applied (applied_at) once a bulletin of that
+    # origin is held. Supersede links as received (new -> old, with the new one's origin),
+    # whichever of the two bulletins arrived first.
+    """
+    ALTER TABLE bulletins ADD COLUMN recall_id TEXT;
+    ALTER TABLE bulletins ADD COLUMN recalled_at TEXT;
+    ALTER TABLE bulletins ADD COLUMN recall_reason TEXT;
+
+    CREATE TABLE recalls (
+        bulletin_id      TEXT NOT NULL,
+        origin           TEXT NOT NULL,          -- the signer (verified)
+        recall_id        TEXT NOT NULL,
+        recalled_at      TEXT NOT NULL,
+        reason           TEXT NOT NULL,
+        key_id           TEXT NOT NULL,
+        value            BLOB NOT NULL,          -- the signed bytes, for re-verification
+        signature        BLOB NOT NULL,
+        source_topic     TEXT NOT NULL,
+        source_partition INTEGER NOT NULL,
+        source_offset    INTEGER NOT NULL,
+        received_at      TEXT NOT NULL,
+        applied_at       TEXT,                   -- when the held bulletin was withdrawn
+        PRIMARY KEY (bulletin_id, origin)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE supersedes (
+        old_id      TEXT NOT NULL,
+        new_id      TEXT NOT NULL,
+        origin      TEXT NOT NULL,               -- the new bulletin's origin
+        PRIMARY KEY (old_id, new_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX supersedes_by_new ON supersedes (new_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -14,21 +14,32 @@ very bytes, checked in full.
 A sealed release (wire format 2, ``schemas/sealed.py``) is opened with this agency's key:
 the routing signature, the wrap, the body and the body's own signature are each checked, the
 body must agree with its envelope, and a tearline must be a tearline. Without the key it is
-quarantined (``no_private_key``), never dropped.
+quarantined (``no_private_key``), never dropped. A sealed tearline's body drops the
+bulletin's references; its envelope, signed by the originator and read in clear by the router
+and every recipient, keeps them, so the delivery carries the envelope's (supersede links).
+
+A recall (``enlace-release: recall``, ``schemas/recall.py``) is verified as a recall, never as
+a bulletin: the originator's signature over exactly the value, checked at its ``recalled_at``,
+its ``origin`` equal to the signer, the record key equal to the recalled bulletin's id. A
+recall value under another release header, or a bulletin under ``recall``, is refused.
+Whether the signer is the recalled bulletin's own originator needs the store:
+:func:`consumers.lifecycle.screen_recalls` checks it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from consumers.records import Delivered, FeedRecord, Quarantined, Release
+from consumers.records import Delivered, FeedRecord, Quarantined, Recalled, Release
 from enlace.core.errors import CodecError, SignatureError, ValidationError
 from schemas import headers as hdr
-from schemas.codec import decode_bulletin
+from schemas.bulletin import BulletinEnvelope, Reference
+from schemas.codec import decode, decode_bulletin
 from schemas.key_directory import KeyDirectory
 from schemas.models import ThreatBulletin
 from schemas.projection import is_tearline
-from schemas.sealed import Opened, is_sealed_release, open_release
+from schemas.recall import BulletinRecall, decode_recall, is_recall, open_recall
+from schemas.sealed import SEALED_RELEASE, SEALED_VERSION, Opened, is_sealed_release, open_release
 from schemas.sealing import BoxCache
 from schemas.signing import AgencyKey
 
@@ -40,6 +51,9 @@ TEARLINE_NOT_SANITIZED = "tearline_not_sanitized"
 INVALID = "invalid"
 NO_PRIVATE_KEY = "no_private_key"
 RELEASE_MISMATCH = "release_mismatch"
+# Checked against the store by consumers.lifecycle: a recall signed by another agency than
+# the recalled bulletin's originator.
+RECALL_NOT_ORIGINATOR = "recall_not_originator"
 
 
 class _Refused(Exception):
@@ -58,18 +72,34 @@ def open_feed_record(
     max_bytes: int,
     own: AgencyKey | None = None,
     boxes: BoxCache | None = None,
-) -> Delivered | Quarantined:
+) -> Delivered | Quarantined | Recalled:
     """Verify and decode one feed record (see the module docstring for the rules); a sealed
     release (wire format 2) is opened with this agency's key ``own``."""
     signed: hdr.SignedHeaders | None = None
     bulletin: ThreatBulletin | None = None
+    recall: BulletinRecall | None = None
     signed_bytes: bytes | None = None
+    references: tuple[Reference, ...] | None = None
     try:
         signed = hdr.SignedHeaders.parse(record.headers)
+        if signed.release == hdr.RELEASE_RECALL:
+            # Decoded first for its recalled_at (bounded decoder), then verified at that time.
+            recall = decode_recall(record.value, max_bytes=max_bytes)
+            recall = _open_recall(record, directory, recall, max_bytes)
+            return Recalled(
+                record=record,
+                recall=recall,
+                key_id=signed.key_id,
+                signature=signed.sig,
+                received_at=now,
+            )
         release = _release_of(signed.release)
+        _not_a_recall(record, release)
         if is_sealed_release(record.value):
             opened = _open_sealed(record, release, directory, max_bytes, own, boxes)
             bulletin, signature, signed_bytes = opened.bulletin, opened.signature, opened.body
+            if release is Release.TEARLINE:
+                references = _envelope_references(record.value, max_bytes)
         else:
             bulletin = decode_bulletin(record.value, max_bytes=max_bytes)
             signature = _verify(directory, record, signed, release, at=bulletin.issued_at)
@@ -89,7 +119,11 @@ def open_feed_record(
             signature=signature,
             received_at=now,
             signed_bytes=signed_bytes,
+            envelope_references=references,
         )
+    subject = bulletin.bulletin_id if bulletin is not None else None
+    if recall is not None:
+        subject = recall.bulletin_id
     return Quarantined(
         record=record,
         reason=reason,
@@ -97,9 +131,32 @@ def open_feed_record(
         received_at=now,
         origin=signed.origin if signed else None,
         key_id=signed.key_id if signed else None,
-        bulletin_id=bulletin.bulletin_id if bulletin is not None else None,
+        bulletin_id=subject,
         release=signed.release if signed else None,
     )
+
+
+def _open_recall(
+    record: FeedRecord, directory: KeyDirectory, claimed: BulletinRecall, max_bytes: int
+) -> BulletinRecall:
+    recall, _ = open_recall(
+        directory, record.value, record.headers, at=claimed.recalled_at, max_bytes=max_bytes
+    )
+    if record.key is not None and record.key != recall.bulletin_id.encode("ascii"):
+        raise _Refused(KEY_MISMATCH, "record key is not the recalled bulletin's id")
+    return recall
+
+
+def _not_a_recall(record: FeedRecord, release: Release) -> None:
+    if is_recall(record.value):
+        raise _Refused(RELEASE_MISMATCH, f"a recall released as {release.value}")
+
+
+def _envelope_references(value: bytes, max_bytes: int) -> tuple[Reference, ...]:
+    """The references of an opened sealed release's envelope (already verified by
+    ``open_release``: the routing signature covers its exact bytes)."""
+    datum = decode(value, SEALED_RELEASE, max_bytes=max_bytes, reader_version=SEALED_VERSION)
+    return BulletinEnvelope.from_avro(datum["envelope"]).references
 
 
 def _open_sealed(  # noqa: PLR0917 - one step of open_feed_record
@@ -177,6 +234,7 @@ __all__ = [
     "MISSING_RELEASE",
     "NO_PRIVATE_KEY",
     "ORIGIN_MISMATCH",
+    "RECALL_NOT_ORIGINATOR",
     "RELEASE_MISMATCH",
     "TEARLINE_NOT_SANITIZED",
     "open_feed_record",

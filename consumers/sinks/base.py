@@ -1,4 +1,4 @@
-"""The sink contract: where delivered bulletins and quarantined records go.
+"""The sink contract: where delivered bulletins, recalls and quarantined records go.
 
 A sink *holds* a record once it will not lose it (written and synced, or acknowledged by a
 webhook). The consumer commits a partition's offset only up to the lowest position every sink
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from consumers.records import Item, StoreOutcome
+from consumers.records import Item, RecallOutcome, StoreOutcome
 
 TopicPartitionKey = tuple[str, int]
 
@@ -27,6 +27,8 @@ class WriteResult:
     """What a write did; only the embedded store reports per-bulletin outcomes."""
 
     outcomes: Mapping[int, StoreOutcome] = field(default_factory=dict)  # by item index
+    recalls: Mapping[int, RecallOutcome] = field(default_factory=dict)  # by item index
+    links: int = 0  # supersede links new to the store
 
 
 class Sink(ABC):

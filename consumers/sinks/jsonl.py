@@ -2,7 +2,8 @@
 
 At-least-once: a consumer killed after the append and before the offset commit appends the
 same bulletins again on restart (the ``bulletin_id`` field lets readers dedupe; the SQLite
-store is the exactly-once record). Quarantined records go to ``<stem>.quarantine.jsonl``
+store is the exactly-once record). A recall is a ``{"type": "recall", ...}`` line after the
+bulletin's (readers dedupe on ``recall_id``). Quarantined records go to ``<stem>.quarantine.jsonl``
 next to it, with their bytes in base64.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from consumers.records import Delivered, Item
+from consumers.records import Item, Quarantined
 from consumers.sinks.base import Sink, WriteResult
 from enlace.core.errors import SinkError
 
@@ -71,7 +72,8 @@ class JsonlSink(Sink):
         bad: list[bytes] = []
         for item in items:
             line = json.dumps(item.summary_json(), ensure_ascii=False, separators=(",", ":"))
-            (good if isinstance(item, Delivered) else bad).append(line.encode("utf-8") + b"\n")
+            # Bulletins and recalls ({"type": "recall"}) in the feed's order in one file.
+            (bad if isinstance(item, Quarantined) else good).append(line.encode("utf-8") + b"\n")
         try:
             if good:
                 self._append(self.path, good)

@@ -21,6 +21,16 @@ timestamp so MISP takes the update); a tearline copy never replaces a full one, 
 of the same copy changes nothing (redelivery is idempotent: the same bytes). Which copy an
 event is comes from its ``enlace:release`` tag, kept in the manifest.
 
+Recalls: the event is rewritten withdrawn (``consumers.lifecycle.withdrawn_event``): tagged
+``enlace:withdrawn="true"``, every attribute ``to_ids: false``, the event's and every
+attribute's timestamp one second newer, and its manifest entry updated. MISP has no
+revocation for events: on its next pull it sees the newer timestamp, updates the event and
+its attributes (tag added, IDS flags cleared, so the values drop out of its IDS exports and
+``to_ids`` searches) and keeps it; an analyst can filter on the tag. A recall is kept in
+``DIR/recalls/`` (not to be served either) so that an event arriving after its recall is
+written withdrawn, and a later copy of a withdrawn bulletin is not written. A recall whose
+signer is not the event's ``Orgc`` changes no event.
+
 Quarantined records land in ``DIR/quarantine/<topic>-<partition>-<offset>.json`` (plain JSON
 with the record bytes, not MISP): a server publishing DIR to MISP should not serve that
 subdirectory.
@@ -38,10 +48,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from consumers.lifecycle import is_withdrawn_event, withdrawn_event
 from consumers.misp_mapping import attribute_values, event_json, manifest_entry
-from consumers.records import Delivered, Item, Release
+from consumers.records import Delivered, Item, Recalled, Release
 from consumers.sinks import files as durable
 from consumers.sinks.base import Sink, WriteResult
+from consumers.sinks.recall_marks import RecallMarks
 from enlace.core.errors import SinkError
 from schemas import misp_vocab as mv
 
@@ -70,6 +82,7 @@ class MispFeedSink(Sink):
         super().__init__(target)
         self.directory = Path(target)
         self.quarantine_dir = self.directory / "quarantine"
+        self.marks = RecallMarks(self.directory)
         self._names = dict(agency_names or {})
         self._pool: ThreadPoolExecutor | None = None
         self._manifest: dict[str, dict[str, Any]] = {}
@@ -86,6 +99,7 @@ class MispFeedSink(Sink):
 
     def _load(self) -> None:
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        self.marks.directory.mkdir(parents=True, exist_ok=True)
         manifest_path = self.directory / MANIFEST
         if manifest_path.exists():
             self._manifest = json.loads(manifest_path.read_bytes())
@@ -126,12 +140,25 @@ class MispFeedSink(Sink):
         entries: dict[str, dict[str, Any]] = {}
         hashes: dict[str, list[str]] = {}
         for item in items:
+            if isinstance(item, Recalled):
+                event = self._withdraw(item, files)
+                if event is not None:
+                    uuid = event["Event"]["uuid"]
+                    files[self.event_path(uuid)] = _dumps(event)
+                    entries[uuid] = manifest_entry(event)
+                    hashes[uuid] = _md5s(event)
+                continue
             if isinstance(item, Delivered):
                 uuid = mv.event_uuid(item.bulletin_id)
                 held = entries.get(uuid) or self._manifest.get(uuid)
-                if held is not None and (_is_full(held) or item.release is Release.TEARLINE):
-                    continue  # we hold this copy already, or a better one
+                withdrawn = self.marks.recalled_at(item.bulletin_id, item.origin, files)
+                if held is not None and (
+                    withdrawn is not None or _is_full(held) or item.release is Release.TEARLINE
+                ):
+                    continue  # we hold this copy already, or a better one, or it is withdrawn
                 event = event_json(item.bulletin, item.release, agency_names=self._names)
+                if withdrawn is not None:
+                    event = withdrawn_event(event, withdrawn)
                 files[self.event_path(uuid)] = _dumps(event)
                 entries[uuid] = manifest_entry(event)
                 hashes[uuid] = _md5s(event)
@@ -141,6 +168,23 @@ class MispFeedSink(Sink):
                 text = json.dumps(item.summary_json(), indent=2, ensure_ascii=False)
                 files[path] = text.encode("utf-8")
         return files, entries, hashes
+
+    def _withdraw(self, item: Recalled, files: dict[Path, bytes]) -> dict[str, Any] | None:
+        """The withdrawn event of a recall's bulletin, or None (not held, withdrawn already,
+        or not the signer's event)."""
+        mark, data = self.marks.mark(item)
+        if mark not in files and not mark.exists():
+            files[mark] = data
+        path = self.event_path(mv.event_uuid(item.bulletin_id))
+        held = files.get(path)
+        if held is None:
+            if not path.exists():
+                return None  # not held (yet): the mark withdraws it on arrival
+            held = path.read_bytes()
+        event = json.loads(held)
+        if is_withdrawn_event(event) or event["Event"]["Orgc"]["uuid"] != mv.org_uuid(item.origin):
+            return None
+        return withdrawn_event(event, item.recall.recalled_at)
 
     def _hashes_csv(self, hashes: Mapping[str, list[str]]) -> bytes:
         out = io.StringIO()

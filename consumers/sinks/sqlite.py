@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from consumers.gaps import FeedGap
-from consumers.records import Delivered, Item, Quarantined
+from consumers.records import Item
 from consumers.sinks.base import Sink, WriteResult
 from consumers.store import BulletinStore, PendingReceipt
 from enlace.core.errors import NotStarted
@@ -53,15 +53,16 @@ class SqliteSink(Sink):
         self._executor = None
 
     async def write(self, items: Sequence[Item]) -> WriteResult:
-        indexed = [(i, item) for i, item in enumerate(items) if isinstance(item, Delivered)]
-        bad = [item for item in items if isinstance(item, Quarantined)]
-
         def work(store: BulletinStore) -> WriteResult:
             # One transaction for the whole poll: one fsync, not one per kind of record.
-            outcomes = store.write([item for _, item in indexed], bad)
-            return WriteResult({i: o for (i, _), o in zip(indexed, outcomes, strict=True)})
+            done = store.write_poll(items)
+            return WriteResult(done.stored, recalls=done.recalls, links=done.links)
 
         return await self._call(work)
+
+    async def origins_of(self, ids: Sequence[str]) -> dict[str, str]:
+        """The origin of each of ``ids`` the store holds (to screen recalls)."""
+        return await self._call(lambda store: store.origins_of(ids))
 
     async def pending_receipts(self, limit: int) -> list[PendingReceipt]:
         return await self._call(lambda store: store.pending_receipts(limit))

@@ -1,5 +1,8 @@
 """``webhook:URL`` — POST each delivery as JSON, in order, retrying with exponential backoff.
 
+A recall is POSTed as ``{"type": "recall", "recall_id", "bulletin_id", "origin",
+"recalled_at", "reason", ...}`` (``Idempotency-Key: recall:<recall_id>``), after the bulletin.
+
 Deferred: ``write`` only puts records in a bounded buffer, and one worker POSTs them in
 offset order. A failing endpoint is retried forever (capped backoff with jitter; every
 non-2xx answer counts as a failure, so nothing is silently dropped). While it fails, the
@@ -18,7 +21,7 @@ from collections.abc import Callable, Sequence
 import aiohttp
 from yarl import URL
 
-from consumers.records import Delivered, Item
+from consumers.records import Delivered, Item, Quarantined, Recalled
 from consumers.sinks.base import Sink, WriteResult
 from enlace.core.errors import SinkError
 from enlace.core.logs import get_logger
@@ -33,6 +36,8 @@ _jitter = random.Random()  # noqa: S311 - retry jitter, not security
 def idempotency_key(item: Item) -> str:
     if isinstance(item, Delivered):
         return f"{item.bulletin_id}:{item.release.value}"
+    if isinstance(item, Recalled):
+        return f"recall:{item.recall.recall_id}"
     rec = item.record
     return f"quarantine:{rec.topic}:{rec.partition}:{rec.offset}"
 
@@ -118,9 +123,9 @@ class WebhookSink(Sink):
     async def _deliver(self, item: Item) -> None:
         assert self._session is not None
         body = (
-            item.summary_json()
-            if isinstance(item, Delivered)
-            else item.summary_json(with_bytes=False)
+            item.summary_json(with_bytes=False)
+            if isinstance(item, Quarantined)
+            else item.summary_json()
         )
         headers = {"Idempotency-Key": idempotency_key(item)}
         attempt = 0
@@ -143,6 +148,6 @@ class WebhookSink(Sink):
                 problem=problem,
                 attempt=attempt,
                 retry_in_s=round(delay, 2),
-                bulletin_id=item.bulletin_id if isinstance(item, Delivered) else None,
+                bulletin_id=None if isinstance(item, Quarantined) else item.bulletin_id,
             )
             await asyncio.sleep(delay)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from broker.router import Router
-from consumers.records import Delivered, FeedRecord, Release
+from consumers.records import Delivered, FeedRecord, Quarantined, Release
 from consumers.verify import NO_PRIVATE_KEY, open_feed_record
 from enlace.core.topics import AUDIT, DEADLETTER, ROUTER_SEEN, feed, outbound
 from schemas.sealed import recipients_of, seal_sealed
@@ -74,7 +74,7 @@ async def test_sealed_bulletins_are_released_sealed_and_open_only_for_their_part
         )
         assert not isinstance(stolen, Delivered)
         without_key = open_feed_record(feed_record, ex.directory, now=now, max_bytes=60_000)
-        assert not isinstance(without_key, Delivered)
+        assert isinstance(without_key, Quarantined)
         assert without_key.reason == NO_PRIVATE_KEY
     assert opened[us].release is Release.FULL
     assert opened[us].bulletin == b

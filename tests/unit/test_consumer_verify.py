@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.records import Delivered, FeedRecord, Quarantined, Release
+from consumers.records import Delivered, FeedRecord, Quarantined, Recalled, Release
 from consumers.verify import open_feed_record
 from schemas import headers as hdr
 from schemas.codec import encode_bulletin
@@ -39,7 +39,7 @@ def _record(msg: FeedMessage, *, offset: int = 7) -> FeedRecord:
     return FeedRecord("enlace.feed.cr-msp", 0, offset, msg.key, msg.value, tuple(msg.headers))
 
 
-def _open(record: FeedRecord, directory: KeyDirectory) -> Delivered | Quarantined:
+def _open(record: FeedRecord, directory: KeyDirectory) -> Delivered | Quarantined | Recalled:
     return open_feed_record(record, directory, now=NOW, max_bytes=1_048_576)
 
 

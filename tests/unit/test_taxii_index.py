@@ -90,8 +90,12 @@ def test_a_store_from_before_the_index_is_indexed_when_opened(tmp_path: Path) ->
     store.close()
     fresh = _rows(path)
     conn = sqlite3.connect(path)
+    # Back to the schema before the index, and before what later migrations (4: lifecycle) add.
     conn.executescript(
         "DROP TABLE taxii_objects; DROP TABLE stix_bodies; "
+        "DROP TABLE recalls; DROP TABLE supersedes; ALTER TABLE bulletins DROP COLUMN recall_id; "
+        "ALTER TABLE bulletins DROP COLUMN recalled_at; "
+        "ALTER TABLE bulletins DROP COLUMN recall_reason; "
         f"PRAGMA user_version = {TAXII_INDEX_VERSION - 1};"
     )
     conn.close()
