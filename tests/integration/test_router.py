@@ -70,13 +70,25 @@ def assert_books_balance(router: Router) -> None:
             if sample.name == name
         )
 
+    def recalls(*outcomes: str) -> float:
+        return sum(
+            sample.value
+            for metric in router.metrics.registry.collect()
+            for sample in metric.samples
+            if sample.name == "enlace_router_recalls_total"
+            and sample.labels["outcome"] in outcomes
+        )
+
     consumed = total("enlace_router_records_consumed_total")
     accounted = (
         total("enlace_router_bulletins_routed_total")
         + total("enlace_router_duplicates_total")
         + total("enlace_router_rejected_total")
+        + recalls("forwarded", "duplicate")  # a dead-lettered recall is in "rejected"
     )
-    assert consumed == accounted, f"in {consumed} != routed + duplicates + dead letters {accounted}"
+    assert consumed == accounted, (
+        f"in {consumed} != routed + duplicates + dead letters + recalls {accounted}"
+    )
     routed = total("enlace_router_bulletins_routed_total")
     decisions = total("enlace_router_releases_total")
     assert decisions == routed * (len(router.registry) - 1), "one decision per partner"
