@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +28,31 @@ from consumers.service import Delivery, FeedConsumer
 from consumers.settings import ConsumerSettings
 from deploy.prometheus_targets import host_port, write_prometheus_dir
 from enlace.core import clients, topics
+from enlace.core.errors import EnlaceError
 from enlace.core.http import ServiceHttp
 from enlace.core.logs import get_logger
 from enlace.core.registry import Registry
 from enlace.core.settings import KafkaSettings
 from enlace.core.topics import ensure_topics, exchange_topics, outbound, receipts
-from enlace.demo.accounting import Books, Verdict
-from enlace.demo.setup import RouterProcess, agency_keys, free_port, write_key_directory
+from enlace.demo.accounting import RERELEASE_RULES, Books, Verdict
+from enlace.demo.lifecycle import LifecycleWatch
+from enlace.demo.setup import (
+    RouterProcess,
+    agency_keys,
+    free_port,
+    write_demo_policy,
+    write_key_directory,
+)
 from enlace.demo.stats import LeakWatch, Rate, percentile
-from enlace.demo.story import Arrival, Story, feedback_for, plan
+from enlace.demo.story import IMPOSTOR_REASON, RECALL_REASON, Arrival, Story, feedback_for, plan
 from enlace.demo.tails import ScoreSnapshot, Tails
 from producers.publisher import DeliveryResult, Publisher
 from producers.settings import PublisherSettings
 from producers.synthetic import BulletinGenerator
 from schemas.agency_key import AgencyKey
 from schemas.envelope import Sealed
-from schemas.models import AuditRecord, ThreatBulletin
-from schemas.vocab import Classification
+from schemas.models import AuditRecord, ThreatBulletin, validate_bulletin
+from schemas.vocab import Category, Classification
 
 log = get_logger(__name__)
 TAMPERED_BYTE = 20
@@ -84,6 +92,7 @@ class DemoState:
     scores: dict[tuple[str, str], ScoreSnapshot] = field(default_factory=dict)
     endpoints: list[tuple[str, str]] = field(default_factory=list)
     leak: LeakWatch | None = None
+    lifecycle: LifecycleWatch | None = None
     publish_failures: int = 0
     feedback_sent: Counter[str] = field(default_factory=Counter)
     events: list[str] = field(default_factory=list)
@@ -108,6 +117,9 @@ class Demo:
         )
         self.state = DemoState(options, story, Books(len(self.registry) - 1))
         self.state.leak = LeakWatch(story.leak_originator, story.leak_partner)
+        self.state.lifecycle = LifecycleWatch(
+            story.rerelease_originator, story.recall_originator, story.recall_impostor
+        )
         self._rng = random.Random(options.seed + 1)  # noqa: S311 - story dice, not secrets
         self._generator = BulletinGenerator(options.seed, self.registry)
         self._keys: dict[str, AgencyKey] = {}
@@ -159,11 +171,16 @@ class Demo:
         await self._tails.start()
         self._tasks.append(asyncio.create_task(self._follow_tails()))
         self.state.phase = "starting the router"
+        policy = write_demo_policy(
+            self.options.policy_file,
+            state_dir / "policy.yaml",
+            self.state.story.rerelease_originator,
+        )
         port = self._port(0) or free_port()
         self._router = RouterProcess.spawn(
             self.settings,
             agencies=self.options.agencies_file,
-            policy=self.options.policy_file,
+            policy=policy,
             keys=keys_file,
             log_path=state_dir / "logs" / "router.log",
             prefix=self.options.router_prefix,
@@ -216,6 +233,9 @@ class Demo:
             ),
             key=self._keys[agency],
             on_delivery=self._on_delivery,
+            on_recall=lambda item, _outcome: self.state.books.on_recall_delivery(
+                item.bulletin_id, agency
+            ),
         )
         await consumer.start()
         self._consumers.append(consumer)
@@ -278,17 +298,27 @@ class Demo:
         story = self.state.story
         self.state.phase = "exchanging"
         self.state.started = time.monotonic()
-        leaked = False
+        leaked = showcased = recalled = False
         for index, arrival in enumerate(story.arrivals):
             if not leaked and arrival.at >= story.leak_at:
                 await self._leak()
                 leaked = True
+            if not showcased and arrival.at >= story.showcase_at:
+                self._spawn(self._publish_showcase())
+                showcased = True
+            if not recalled and arrival.at >= story.recall_at:
+                self._spawn(self._recall())
+                recalled = True
             delay = arrival.at - self.state.elapsed()
             if delay > 0:
                 await asyncio.sleep(delay)
             self._spawn(self._publish(arrival, index))
         if not leaked:
             await self._leak()
+        if not showcased:
+            self._spawn(self._publish_showcase())
+        if not recalled:
+            self._spawn(self._recall())
         remaining = self.options.seconds - self.state.elapsed()
         if remaining > 0:
             await asyncio.sleep(remaining)
@@ -310,22 +340,61 @@ class Demo:
         # Fresh ids: the seed fixes the story's content, not identities across runs.
         return bulletin.model_copy(update={"bulletin_id": str(uuid.uuid4())})
 
-    async def _publish(self, arrival: Arrival, index: int) -> None:
-        publisher = self._publishers[arrival.origin]
-        bulletin = self._bulletin(arrival)
+    def _showcase(self, origin: str) -> ThreatBulletin:
+        """A CONFIDENTIAL bulletin with a RESTRICTED tearline in a category every agreement
+        level above none shares, for every partner, valid for a week: a partner scoring
+        between 0.35 and 0.6 gets its tearline (rule score_tearline) and, once its score
+        reaches 0.6, the full text again."""
+        now = datetime.now(UTC)
+        fields = self._generator.fields(now, origin=origin)
+        fields.update(
+            bulletin_id=str(uuid.uuid4()),
+            issued_at=now.isoformat(),
+            valid_until=(now + timedelta(days=7)).isoformat(),
+            category=Category.DRUG_TRAFFICKING.value,
+            classification=Classification.CONFIDENTIAL.value,
+            tearline_classification=Classification.RESTRICTED.value,
+            tlp="AMBER",
+            releasable_to=[],
+            caveats=[],
+        )
+        return validate_bulletin(fields)
+
+    async def _publish_showcase(self) -> None:
+        lifecycle = self.state.lifecycle
+        assert lifecycle is not None
+        bulletin = self._showcase(lifecycle.rerelease_originator)
+        if await self._send(lifecycle.rerelease_originator, bulletin) is not None:
+            lifecycle.showcase_id = bulletin.bulletin_id
+
+    async def _send(
+        self, origin: str, bulletin: ThreatBulletin
+    ) -> tuple[ThreatBulletin, Sealed] | None:
+        """Seal and publish one bulletin into the books; the sealed record, or None if it was
+        not acknowledged (then it is out of the books again)."""
+        publisher = self._publishers[origin]
         sealed_bulletin, sealed = publisher.seal(bulletin, datetime.now(UTC))
         bid = sealed_bulletin.bulletin_id
         # Books first: the router may decide before our acknowledgement arrives.
-        self.state.books.on_published(bid, arrival.origin, sealed_bulletin.classification)
+        self.state.books.on_published(bid, origin, sealed_bulletin.classification)
         self._classification[bid] = sealed_bulletin.classification
         self._published_at[bid] = time.time()
         (outcome,) = await publisher.send_sealed([(sealed_bulletin, sealed)])
         if not isinstance(outcome, DeliveryResult):
             self.state.publish_failures += 1
             del self.state.books.published[bid]
-            log.warning("demo_publish_failed", bulletin_id=bid, origin=arrival.origin)
-            return
+            log.warning("demo_publish_failed", bulletin_id=bid, origin=origin)
+            return None
         self.state.published.add(time.monotonic())
+        return sealed_bulletin, sealed
+
+    async def _publish(self, arrival: Arrival, index: int) -> None:
+        publisher = self._publishers[arrival.origin]
+        sent = await self._send(arrival.origin, self._bulletin(arrival))
+        if sent is None:
+            return
+        sealed_bulletin, sealed = sent
+        bid = sealed_bulletin.bulletin_id
         story = self.state.story
         if index % story.resend_every == story.resend_every - 1:
             self.state.books.on_resent(bid)
@@ -368,6 +437,57 @@ class Demo:
             f"{self.state.elapsed():5.1f}s  {leak.originator} reports a LEAK by {leak.partner}"
         )
         log.info("demo_leak_reported", originator=leak.originator, partner=leak.partner)
+
+    def _recallable(self, origin: str) -> str | None:
+        """The first bulletin of ``origin`` in the books routed to every partner and released
+        to at least one (a recall of it then reaches someone)."""
+        books = self.state.books
+        held = {bid for bid, _ in books.released}
+        partners = Counter(bid for bid, _ in books.decisions)
+        for bid, (published_by, _) in books.published.items():
+            routed = partners[bid] >= books.partners_per_bulletin
+            if published_by == origin and bid in held and routed:
+                return bid
+        return None
+
+    async def _recall(self) -> None:
+        """The story's recall (Publisher.recall), then the impostor's of the same bulletin on
+        its own outbound topic, which the router must dead-letter (recall_not_originator)."""
+        lifecycle = self.state.lifecycle
+        assert lifecycle is not None
+        origin, impostor = lifecycle.recall_originator, lifecycle.impostor
+        loop = asyncio.get_running_loop()
+        # A loaded machine routes seconds behind; the drain's bound is the run's patience.
+        wait = self.options.drain_seconds
+        deadline = loop.time() + wait
+        bid = self._recallable(origin)
+        while bid is None and loop.time() < deadline:
+            await asyncio.sleep(0.25)
+            bid = self._recallable(origin)
+        if bid is None:
+            lifecycle.recall_failed = f"no bulletin of {origin} was routed in {wait:g} s"
+            return
+        try:
+            receipt = await self._publishers[origin].recall(bid, RECALL_REASON)
+        except EnlaceError as exc:
+            lifecycle.recall_failed = str(exc)
+            log.warning("demo_recall_failed", bulletin_id=bid, origin=origin, error=str(exc))
+            return
+        self.state.books.on_recall(bid)
+        lifecycle.on_recall_sent(self.state.elapsed(), bid, receipt.recall_id)
+        log.info("demo_recalled", bulletin_id=bid, origin=origin, recall_id=receipt.recall_id)
+        impostor_pub = self._publishers[impostor]
+        # Books first, as for bulletins: the dead letter may come before the acknowledgement.
+        self.state.books.on_refused_recall(
+            impostor_pub.topic, bid.encode("ascii"), "recall_not_originator"
+        )
+        try:
+            await impostor_pub.recall(bid, IMPOSTOR_REASON)
+        except EnlaceError as exc:
+            del self.state.books.refused_recalls[impostor_pub.topic, bid.encode("ascii")]
+            log.warning("demo_impostor_recall_failed", bulletin_id=bid, error=str(exc))
+            return
+        lifecycle.impostor_sent = True
 
     async def _drain(self) -> None:
         """Stop publishing; wait until everything published is accounted for (bounded)."""
@@ -421,8 +541,19 @@ class Demo:
     def _on_audit(self, audit: AuditRecord) -> None:
         books = self.state.books
         known = audit.bulletin_id in books.published
-        books.on_audit(audit.bulletin_id, audit.partner, audit.decision)
-        if not known or audit.decision == "DUPLICATE":
+        books.on_audit(audit.bulletin_id, audit.partner, audit.decision, audit.rule)
+        if not known or audit.decision in ("DUPLICATE", "RECALLED"):
+            return
+        if audit.rule in RERELEASE_RULES:
+            lifecycle = self.state.lifecycle
+            assert lifecycle is not None
+            lifecycle.on_rerelease(
+                self.state.elapsed(),
+                (audit.origin, audit.partner),
+                audit.bulletin_id,
+                audit.decision,
+                audit.score,
+            )
             return
         leak = self.state.leak
         if leak and (audit.origin, audit.partner) == (leak.originator, leak.partner):
@@ -440,7 +571,7 @@ class Demo:
     def _on_dead(self, key: bytes | None, reason: str, source: str) -> None:
         if source.startswith(("enlace.outbound.", "enlace.receipts.")):
             self.state.dead_reasons[reason] += 1
-        self.state.books.on_dead_letter(key, reason)
+        self.state.books.on_dead_letter(key, reason, source)
 
     def _on_score(self, snapshot: ScoreSnapshot) -> None:
         self.state.scores[snapshot.originator, snapshot.partner] = snapshot

@@ -1,4 +1,5 @@
-"""Preparing a demo run: keys for every agency, the key directory, the router process."""
+"""Preparing a demo run: keys for every agency, the key directory, the run's policy, the
+router process."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+import yaml
 
-from enlace.core.errors import KafkaLaunchError
+from broker.policy import Policy
+from enlace.core.errors import KafkaLaunchError, PolicyError
 from enlace.core.registry import Registry
 from enlace.core.settings import KafkaSettings
 from schemas.agency_key import AgencyKey
@@ -41,6 +44,31 @@ def write_key_directory(keys: dict[str, AgencyKey], path: Path) -> KeyDirectory:
     path.parent.mkdir(parents=True, exist_ok=True)
     directory.dump(path)
     return directory
+
+
+def write_demo_policy(source: Path, path: Path, rerelease_for: str) -> Path:
+    """``source`` with releases when trust is earned switched on for ``rerelease_for`` (unless
+    the policy already says whether they happen for it), written to ``path`` and checked by
+    the router's own loader. Every other originator keeps the policy's choice (off by
+    default): an originator decides whether a later score may release what it published."""
+    try:
+        document = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise PolicyError(f"cannot read policy {source}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise PolicyError(f"policy {source}: the top level must be a mapping of keys")
+    overrides = document.setdefault("overrides", {}) or {}
+    document["overrides"] = overrides
+    own = overrides.setdefault(rerelease_for, {}) or {}
+    overrides[rerelease_for] = own
+    own.setdefault("rerelease", True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"# Written by `enlace demo` from {source}: rerelease switched on for {rerelease_for}.\n"
+    )
+    path.write_text(header + yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    Policy.load(path)
+    return path
 
 
 def free_port() -> int:

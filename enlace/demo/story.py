@@ -12,6 +12,13 @@ with the same ``--seed`` tells the same story.
 * Halfway through, the **leak**: the originator reports an ``INCIDENT_LEAK`` against one of
   its closest partners, whose access falls at once; under investigation, that partner stops
   sending feedback to that originator (receipts still flow), so its access stays down.
+* The **lifecycle** (issue 18): one originator may have its bulletins released again when a
+  partner earns the trust for more (the demo's policy switches ``rerelease`` on for it), and
+  publishes a CONFIDENTIAL bulletin with a RESTRICTED tearline in the first second, which its
+  standard-agreement partners (score 0.5 on a fresh broker) get as tearline; their receipts
+  then lift them past CONFIDENTIAL's 0.6 and the router releases it to them in full. At 40 %
+  of the run another originator recalls the first of its bulletins that reached a partner, and
+  a third agency tries to recall that same bulletin (``recall_not_originator``).
 """
 
 from __future__ import annotations
@@ -53,6 +60,16 @@ FEEDBACK_HABITS: dict[str, tuple[float, float]] = {
 
 LEAK_ORIGINATOR = "us-jiatfs"
 LEAK_PARTNER = "do-dncd"
+# Colombia: full agreements with JIATF-South and Panama, standard ones with Canada, Costa Rica,
+# the Dominican Republic and Mexico, so several partners start between RESTRICTED and
+# CONFIDENTIAL and cross 0.6 within a minute on receipts alone (feedback is rate-bounded).
+RERELEASE_ORIGINATOR = "co-ponal"
+RECALL_ORIGINATOR = "pa-senafront"
+RECALL_IMPOSTOR = "cr-msp"
+RECALL_REASON = "demo: the vessel named was misidentified; withdrawn pending a corrected report"
+IMPOSTOR_REASON = "demo: an agency tries to withdraw another agency's bulletin"
+SHOWCASE_AT = 1.0
+RECALL_AT_FRACTION = 0.4
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +87,11 @@ class Story:
     leak_partner: str
     bad_every: int  # one tampered record per this many arrivals
     resend_every: int  # one publisher retry (same bytes again) per this many arrivals
+    rerelease_originator: str = RERELEASE_ORIGINATOR
+    showcase_at: float = SHOWCASE_AT
+    recall_originator: str = RECALL_ORIGINATOR
+    recall_impostor: str = RECALL_IMPOSTOR
+    recall_at: float = 0.0
 
 
 def plan(
@@ -107,6 +129,9 @@ def plan(
     arrivals.sort(key=lambda a: a.at)
     if leak_originator not in agencies or leak_partner not in agencies:
         leak_originator, leak_partner = agencies[0], agencies[-1]
+    lifecycle = (RERELEASE_ORIGINATOR, RECALL_ORIGINATOR, RECALL_IMPOSTOR)
+    if not set(lifecycle) <= set(agencies) and len(agencies) >= 3:
+        lifecycle = (agencies[1], agencies[0], agencies[2])
     return Story(
         arrivals=tuple(a for a in arrivals if a.at < seconds),
         leak_at=seconds / 2,
@@ -114,6 +139,11 @@ def plan(
         leak_partner=leak_partner,
         bad_every=97,
         resend_every=61,
+        rerelease_originator=lifecycle[0],
+        showcase_at=min(SHOWCASE_AT, seconds / 10),
+        recall_originator=lifecycle[1],
+        recall_impostor=lifecycle[2],
+        recall_at=seconds * RECALL_AT_FRACTION,
     )
 
 

@@ -72,6 +72,13 @@ def decisions(state: DemoState) -> RenderableType:
     for kind, style in (("FULL", "green"), ("TEARLINE", "yellow"), ("WITHHELD", "dim")):
         table.add_row(Text(kind, style=style), str(counts[kind]))
     table.add_row("DUPLICATE (retries)", str(sum(state.books.duplicates_audited.values())))
+    again = state.books.rerelease_counts()
+    table.add_row(
+        Text("RE-RELEASED (trust earned)", style="cyan"),
+        f"{again.total()} (FULL {again['FULL']}, TEARLINE {again['TEARLINE']})",
+    )
+    table.add_row(Text("RECALLED (forwarded)", style="magenta"),
+                  str(state.books.recalls_forwarded_total))  # fmt: skip
     for reason, count in sorted(state.dead_reasons.items()):
         table.add_row(Text(f"dead letter: {reason}", style="red"), str(count))
     return table
@@ -116,6 +123,15 @@ def leak_panel(state: DemoState) -> RenderableType:
     return Panel("\n".join(lines), title="the leak", border_style="red" if leak.leaked_at else "")
 
 
+def lifecycle_panel(state: DemoState) -> RenderableType:
+    """The story's recall and the releases when trust is earned (enlace/demo/lifecycle.py)."""
+    watch = state.lifecycle
+    if watch is None:
+        return Text("")
+    lines = [*watch.lines(state.books), *watch.events[-4:]]
+    return Panel("\n".join(lines), title="bulletin lifecycle: recall, trust earned")
+
+
 def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) or "-"
 
@@ -150,7 +166,14 @@ def render(state: DemoState, agencies: tuple[str, ...]) -> RenderableType:
     top.add_column()
     top.add_column()
     top.add_row(flow(state), decisions(state))
-    return Group(header(state), top, matrix(state, agencies), leak_panel(state), endpoints(state))
+    return Group(
+        header(state),
+        top,
+        matrix(state, agencies),
+        leak_panel(state),
+        lifecycle_panel(state),
+        endpoints(state),
+    )
 
 
 def summary(state: DemoState, verdict: Verdict) -> RenderableType:
@@ -159,6 +182,7 @@ def summary(state: DemoState, verdict: Verdict) -> RenderableType:
     table.add_column("")
     table.add_column("value", justify="right")
     counts = books.decision_counts()
+    again = books.rerelease_counts()
     rows = [
         ("bulletins published", str(len(books.published))),
         ("routed to every partner", str(books.routed)),
@@ -167,7 +191,16 @@ def summary(state: DemoState, verdict: Verdict) -> RenderableType:
         ("decisions FULL / TEARLINE / WITHHELD",
          f"{counts['FULL']} / {counts['TEARLINE']} / {counts['WITHHELD']}"),
         ("releases delivered (exactly once)",
-         f"{sum(books.deliveries.values())}/{len(books.released)}"),
+         f"{sum(books.delivered.values())}/{len(books.releases)}"),
+        ("  of which re-released when trust was earned",
+         (f"{again.total()} (FULL {again['FULL']}, TEARLINE {again['TEARLINE']}; "
+          "not new bulletins: no decision changed)")),
+        ("recalls: sent / forwarded to partners / received",
+         (f"{len(books.recalls)} / {books.recalls_forwarded_total} / "
+          f"{len(books.recalls_delivered)}")),
+        ("recalls of another agency's bulletin dead-lettered",
+         f"{len(books.dead_recalls)}/{len(books.refused_recalls)}"
+         + "".join(f" ({r})" for r in sorted(set(books.dead_recalls.values())))),
         ("publish→delivery p50 / p99",
          f"{_ms(state.latency_ms(50))} / {_ms(state.latency_ms(99))}"),
         ("publish failures", str(state.publish_failures)),
@@ -179,4 +212,4 @@ def summary(state: DemoState, verdict: Verdict) -> RenderableType:
         if verdict.ok
         else Text("PROBLEMS: " + "; ".join(verdict.problems), style="bold red")
     )
-    return Group(table, leak_panel(state), status)
+    return Group(table, leak_panel(state), lifecycle_panel(state), status)

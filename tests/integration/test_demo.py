@@ -44,7 +44,16 @@ async def test_short_demo_accounts_for_everything_and_the_leak_cuts_access(
     assert counts["FULL"]
     assert counts["TEARLINE"]
     assert counts["WITHHELD"]
-    assert sum(books.deliveries.values()) == len(books.released)
+    # Releases when trust is earned count as releases too (not on this short run's broker,
+    # whose earlier runs' evidence already saturated most pairs, necessarily).
+    assert sum(books.delivered.values()) == len(books.releases)
+    # The lifecycle: one recall forwarded to exactly the bulletin's holders and received by
+    # each (the verdict checks both), the impostor's dead-lettered recall_not_originator.
+    assert len(books.recalls) == 1
+    (recalled,) = books.recalls
+    assert books.recalls_forwarded[recalled] == {p for b, p in books.released if b == recalled}
+    assert books.recalls_forwarded_total >= 1
+    assert set(books.dead_recalls.values()) == {"recall_not_originator"}
 
     leak = state.leak
     assert leak is not None
