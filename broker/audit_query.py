@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from broker import lifecycle
 from broker.policy import Policy
 from broker.release import ReleaseSubject, Rule
 from schemas.models import AuditRecord
@@ -32,6 +33,22 @@ from schemas.vocab import Category, Caveat, Classification, Tlp
 
 DUPLICATE = "DUPLICATE"
 RELEASE_WORDS = {"FULL": "released in full", "TEARLINE": "tearline only", "WITHHELD": "withheld"}
+# Rows of the lifecycle (issue 18): a recall, and a release when trust is earned. They record
+# what happened after the routing decision; ``enlace policy whatif`` re-decides only those.
+LIFECYCLE_RULES = frozenset(
+    {
+        lifecycle.RECALL_RULE,
+        lifecycle.RECALL_FORWARDED_RULE,
+        lifecycle.RECALL_DUPLICATE_RULE,
+        *lifecycle.RERELEASE_RULES.values(),
+    }
+)
+
+
+def is_lifecycle(row: AuditedDecision) -> bool:
+    return row.rule in LIFECYCLE_RULES
+
+
 FACTOR_WORDS = {
     "receipt_on_time": "receipts on time",
     "receipt_late": "late receipts",
@@ -223,6 +240,9 @@ def in_words(  # noqa: PLR0911 - one sentence per rule, in the rule order of bro
     what = RELEASE_WORDS.get(row.decision, row.decision.lower())
     if row.decision == DUPLICATE:
         return f"dropped as a duplicate: {row.origin} re-sent bulletin {row.bulletin_id}"
+    lifecycle_words = _lifecycle_in_words(row, policy, subject)
+    if lifecycle_words is not None:
+        return lifecycle_words
     rule = row.rule
     simple = {
         Rule.ORIGINATOR: f"{row.partner} is the originator",
@@ -265,6 +285,32 @@ def in_words(  # noqa: PLR0911 - one sentence per rule, in the rule order of bro
     if rule == Rule.OVERRIDE_ALLOW:
         return f"{what}: {row.origin}'s override allows {row.partner} ({score}){tail}"
     return f"{what} by rule {rule}: {score} {reach}{tail}"
+
+
+def _lifecycle_in_words(
+    row: AuditedDecision, policy: Policy, subject: ReleaseSubject | None
+) -> str | None:
+    pair = f"{row.origin} -> {row.partner}"
+    if row.rule == lifecycle.RECALL_FORWARDED_RULE:
+        return f"recall forwarded: {row.origin} withdrew the bulletin, which {row.partner} held"
+    if row.rule == lifecycle.RECALL_RULE:
+        return f"recalled by {row.origin}: no partner held it, nothing forwarded"
+    if row.rule == lifecycle.RECALL_DUPLICATE_RULE:
+        return f"recall repeated by {row.origin}: already recalled, nothing forwarded"
+    if row.rule not in lifecycle.RERELEASE_RULES.values():
+        return None
+    what = RELEASE_WORDS.get(row.decision, row.decision.lower())
+    score = "" if row.score is None else f": score {row.score:.2f}"
+    level = ""
+    if subject is not None and row.score is not None:
+        wanted = (
+            subject.classification if row.decision == "FULL" else subject.tearline_classification
+        )
+        level = f" meets the {policy.threshold(wanted):.2f} {wanted.value} threshold"
+    return (
+        f"{what} when trust was earned{score}{level}; withheld or tearline at routing "
+        f"because of the score ({pair})"
+    )
 
 
 def row_dict(

@@ -185,14 +185,19 @@ class LifecycleRouting:
         last = self._scanned.get(group)
         if last is not None and all(reached[p] <= last.get(p, -1) for p in reached):
             return None  # no partner reached a new level since the last full scan
-        candidates = self._seen.upgradable(origin, tp.partition)
+        # As the partition's next batch would see them: a release still committing counts.
+        candidates = [
+            (key, self._seen.lookup(key, {}) or entry)
+            for key, entry in self._seen.upgradable(origin, tp.partition)
+        ]
         limit = policy.rerelease.per_transaction
         due, expired = lifecycle.due(origin, candidates, self._trust, policy, now, limit=limit)
         for key in expired:
             self._seen.forget_upgrades(key)
-        if len(due) < limit:
-            self._scanned[group] = reached  # a complete scan: nothing more is due now
         if not due:
+            # A complete scan found nothing: skip until a partner reaches a new level. (Not
+            # after finding some: their transaction may abort, and they are due again.)
+            self._scanned[group] = reached
             return None
         offsets = [d.entry.route.offset for d in due if d.entry.route is not None]
         records = await self._reader.read(tp, offsets)

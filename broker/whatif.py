@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from broker.audit_query import DUPLICATE, AuditedDecision
+from broker.audit_query import DUPLICATE, AuditedDecision, is_lifecycle
 from broker.policy import AgreementLevel, Policy, Prior
 from broker.release import Partner, ReleaseSubject, Rule, decide
 from broker.trust import TrustScore
@@ -154,7 +154,10 @@ def needs_outbound(rows: Iterable[AuditedDecision]) -> list[AuditedDecision]:
     return [
         r
         for r in rows
-        if r.subject is None and r.decision != DUPLICATE and r.rule not in POLICY_FREE
+        if r.subject is None
+        and r.decision != DUPLICATE
+        and r.rule not in POLICY_FREE
+        and not is_lifecycle(r)
     ]
 
 
@@ -222,7 +225,8 @@ def what_if(
     to check it reproduces the record). A row's own facts (version 3) come first; ``subjects``
     (from outbound records) serve the older rows, ``missing_subject`` says why a bulletin
     could not be read."""
-    decisions = [r for r in rows if r.decision != DUPLICATE]
+    # Lifecycle rows happened after the routing decision: only that decision is re-decided.
+    decisions = [r for r in rows if r.decision != DUPLICATE and not is_lifecycle(r)]
     scores = _PairScores(decisions)
     report = WhatIfReport(caveats=caveats(old, new, {r.pair for r in decisions}))
     why_missing = missing_subject or {}
