@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
 from broker.settings import RouterSettings
 from consumers.settings import ConsumerSettings
@@ -95,7 +96,7 @@ def test_the_stack_is_kraft_kafka_the_router_one_agency_and_prometheus() -> None
 
 def test_every_enlace_variable_is_a_setting_of_its_service() -> None:
     services = compose()["services"]
-    settings = {
+    settings: dict[str, type[BaseSettings]] = {
         "topics": RouterSettings,
         "router": RouterSettings,
         "publisher": PublisherSettings,
