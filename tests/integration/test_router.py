@@ -75,8 +75,7 @@ def assert_books_balance(router: Router) -> None:
             sample.value
             for metric in router.metrics.registry.collect()
             for sample in metric.samples
-            if sample.name == "enlace_router_recalls_total"
-            and sample.labels["outcome"] in outcomes
+            if sample.name == "enlace_router_recalls_total" and sample.labels["outcome"] in outcomes
         )
 
     consumed = total("enlace_router_records_consumed_total")
