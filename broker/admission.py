@@ -132,18 +132,10 @@ def admit(  # noqa: PLR0911 - one exit per check keeps the documented order read
 ) -> Admitted | Refused:
     """Run the checks above. ``received_at`` (the record timestamp) dates the signature check
     before the bulletin is decoded; ``issued_at`` is checked against the key afterwards."""
-    if not value:
-        return Refused(EMPTY, "record has no value")
-    if len(value) > limits.max_record_bytes:
-        return Refused("oversize", f"{len(value)} bytes > limit {limits.max_record_bytes}")
-    try:
-        signed = hdr.SignedHeaders.parse(headers)
-    except CodecError as exc:
-        return Refused(exc.reason, str(exc))
-    if signed.origin != topic_agency:
-        return Refused(
-            FORGED_ORIGIN, f"header origin {signed.origin!r} on {topic_agency!r}'s outbound topic"
-        )
+    checked = provenance(topic_agency, value, headers, limits)
+    if isinstance(checked, Refused):
+        return checked
+    value, signed = checked
     if _is_sealed(value):
         return _admit_sealed(
             topic_agency, value, signed, keys=keys, limits=limits, received_at=received_at, now=now
@@ -174,6 +166,26 @@ def admit(  # noqa: PLR0911 - one exit per check keeps the documented order read
     except SignatureError as exc:
         return Refused(TEARLINE_MISMATCH, f"tearline projection does not verify: {exc}")
     return Admitted(bulletin, value, tearline_value, signed, published_ms=_ms(received_at))
+
+
+def provenance(
+    topic_agency: str, value: bytes | None, headers: hdr.Headers | None, limits: Limits
+) -> tuple[bytes, hdr.SignedHeaders] | Refused:
+    """Checks 1-3, the same for every record of an outbound topic (bulletins and recalls):
+    the value and its parsed provenance headers, or the first refusal."""
+    if not value:
+        return Refused(EMPTY, "record has no value")
+    if len(value) > limits.max_record_bytes:
+        return Refused("oversize", f"{len(value)} bytes > limit {limits.max_record_bytes}")
+    try:
+        signed = hdr.SignedHeaders.parse(headers)
+    except CodecError as exc:
+        return Refused(exc.reason, str(exc))
+    if signed.origin != topic_agency:
+        return Refused(
+            FORGED_ORIGIN, f"header origin {signed.origin!r} on {topic_agency!r}'s outbound topic"
+        )
+    return value, signed
 
 
 def _is_sealed(value: bytes) -> bool:

@@ -32,14 +32,13 @@ from datetime import UTC, datetime, timedelta
 
 from broker.admission import (
     CLOCK_SKEW,
-    EMPTY,
-    FORGED_ORIGIN,
     INVALID,
     ORIGIN_MISMATCH,
     RECALL_NOT_ORIGINATOR,
     RECALL_UNKNOWN,
     Limits,
     Refused,
+    provenance,
 )
 from broker.policy import Policy
 from broker.release import ReleaseDecision, ReleaseSubject, Rule, ScoreSource
@@ -101,18 +100,10 @@ def admit_recall(  # noqa: PLR0911 - one exit per check, in the documented order
     now: datetime,
 ) -> AdmittedRecall | Refused:
     """The bulletin checks, in the same order, on a recall record."""
-    if not value:
-        return Refused(EMPTY, "record has no value")
-    if len(value) > limits.max_record_bytes:
-        return Refused("oversize", f"{len(value)} bytes > limit {limits.max_record_bytes}")
-    try:
-        signed = hdr.SignedHeaders.parse(headers)
-    except CodecError as exc:
-        return Refused(exc.reason, str(exc))
-    if signed.origin != topic_agency:
-        return Refused(
-            FORGED_ORIGIN, f"header origin {signed.origin!r} on {topic_agency!r}'s outbound topic"
-        )
+    checked = provenance(topic_agency, value, headers, limits)
+    if isinstance(checked, Refused):
+        return checked
+    value, signed = checked
     try:
         keys.verify(topic_agency, signed.key_id, value, signed.sig, at=received_at)
     except SignatureError as exc:

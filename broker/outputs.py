@@ -268,6 +268,19 @@ def audit_record(
     return _audit_out(datum)
 
 
+def _decision_datum(
+    decision: ReleaseDecision, rule: str, factors: tuple[AuditFactor, ...]
+) -> dict[str, Any]:
+    """One partner's decision inside a ROUTED or RERELEASED record."""
+    return {
+        "partner": decision.partner,
+        "decision": decision.kind.value,
+        "rule": rule,
+        "score": None if decision.score is None else round(decision.score.value, 6),
+        "factors": factors if decision.score is not None else (),
+    }
+
+
 def routed_audit(
     admitted: Admitted,
     decisions: Sequence[tuple[ReleaseDecision, tuple[AuditFactor, ...]]],
@@ -285,14 +298,7 @@ def routed_audit(
         now=now,
     )
     datum["decisions"] = [
-        {
-            "partner": decision.partner,
-            "decision": decision.kind.value,
-            "rule": decision.rule.value,
-            "score": None if decision.score is None else round(decision.score.value, 6),
-            "factors": factors if decision.score is not None else (),
-        }
-        for decision, factors in decisions
+        _decision_datum(decision, decision.rule.value, factors) for decision, factors in decisions
     ]
     return _audit_out(datum)
 
@@ -311,14 +317,7 @@ def rerelease_audit(
         source=source, now=now,
     )  # fmt: skip
     datum["decisions"] = [
-        {
-            "partner": decision.partner,
-            "decision": decision.kind.value,
-            "rule": rule,
-            "score": None if decision.score is None else round(decision.score.value, 6),
-            "factors": factors if decision.score is not None else (),
-        }
-        for decision, rule, factors in decisions
+        _decision_datum(decision, rule, factors) for decision, rule, factors in decisions
     ]
     return _audit_out(datum)
 
