@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from broker.admission import Limits
+from broker.audit_query import decisions_of, in_words
 from broker.engine import BatchOutcome
 from broker.metrics import RouterMetrics
 from broker.policy import Policy
@@ -142,3 +143,32 @@ async def test_a_tearlined_sealed_bulletin_is_released_in_full_once_its_score_ri
     assert entry.route.recalled
     scores.values[CR] = 0.99
     assert await handler.collect_due(TP) is None, "a recall releases nothing new"
+
+
+async def test_audit_why_explains_an_earned_release_and_a_recall() -> None:
+    handler, scores, reader, _ = setup()
+    bulletin = routed_bulletin(PA, issued_at=NOW - timedelta(minutes=1))
+    sealed = seal_sealed(bulletin, KEYS[PA], recipients_of(DIRECTORY, (US, CR), NOW),
+                         boxes=BoxCache())  # fmt: skip
+    reader.records[0] = record(0, sealed)
+    commit(handler.handle(TP, [reader.records[0]]))
+    scores.values[CR] = 0.65
+    work = await handler.collect_due(TP)
+    assert work is not None
+    earned = handler.handle_due(TP, work)
+    commit(earned)
+    recall = seal_recall(BulletinRecall.new(PA, bulletin.bulletin_id, "burned", NOW), KEYS[PA])
+    recalled = handler.handle(TP, [record(1, recall)])
+    audits = [
+        decode_audit(o.value) for o in (*earned.outputs, *recalled.outputs) if o.topic == AUDIT
+    ]
+    rows = decisions_of(audits)
+    words = {(r.partner, r.rule): in_words(r, POLICY) for r in rows}
+    assert words[CR, "rerelease_full"].startswith(
+        "released in full when trust was earned: score 0.65"
+    )
+    assert "0.60 CONFIDENTIAL threshold" in words[CR, "rerelease_full"]
+    assert words[CR, "recall_forwarded"] == (
+        f"recall forwarded: {PA} withdrew the bulletin, which {CR} held"
+    )
+    assert {p for p, rule in words if rule == "recall_forwarded"} == {US, CR}
