@@ -186,9 +186,13 @@ class LifecycleRouting:
         if last is not None and all(reached[p] <= last.get(p, -1) for p in reached):
             return None  # no partner reached a new level since the last full scan
         # As the partition's next batch would see them: a release still committing counts.
+        # Only the bulletins this partition still owns: after partitions were added, a
+        # bulletin's recall goes to its new owner, and one entry has one writer.
+        count = self._partitions(tp.topic)
         candidates = [
             (key, self._seen.lookup(key, {}) or entry)
             for key, entry in self._seen.upgradable(origin, tp.partition)
+            if not count or owner_partition(_bulletin_of(key), count) == tp.partition
         ]
         limit = policy.rerelease.per_transaction
         due, expired = lifecycle.due(origin, candidates, self._trust, policy, now, limit=limit)
@@ -300,6 +304,10 @@ class LifecycleRouting:
         )  # fmt: skip
         del now
         return result if isinstance(result, Admitted) else None
+
+
+def _bulletin_of(key: bytes) -> str:
+    return key.decode("ascii", "replace").partition("/")[2]
 
 
 def _identity(admitted: Admitted) -> bytes:

@@ -4,7 +4,7 @@ abandoned like a batch), then recalled from every partner that holds it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ from broker.replay import Held, SeenIndex, decode_entry, seen_key
 from broker.routing import RouterHandler, RoutingContext
 from broker.trust import TrustScore
 from enlace.core.registry import Agency, Registry
-from enlace.core.topics import AUDIT, ROUTER_SEEN, feed, outbound
+from enlace.core.topics import AUDIT, ROUTER_SEEN, feed, outbound, owner_partition
 from schemas import headers as hdr
 from schemas.agency_key import AgencyKey
 from schemas.codec import decode_audit
@@ -79,13 +79,15 @@ def commit(outcome: BatchOutcome) -> None:
         apply()
 
 
-def setup() -> tuple[RouterHandler, Scores, Reader, SeenIndex]:
+def setup(
+    partitions: Callable[[str], int | None] = lambda _t: 1,
+) -> tuple[RouterHandler, Scores, Reader, SeenIndex]:
     limits = Limits(max_record_bytes=50_000)
     context = RoutingContext(REGISTRY, POLICY, DIRECTORY, limits)
     scores, reader = Scores(), Reader()
     seen = SeenIndex(limits.max_past + limits.max_future)
     handler = RouterHandler(context, scores, seen, None, RouterMetrics(), clock=lambda: NOW,
-                            partitions=lambda _t: 1, reader=reader)  # fmt: skip
+                            partitions=partitions, reader=reader)  # fmt: skip
     return handler, scores, reader, seen
 
 
@@ -172,3 +174,22 @@ async def test_audit_why_explains_an_earned_release_and_a_recall() -> None:
         f"recall forwarded: {PA} withdrew the bulletin, which {CR} held"
     )
     assert {p for p, rule in words if rule == "recall_forwarded"} == {US, CR}
+
+
+async def test_a_bulletin_whose_owner_partition_moved_is_not_released_again() -> None:
+    counts = {"now": 1}
+    handler, scores, reader, _ = setup(lambda _topic: counts["now"])
+    while True:
+        bulletin = routed_bulletin(PA, issued_at=NOW - timedelta(minutes=1))
+        if owner_partition(bulletin.bulletin_id, 5) != 0:
+            break
+    sealed = seal_sealed(bulletin, KEYS[PA], recipients_of(DIRECTORY, (US, CR), NOW),
+                         boxes=BoxCache())  # fmt: skip
+    reader.records[0] = record(0, sealed)
+    commit(handler.handle(TP, [reader.records[0]]))
+    scores.values[CR] = 0.65
+    counts["now"] = 5  # partitions added: the id now belongs to another partition's owner
+    assert await handler.collect_due(TP) is None
+    counts["now"] = 1
+    handler.lifecycle.forget_scans()  # a rebalance, as any partition count change brings
+    assert await handler.collect_due(TP) is not None
