@@ -230,9 +230,25 @@ def _facts(bulletin: ThreatBulletin | BulletinEnvelope) -> dict[str, Any]:
 def _audit_datum(
     admitted: Admitted, *, partner: str, decision: str, rule: str, source: Source, now: datetime
 ) -> dict[str, Any]:
+    bulletin = admitted.bulletin
+    datum = _datum(bulletin.bulletin_id, bulletin.origin, partner, decision, rule, source, now)
+    datum["facts"] = _facts(bulletin)
+    return datum
+
+
+def _datum(  # noqa: PLR0917 - the record's identifying fields, in the schema's order
+    bulletin_id: str,
+    origin: str,
+    partner: str,
+    decision: str,
+    rule: str,
+    source: Source,
+    now: datetime,
+) -> dict[str, Any]:
+    """An audit datum with no score, factors, decisions or facts (callers add theirs)."""
     return {
-        "bulletin_id": admitted.bulletin.bulletin_id,
-        "origin": admitted.bulletin.origin,
+        "bulletin_id": bulletin_id,
+        "origin": origin,
         "partner": partner,
         "decision": decision,
         "rule": rule,
@@ -243,7 +259,7 @@ def _audit_datum(
         "source_partition": source.partition,
         "source_offset": source.offset,
         "decisions": (),
-        "facts": _facts(admitted.bulletin),
+        "facts": None,
     }
 
 
@@ -326,30 +342,12 @@ def recall_audit(
     recall: BulletinRecall, recipients: Sequence[str], source: Source, now: datetime, *, rule: str
 ) -> OutRecord:
     """A recall: forwarded to ``recipients`` (none for a duplicate, ``rule`` says which)."""
-    datum = {
-        "bulletin_id": recall.bulletin_id,
-        "origin": recall.origin,
-        "partner": recall.origin,
-        "decision": RECALLED,
-        "rule": rule,
-        "score": None,
-        "factors": (),
-        "decided_at": now,
-        "source_topic": source.topic,
-        "source_partition": source.partition,
-        "source_offset": source.offset,
-        "decisions": [
-            {
-                "partner": p,
-                "decision": RECALLED,
-                "rule": RECALL_FORWARDED_RULE,
-                "score": None,
-                "factors": (),
-            }
-            for p in recipients
-        ],
-        "facts": None,
-    }
+    datum = _datum(recall.bulletin_id, recall.origin, recall.origin, RECALLED, rule, source, now)
+    datum["decisions"] = [
+        {"partner": p, "decision": RECALLED, "rule": RECALL_FORWARDED_RULE, "score": None,
+         "factors": ()}
+        for p in recipients
+    ]  # fmt: skip
     return _audit_out(datum)
 
 
