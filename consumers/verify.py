@@ -33,13 +33,13 @@ from datetime import datetime
 from consumers.records import Delivered, FeedRecord, Quarantined, Recalled, Release
 from enlace.core.errors import CodecError, SignatureError, ValidationError
 from schemas import headers as hdr
-from schemas.bulletin import BulletinEnvelope, Reference
-from schemas.codec import decode, decode_bulletin
+from schemas.bulletin import Reference
+from schemas.codec import decode_bulletin
 from schemas.key_directory import KeyDirectory
 from schemas.models import ThreatBulletin
 from schemas.projection import is_tearline
 from schemas.recall import BulletinRecall, decode_recall, is_recall, open_recall
-from schemas.sealed import SEALED_RELEASE, SEALED_VERSION, Opened, is_sealed_release, open_release
+from schemas.sealed import Opened, is_sealed_release, open_release
 from schemas.sealing import BoxCache
 from schemas.signing import AgencyKey
 
@@ -99,7 +99,7 @@ def open_feed_record(
             opened = _open_sealed(record, release, directory, max_bytes, own, boxes)
             bulletin, signature, signed_bytes = opened.bulletin, opened.signature, opened.body
             if release is Release.TEARLINE:
-                references = _envelope_references(record.value, max_bytes)
+                references = opened.envelope.references
         else:
             bulletin = decode_bulletin(record.value, max_bytes=max_bytes)
             signature = _verify(directory, record, signed, release, at=bulletin.issued_at)
@@ -150,13 +150,6 @@ def _open_recall(
 def _not_a_recall(record: FeedRecord, release: Release) -> None:
     if is_recall(record.value):
         raise _Refused(RELEASE_MISMATCH, f"a recall released as {release.value}")
-
-
-def _envelope_references(value: bytes, max_bytes: int) -> tuple[Reference, ...]:
-    """The references of an opened sealed release's envelope (already verified by
-    ``open_release``: the routing signature covers its exact bytes)."""
-    datum = decode(value, SEALED_RELEASE, max_bytes=max_bytes, reader_version=SEALED_VERSION)
-    return BulletinEnvelope.from_avro(datum["envelope"]).references
 
 
 def _open_sealed(  # noqa: PLR0917 - one step of open_feed_record

@@ -401,6 +401,9 @@ class Opened:
     level: str
     signature: bytes
     body: bytes
+    # The originator's signed envelope, in clear: a tearline's body drops the references,
+    # the envelope keeps them.
+    envelope: BulletinEnvelope
 
 
 def is_sealed_release(value: bytes, *, catalog: Catalog | None = None) -> bool:
@@ -459,7 +462,7 @@ def open_release(
         raise ValidationError(
             "a tearline release carries more than the tearline", [("body", "tearline")]
         )
-    return Opened(bulletin, level, signature, plaintext)
+    return Opened(bulletin, level, signature, plaintext, envelope)
 
 
 def _signed_envelope(value: bytes, datum: dict[str, Any], catalog: Catalog | None) -> bytes:
