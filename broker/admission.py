@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 
 from enlace.core.clock import MAX_FUTURE, MAX_PAST, outside_window
 from enlace.core.errors import CodecError, SignatureError, ValidationError
+from enlace.core.topics import owner_partition
 from schemas import headers as hdr
 from schemas.bulletin import BulletinEnvelope
 from schemas.catalog import Catalog
@@ -95,6 +96,18 @@ class Admitted:
     def key(self) -> bytes:
         """The record key of everything routed for this bulletin: its id."""
         return self.bulletin.bulletin_id.encode("ascii")
+
+    @property
+    def identity(self) -> bytes:
+        """What the replay index hashes: a sealed bulletin re-sealed for a retry has new random
+        nonces, so its identity is its signed envelope (the retry is a DUPLICATE, not an id
+        conflict); a v1 bulletin's is its value."""
+        return self.sealed.envelope_bytes if self.sealed is not None else self.value
+
+    @property
+    def sealed_for(self) -> frozenset[str] | None:
+        """The partners the originator wrapped keys for (None: v1, releasable to anyone)."""
+        return frozenset(self.sealed.wraps) if self.sealed is not None else None
 
     def release_headers(self, release: str) -> tuple[tuple[str, bytes], ...]:
         """Headers of a wire-format-2 release at ``release`` (the originator's routing
@@ -186,6 +199,25 @@ def provenance(
             FORGED_ORIGIN, f"header origin {signed.origin!r} on {topic_agency!r}'s outbound topic"
         )
     return value, signed
+
+
+def misplaced(
+    what: str, bulletin_id: str, partition: int, partitions: int | None, *, key_hint: str
+) -> Refused | None:
+    """``wrong_partition`` for a record about ``bulletin_id`` (the bulletin, or its recall)
+    that is not on the id's owner partition. Replay protection, and one writer per
+    replay-index entry, hold per owner partition: a record elsewhere could be handled by
+    another transaction at the same time (README, "Threat model")."""
+    if not partitions:
+        return None
+    owner = owner_partition(bulletin_id, partitions)
+    if partition == owner:
+        return None
+    message = (
+        f"{what} belongs on partition {owner} of {partitions}, not {partition} "
+        f"(key it by {key_hint})"
+    )
+    return Refused(WRONG_PARTITION, message)
 
 
 def _is_sealed(value: bytes) -> bool:

@@ -33,20 +33,11 @@ from schemas.vocab import Category, Caveat, Classification, Tlp
 
 DUPLICATE = "DUPLICATE"
 RELEASE_WORDS = {"FULL": "released in full", "TEARLINE": "tearline only", "WITHHELD": "withheld"}
-# Rows of the lifecycle (issue 18): a recall, and a release when trust is earned. They record
-# what happened after the routing decision; ``enlace policy whatif`` re-decides only those.
-LIFECYCLE_RULES = frozenset(
-    {
-        lifecycle.RECALL_RULE,
-        lifecycle.RECALL_FORWARDED_RULE,
-        lifecycle.RECALL_DUPLICATE_RULE,
-        *lifecycle.RERELEASE_RULES.values(),
-    }
-)
 
 
 def is_lifecycle(row: AuditedDecision) -> bool:
-    return row.rule in LIFECYCLE_RULES
+    """A recall or a release when trust is earned: rows about what happened after routing."""
+    return row.rule in lifecycle.AUDIT_RULES
 
 
 FACTOR_WORDS = {

@@ -345,10 +345,7 @@ class TransactionalEngine:
         handled = self._handle(tp, records)
         committed = False
         try:
-            if previous is not None:
-                await asyncio.wait([previous])
-                if not previous.cancelled() and (exc := previous.exception()) is not None:
-                    raise exc  # a bug in an earlier batch stops the engine (see run)
+            await _after_previous(previous)
             if epoch != self._epoch.get(tp, 0):
                 return False  # rewound while this batch waited
             if handled is not None and handled[0][0].offset < self._next_offset.get(tp, 0):
@@ -378,10 +375,7 @@ class TransactionalEngine:
         self._unsettled.setdefault(tp, []).append(outcome)
         committed = False
         try:
-            if previous is not None:
-                await asyncio.wait([previous])
-                if not previous.cancelled() and (exc := previous.exception()) is not None:
-                    raise exc
+            await _after_previous(previous)
             if epoch != self._epoch.get(tp, 0):
                 return False
             committed = await self._process(tp, (), outcome)
@@ -441,7 +435,7 @@ class TransactionalEngine:
             # No producer: a failed transaction, a broker outage or a failed assignment.
             # Re-initialise (which resolves any transaction of ours left open), re-read the
             # committed offset and seek there; the records come again on the next fetch.
-            self._rewind(tp, self._next_offset.get(tp, _first(records, self._next_offset, tp)))
+            self._rewind(tp, self._resume_at(tp, records))
             await self._recover(tp)
             return False
         return await self._commit_partition(tp, records, outcome)
@@ -475,7 +469,7 @@ class TransactionalEngine:
             log.warning("router_fenced", topic=tp.topic, partition=tp.partition)
             self._observer.aborted(tp, "fenced")
             outcome.abandon()
-            await self._abandon(tp, _first(records, self._next_offset, tp))
+            await self._abandon(tp, self._resume_at(tp, records))
             return False
         except (TimeoutError, KafkaError, OSError, BrokerError) as exc:
             log.warning(
@@ -483,14 +477,14 @@ class TransactionalEngine:
             )
             self._observer.aborted(tp, type(exc).__name__)
             outcome.abandon()
-            await self._abandon(tp, _first(records, self._next_offset, tp))
+            await self._abandon(tp, self._resume_at(tp, records))
             return False
         if inject:
             # A clean abort leaves the producer usable: only the position goes back.
             log.info("router_txn_aborted_on_purpose", topic=tp.topic, partition=tp.partition)
             self._observer.aborted(tp, "injected")
             outcome.abandon()
-            self._rewind(tp, self._next_offset.get(tp, _first(records, self._next_offset, tp)))
+            self._rewind(tp, self._resume_at(tp, records))
             return False
         if records:
             self._next_offset[tp] = records[-1].offset + 1
@@ -500,6 +494,12 @@ class TransactionalEngine:
             tp, len(records), len(outcome.outputs), time.perf_counter() - started
         )
         return True
+
+    def _resume_at(self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]) -> int:
+        """Where a batch that will not commit goes back to: the committed position we know,
+        else its first record (due work has none, and is chained only once one is known)."""
+        known = self._next_offset.get(tp)
+        return known if known is not None else records[0].offset
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
         """Seek ``tp`` to ``offset`` (the committed position); batches fetched before this
@@ -653,14 +653,13 @@ class _Placement:
         return partitions[hashed % len(partitions)]
 
 
-def _first(
-    records: Sequence[ConsumerRecord[Any, Any]],
-    known: dict[TopicPartition, int],
-    tp: TopicPartition,
-) -> int:
-    """Where a failed batch goes back to: its first record, or (due work, no records) the
-    committed position the engine knows (due work is only chained when it knows one)."""
-    return records[0].offset if records else known[tp]
+async def _after_previous(previous: asyncio.Task[bool] | None) -> None:
+    """Wait for a partition's previous batch; a bug in it stops the engine (see run)."""
+    if previous is None:
+        return
+    await asyncio.wait([previous])
+    if not previous.cancelled() and (exc := previous.exception()) is not None:
+        raise exc
 
 
 async def _write_and_abort(producer: AIOKafkaProducer, outcome: BatchOutcome) -> None:

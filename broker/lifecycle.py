@@ -27,7 +27,7 @@ and decides again with :func:`broker.release.decide`; only a score rule may rele
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from broker.admission import (
@@ -60,6 +60,11 @@ RERELEASE_RULES = {
     ReleaseKind.FULL: "rerelease_full",
     ReleaseKind.TEARLINE: "rerelease_tearline",
 }
+# Every rule of a lifecycle audit row: what happened after the routing decision
+# (``enlace policy whatif`` re-decides only routing decisions).
+AUDIT_RULES = frozenset(
+    {RECALL_RULE, RECALL_FORWARDED_RULE, RECALL_DUPLICATE_RULE, *RERELEASE_RULES.values()}
+)
 
 # The rules a higher score can overturn; anything else decided for good.
 UPGRADABLE_RULES = frozenset({Rule.SCORE_BELOW, Rule.SCORE_TEARLINE})
@@ -171,16 +176,8 @@ def judge_recall(
 
 
 def _recalled(route: Route) -> Route:
-    holds = tuple(PartnerHold(h.partner, h.held, upgradable=False) for h in route.holds)
-    return Route(
-        route.partition,
-        route.offset,
-        route.valid_until_ms,
-        route.classification,
-        route.tearline_classification,
-        holds,
-        recalled=True,
-    )
+    holds = tuple(h._replace(upgradable=False) for h in route.holds)
+    return replace(route, holds=holds, recalled=True)
 
 
 # -- releases when trust is earned -------------------------------------------------------------

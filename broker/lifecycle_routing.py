@@ -16,14 +16,17 @@ from typing import Any, Protocol
 from aiokafka import ConsumerRecord, TopicPartition
 
 from broker import lifecycle, outputs
-from broker.admission import Admitted, Refused, admit
+from broker.admission import Admitted, Limits, Refused, admit, misplaced
 from broker.engine import BatchOutcome, OutRecord
 from broker.metrics import RouterMetrics
+from broker.policy import Policy
 from broker.release import Partner, ReleaseDecision, ReleaseSubject, ScoreSource, decide
-from broker.replay import Held, SeenEntry, SeenIndex, digest_of, encode_entry, seen_key
+from broker.replay import SeenEntry, SeenIndex, digest_of, encode_entry, seen_key, split_seen_key
 from enlace.core.clock import Clock
 from enlace.core.logs import get_logger
 from enlace.core.topics import ROUTER_SEEN, agency_of, owner_partition
+from schemas.key_directory import KeyDirectory
+from schemas.vocab import Classification
 
 log = get_logger(__name__)
 
@@ -32,11 +35,11 @@ class Context(Protocol):
     """What :class:`broker.routing.RoutingContext` offers (kept structural: no cycle)."""
 
     @property
-    def policy(self) -> Any: ...
+    def policy(self) -> Policy: ...
     @property
-    def keys(self) -> Any: ...
+    def keys(self) -> KeyDirectory: ...
     @property
-    def limits(self) -> Any: ...
+    def limits(self) -> Limits: ...
     def partners(self, origin: str) -> list[Partner]: ...
 
 
@@ -116,15 +119,12 @@ class LifecycleRouting:
         if isinstance(result, Refused):
             return [self._refuse(agency, record, source, result, tallies)]
         recall = result.recall
-        if partitions and source.partition != (
-            owner := owner_partition(recall.bulletin_id, partitions)
-        ):
-            message = (
-                f"recall of {recall.bulletin_id} belongs on partition {owner} of {partitions}, "
-                f"not {source.partition} (key it by the bulletin id)"
-            )
-            refused = Refused("wrong_partition", message)
-            return [self._refuse(agency, record, source, refused, tallies)]
+        wrong = misplaced(
+            f"recall of {recall.bulletin_id}", recall.bulletin_id, source.partition, partitions,
+            key_hint="the bulletin id",
+        )  # fmt: skip
+        if wrong is not None:
+            return [self._refuse(agency, record, source, wrong, tallies)]
         key = seen_key(agency, recall.bulletin_id)
         judged = lifecycle.judge_recall(
             result, self._seen.lookup(key, staged), self._seen.origin_of(recall.bulletin_id, staged)
@@ -192,7 +192,7 @@ class LifecycleRouting:
         candidates = [
             (key, self._seen.lookup(key, {}) or entry)
             for key, entry in self._seen.upgradable(origin, tp.partition)
-            if not count or owner_partition(_bulletin_of(key), count) == tp.partition
+            if not count or owner_partition(split_seen_key(key)[1], count) == tp.partition
         ]
         limit = policy.rerelease.per_transaction
         due, expired = lifecycle.due(origin, candidates, self._trust, policy, now, limit=limit)
@@ -252,13 +252,12 @@ class LifecycleRouting:
         if not self._ctx.policy.rerelease_enabled(origin):
             return []
         record = work.records.get(route.offset)
-        admitted = self._readmit(origin, record, now) if record is not None else None
-        if admitted is None or digest_of(_identity(admitted)) != entry.digest:
+        admitted = self._readmit(origin, record) if record is not None else None
+        if admitted is None or digest_of(admitted.identity) != entry.digest:
             log.warning("rerelease_source_gone", origin=origin, offset=route.offset)
             self._seen.forget_upgrades(item.key)
             return []
-        sealed_for = frozenset(admitted.sealed.wraps) if admitted.sealed is not None else None
-        subject = ReleaseSubject.of(admitted.bulletin, sealed_for=sealed_for)
+        subject = ReleaseSubject.of(admitted.bulletin, sealed_for=admitted.sealed_for)
         policy = self._ctx.policy
         released: list[tuple[ReleaseDecision, str, tuple[outputs.AuditFactor, ...]]] = []
         out: list[OutRecord] = []
@@ -291,9 +290,7 @@ class LifecycleRouting:
         )
         return out
 
-    def _readmit(
-        self, origin: str, record: ConsumerRecord[Any, Any], now: datetime
-    ) -> Admitted | None:
+    def _readmit(self, origin: str, record: ConsumerRecord[Any, Any]) -> Admitted | None:
         """The bulletin admitted again as at its routing (its record's time dates the key and
         clock checks); None if it no longer passes (a revoked key, say)."""
         received = datetime.fromtimestamp(record.timestamp / 1000, tz=UTC)
@@ -302,21 +299,11 @@ class LifecycleRouting:
             origin, record.value, record.headers, keys=ctx.keys, limits=ctx.limits,
             received_at=received, now=received,
         )  # fmt: skip
-        del now
         return result if isinstance(result, Admitted) else None
 
 
-def _bulletin_of(key: bytes) -> str:
-    return key.decode("ascii", "replace").partition("/")[2]
+def _rank(reached: Classification | None) -> int:
+    return -1 if reached is None else reached.rank
 
 
-def _identity(admitted: Admitted) -> bytes:
-    """What the replay index hashed at routing (routing.py: the envelope of a sealed one)."""
-    return admitted.sealed.envelope_bytes if admitted.sealed is not None else admitted.value
-
-
-def _rank(reached: Any) -> int:
-    return -1 if reached is None else int(reached.rank)
-
-
-__all__ = ["DueWork", "Held", "LifecycleRouting"]
+__all__ = ["DueWork", "LifecycleRouting"]

@@ -121,6 +121,12 @@ def seen_key(origin: str, bulletin_id: str) -> bytes:
     return f"{origin}/{bulletin_id}".encode()
 
 
+def split_seen_key(key: bytes) -> tuple[str, str]:
+    """(origin, bulletin id) of a :func:`seen_key`."""
+    origin, _, bulletin_id = key.decode("ascii", "replace").partition("/")
+    return origin, bulletin_id
+
+
 def encode_entry(entry: SeenEntry) -> bytes:
     head = _VALUE.pack(entry.digest, entry.first_seen_ms)
     route = entry.route
@@ -190,14 +196,14 @@ class SeenIndex:
 
     def load(self, key: bytes, entry: SeenEntry | None) -> None:
         if entry is None:
-            self._committed.pop(key, None)
             self.forget_upgrades(key)
+            self._committed.pop(key, None)
         else:
             self._put(key, entry)
 
     def _put(self, key: bytes, entry: SeenEntry) -> None:
         self._committed[key] = entry
-        origin, _, bulletin_id = key.decode("ascii", "replace").partition("/")
+        origin, bulletin_id = split_seen_key(key)
         self._origin_of.setdefault(bulletin_id, origin)
         route = entry.route
         if route is None:
@@ -218,7 +224,7 @@ class SeenIndex:
         if found is not None:
             return found
         for key in (*staged, *self._pending):
-            origin, _, known = key.decode("ascii", "replace").partition("/")
+            origin, known = split_seen_key(key)
             if known == bulletin_id:
                 return origin
         return None
@@ -229,15 +235,12 @@ class SeenIndex:
         return list(self._upgradable.get((origin, partition), {}).items())
 
     def forget_upgrades(self, key: bytes) -> None:
-        """Stop considering ``key`` for release when trust is earned (expired, gone)."""
+        """Stop considering ``key`` for release when trust is earned (expired, gone); only a
+        committed entry is ever considered."""
         entry = self._committed.get(key)
-        origin = key.decode("ascii", "replace").partition("/")[0]
         if entry is not None and entry.route is not None:
-            self._upgradable.get((origin, entry.route.partition), {}).pop(key, None)
-            return
-        for (known, _), group in self._upgradable.items():
-            if known == origin:
-                group.pop(key, None)
+            group = (split_seen_key(key)[0], entry.route.partition)
+            self._upgradable.get(group, {}).pop(key, None)
 
     def classify(self, key: bytes, digest: bytes, staged: dict[bytes, SeenEntry]) -> Replay:
         known = self.lookup(key, staged)
@@ -274,8 +277,7 @@ class SeenIndex:
         for key in stale:
             self.forget_upgrades(key)
             del self._committed[key]
-            _, _, bulletin_id = key.decode("ascii", "replace").partition("/")
-            self._origin_of.pop(bulletin_id, None)
+            self._origin_of.pop(split_seen_key(key)[1], None)
         return len(stale)
 
 

@@ -16,7 +16,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import Counter
 
 from broker import lifecycle, outputs
-from broker.admission import INTERNAL_ERROR, WRONG_PARTITION, Admitted, Limits, Refused, admit
+from broker.admission import INTERNAL_ERROR, Admitted, Limits, Refused, admit, misplaced
 from broker.engine import BatchOutcome, OutRecord
 from broker.lifecycle_routing import DueWork, LifecycleRouting, Reader
 from broker.metrics import RouterMetrics
@@ -36,7 +36,7 @@ from broker.trust import TrustScore
 from enlace.core.clock import Clock, utc_now
 from enlace.core.logs import get_logger
 from enlace.core.registry import Registry
-from enlace.core.topics import ROUTER_SEEN, agency_of, owner_partition
+from enlace.core.topics import ROUTER_SEEN, agency_of
 from schemas.key_directory import KeyDirectory
 from schemas.recall import is_recall
 from schemas.vocab import ReleaseKind
@@ -213,20 +213,15 @@ class RouterHandler:
         if isinstance(result, Refused):
             return [self._reject(record, source, result.reason, result.message, tallies)]
         bulletin = result.bulletin
-        if batch.partitions and source.partition != (
-            owner := owner_partition(bulletin.bulletin_id, batch.partitions)
-        ):
-            # Replay protection holds per owner partition: a bulletin elsewhere could be
-            # routed by another transaction at the same time (README, "Threat model").
-            message = (
-                f"bulletin {bulletin.bulletin_id} belongs on partition {owner} of "
-                f"{batch.partitions}, not {source.partition} (key it by its id)"
-            )
-            return [self._reject(record, source, WRONG_PARTITION, message, tallies)]
-        key = seen_key(bulletin.origin, bulletin.bulletin_id)
-        # A sealed bulletin re-sealed for a retry has new random nonces: its identity is its
-        # signed envelope, so the retry is a DUPLICATE, not an id conflict.
-        digest = digest_of(result.sealed.envelope_bytes if result.sealed else result.value)
+        bulletin_id = bulletin.bulletin_id
+        wrong = misplaced(
+            f"bulletin {bulletin_id}", bulletin_id, source.partition, batch.partitions,
+            key_hint="its id",
+        )  # fmt: skip
+        if wrong is not None:
+            return [self._reject(record, source, wrong.reason, wrong.message, tallies)]
+        key = seen_key(bulletin.origin, bulletin_id)
+        digest = digest_of(result.identity)
         replay = self._seen.classify(key, digest, staged)
         if replay is Replay.DUPLICATE:
             tallies.append(self._counter("duplicates", agency))
@@ -255,8 +250,7 @@ class RouterHandler:
         scores: BatchScores,
     ) -> tuple[list[OutRecord], Route]:
         """The feed and audit records of a new bulletin, and its route for the replay index."""
-        sealed_for = frozenset(admitted.sealed.wraps) if admitted.sealed is not None else None
-        subject = ReleaseSubject.of(admitted.bulletin, sealed_for=sealed_for)
+        subject = ReleaseSubject.of(admitted.bulletin, sealed_for=admitted.sealed_for)
         out: list[OutRecord] = []
         decisions: list[tuple[ReleaseDecision, tuple[outputs.AuditFactor, ...]]] = []
         kinds = dict.fromkeys(ReleaseKind, 0)
