@@ -33,7 +33,7 @@ from tests.support import MiniExchange
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 BULLETINS = sized(2_000, 20_000)
-ROUNDS = sized(2, 17)  # three kills a round: 6 at CI size, 51 at full size
+ROUNDS = sized(1, 17)  # three kills a round: 3 at CI size, 51 at full size
 ROUTERS = 2
 DOWN_S = 3.0
 RECOVERY_BOUND_S = 30.0
@@ -117,6 +117,6 @@ async def test_broker_kill_loop_while_routing_has_no_anomaly(
     assert not log.failed, f"{len(log.failed)} publishes failed although a retrying producer"
     assert len(log.acked) == BULLETINS
     assert report.ok, (report.table(), report.examples)
-    assert len(broker_faults.kills) >= sized(5, 50)
+    assert len(broker_faults.kills) >= sized(3, 50)
     assert all(code == 0 for code in codes), codes
     assert max(resumed) <= RECOVERY_BOUND_S, resumed

@@ -4,7 +4,7 @@ group, each aborting about a third of its transactions on purpose; a seeded SIGK
 router every 4-8 s, restarted at once; bulletins from four agencies throughout. The checker
 (``tests/faults/checker.py``) then requires every anomaly count to be zero.
 
-``make test`` runs it at CI size (2,000 bulletins, 5 kills), ``make faults`` at full size
+``make test`` runs it at CI size (2,000 bulletins, 3 kills), ``make faults`` at full size
 (``ENLACE_FAULTS_FULL=1``: 20,000 bulletins, 50 kills).
 """
 
@@ -33,7 +33,7 @@ from tests.support import MiniExchange
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 BULLETINS = sized(2_000, 20_000)
-KILLS = sized(5, 50)
+KILLS = sized(3, 50)
 ROUTERS = 3
 ABORT_RATIO = "0.33"
 SESSION_TIMEOUT_MS = 6_000

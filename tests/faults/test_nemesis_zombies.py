@@ -27,7 +27,7 @@ from tests.support import MiniExchange
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 BULLETINS = sized(1_000, 10_000)
-ROUTER_FREEZES = sized(3, 15)
+ROUTER_FREEZES = sized(2, 15)
 SESSION_TIMEOUT_MS = 6_000
 FROZEN_S = SESSION_TIMEOUT_MS / 1000 + 4  # past the session timeout: the group moves on
 BROKER_FROZEN_S = 15.0

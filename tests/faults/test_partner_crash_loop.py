@@ -55,7 +55,7 @@ from tests.support import MiniExchange, build_exchange, eventually
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 RELEASES = sized(1_000, 5_000)
-KILLS = sized(10, 30)
+KILLS = sized(6, 30)  # each kill point twice at CI size
 BATCH = 10  # records per batch: each drilled run dies within a few batches, work remains
 RECOVERY_BOUND_S = 30.0
 DETAILS = "Liaison reporting indicates"  # the sample's details: above the tearline
