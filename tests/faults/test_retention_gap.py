@@ -227,12 +227,11 @@ class Partner:
         value = self.metrics.registry.get_sample_value(name, {"agency": self.agency})
         return value or 0.0
 
-    async def until_stored(self, ids: set[str], what: str, feed_: Feed | None = None) -> None:
+    async def until_stored(self, ids: set[str], what: str, feed_: Feed) -> None:
         try:
             await eventually(lambda: ids <= self.stored(), what, within=WITHIN)
         except AssertionError as exc:
-            missing = ids - self.stored()
-            offsets = sorted(feed_.sent[b] for b in missing) if feed_ is not None else []
+            offsets = sorted(feed_.sent[b] for b in ids - self.stored())
             spans = [(g.from_offset, g.to_offset) for g in self.gaps()] if self.db.exists() else []
             raise AssertionError(f"{exc}; missing offsets {offsets}; gaps {spans}") from None
 
